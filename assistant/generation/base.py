@@ -1,0 +1,28 @@
+"""The answer-writing contract: a :class:`Composer` drafts an answer from ranked passages."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from assistant.retrieval.base import Passage
+from assistant.retrieval.journey import JourneySignals
+
+
+class Draft(BaseModel):
+    """An answer before routing: its text, the passages it cites (in [n] order) and its support."""
+
+    model_config = ConfigDict(frozen=True)
+
+    text: str
+    cited: list[Passage] = Field(default_factory=list)
+    support: float = Field(0.0, description="How well the best quoted sentence matches the question (0..1).")
+
+
+class Composer(Protocol):
+    """Anything that writes an answer from passages."""
+
+    def compose(self, question: str, passages: list[Passage], signals: JourneySignals) -> Draft:
+        """A draft answer to ``question`` that only states what ``passages`` say."""
+        ...

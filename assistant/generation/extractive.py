@@ -1,0 +1,288 @@
+"""The offline default composer: answers by quoting the best-supported part of the passages.
+
+Every sentence of the answer is copied from a retrieved chunk (markdown removed) and followed by
+its citation number, so the composer cannot state anything the corpus does not say.
+
+1. Each unit (sentence, numbered procedure or table row) of the top passages is scored by
+   meaning (cosine to the question; unit vectors are precomputed at ingest), shared keywords
+   and the journey: a unit about the driver's kind of order or logged error code rises, one about
+   another kind of order or another market falls.
+2. The best passage is chosen from the top few by its retrieval rank and its best unit; a
+   help-centre introduction, or a section written for another market, is a weaker choice.
+3. The answer quotes a window of that passage's units in document order (a section of a help
+   article reads well as written), leaving out units about another situation, and adds the best
+   unit of a second passage when it is nearly as strong.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+from langchain_core.documents import Document
+from langchain_core.embeddings import Embeddings
+
+from assistant.generation.base import Draft
+from assistant.ingestion.units import split_units
+from assistant.retrieval.base import Passage
+from assistant.retrieval.bm25 import Bm25Index
+from assistant.retrieval.journey import JourneySignals, chunk_boosts
+
+Matrix = np.ndarray[Any, np.dtype[Any]]
+
+#: Words that mark a sentence as being about a kind of order.
+ORDER_WORDS = {
+    "alcohol": r"\b(alcohol|age-restricted|beer|wine|liquor|spirits)\b",
+    "pharmacy": r"\b(pharmac\w*|prescriptions?|medications?)\b",
+    "batched": r"\b(batch\w*|stacked)\b",
+    "shopping": r"\b(shopping|substitut\w*)\b",
+}
+RESTRICTED = frozenset({"alcohol", "pharmacy"})
+_ORDINARY = re.compile(r"\b(ordinary|regular|non-restricted|standard|normal) (food|grocery|orders?|deliver\w*)", re.I)
+_RESTRICTED_WORDS = re.compile(r"\b(restricted|alcohol|pharmac\w*|prescriptions?)\b", re.I)
+_META = re.compile(r"\b(this|the following) (article|page|guide|section)\b|\bread on\b|\bbelow\b", re.I)
+
+CANDIDATE_PASSAGES = 3
+#: The composer reads every section of this many top documents, not only the retrieved chunks.
+READ_DOCUMENTS = 2
+#: A section found by reading a document counts this much of its document's retrieved section.
+SIBLING_WEIGHT = 0.85
+#: Relevance of a candidate section by the rank of its document in the retrieval results.
+DOC_RANK_WEIGHTS = (1.0, 0.8, 0.65, 0.55, 0.5)
+#: Journey adjustments count toward choosing a section only for units this close to the question.
+ON_TOPIC_BASE = 0.3
+INTRO_PENALTY = 0.2
+MAX_WORDS = 130
+#: A unit joins the answer window only if it scores above this (its marginal value).
+UNIT_THRESHOLD = 0.1
+SECOND_PASSAGE_RATIO = 1.0
+OFF_TOPIC = -0.1
+
+
+class UnitSource(Protocol):
+    """Where precomputed answer units and their vectors come from (the index's chunk store)."""
+
+    def units(self, chunk_id: str) -> list[str]: ...
+
+    def unit_vectors(self, chunk_id: str) -> Matrix: ...
+
+    def doc_chunks(self, doc_id: str) -> list[Document]: ...
+
+
+@dataclass
+class _Unit:
+    position: int
+    text: str
+    words: int
+    similarity: float
+    score: float
+    adjustment: float
+
+
+@dataclass
+class _Scored:
+    rank: int
+    passage: Passage
+    units: list[_Unit]
+    quality: float
+
+
+class ExtractiveComposer:
+    """Quotes the passages; see the module docstring."""
+
+    def __init__(
+        self,
+        embeddings: Embeddings,
+        units: UnitSource | None = None,
+        *,
+        market_names: dict[str, list[str]] | None = None,
+        max_units: int = 4,
+    ) -> None:
+        self.embeddings = embeddings
+        self.source = units
+        self.market_names = market_names or {}
+        self.max_units = max_units
+
+    def _units_of(self, passage: Passage) -> tuple[list[str], Matrix]:
+        if self.source is not None:
+            units = self.source.units(passage.chunk_id)
+            if units:
+                return units, self.source.unit_vectors(passage.chunk_id)
+        units = split_units(passage.text)
+        if not units:
+            return [], np.zeros((0, 1), dtype=np.float32)
+        return units, np.asarray(self.embeddings.embed_documents(units), dtype=np.float32)
+
+    def _candidates(self, passages: list[Passage], signals: JourneySignals) -> list[Passage]:
+        """The top retrieved passages plus the other sections of the top documents."""
+        chosen = list(passages[:CANDIDATE_PASSAGES])
+        if self.source is None:
+            return chosen
+        seen = {p.chunk_id for p in passages}
+        top_docs = list(dict.fromkeys(p.doc_id for p in passages))[:READ_DOCUMENTS]
+        for doc_id in top_docs:
+            anchor = next(p for p in passages if p.doc_id == doc_id)
+            doc_facts = [f for f in anchor.boosts if not f.startswith("app error")]
+            for chunk in self.source.doc_chunks(doc_id):
+                cid = str(chunk.metadata["chunk_id"])
+                if cid in seen:
+                    continue
+                seen.add(cid)
+                facts = [*doc_facts, *(b.fact for b in chunk_boosts(chunk.page_content, signals))]
+                chosen.append(_sibling(anchor, chunk, list(dict.fromkeys(facts))))
+        return chosen
+
+    def _other_markets(self, signals: JourneySignals) -> re.Pattern[str] | None:
+        names = [n for code, ns in self.market_names.items() if code != signals.market for n in ns]
+        if not names:
+            return None
+        return re.compile(r"\b(" + "|".join(re.escape(n) for n in names) + r")\b", re.I)
+
+    def compose(self, question: str, passages: list[Passage], signals: JourneySignals) -> Draft:
+        """An answer quoting the passages (empty text when nothing is worth quoting)."""
+        if not passages:
+            return Draft(text="", cited=[], support=0.0)
+        query = np.asarray(self.embeddings.embed_query(question), dtype=np.float32)
+        query_terms = set(Bm25Index.tokenize([question])[0])
+        other_markets = self._other_markets(signals)
+        doc_rank = {d: i for i, d in enumerate(dict.fromkeys(p.doc_id for p in passages))}
+        retrieved = {p.chunk_id for p in passages}
+
+        scored: list[_Scored] = []
+        for rank, passage in enumerate(self._candidates(passages, signals)):
+            texts, vectors = self._units_of(passage)
+            if not texts:
+                continue
+            similarities = vectors @ query
+            units = []
+            for position, (text, sim, terms) in enumerate(
+                zip(texts, similarities, Bm25Index.tokenize(texts), strict=True)
+            ):
+                overlap = len(query_terms & set(terms)) / len(query_terms) if query_terms else 0.0
+                adjustment = _journey_adjustment(text, signals)
+                if other_markets is not None and signals.market and other_markets.search(text):
+                    adjustment -= 0.05
+                if _META.search(text):
+                    adjustment -= 0.25
+                words = len(text.split())
+                if words < 6:
+                    adjustment -= 0.1
+                base = 0.65 * float(sim) + 0.35 * overlap
+                units.append(_Unit(position, text, words, float(sim), base + adjustment, adjustment))
+            # Journey adjustments only help a section whose unit is about the question at all.
+            best_unit = max(u.score if u.score - u.adjustment >= ON_TOPIC_BASE else min(u.score, u.score - u.adjustment) for u in units)
+            weight = DOC_RANK_WEIGHTS[min(doc_rank.get(passage.doc_id, 4), len(DOC_RANK_WEIGHTS) - 1)]
+            relevance = weight * (1.0 if passage.chunk_id in retrieved else SIBLING_WEIGHT)
+            quality = 0.5 * relevance + 0.5 * best_unit
+            if passage.position == 0 and passage.section == passage.title:
+                quality -= INTRO_PENALTY  # an article's introduction rarely holds the answer
+            if other_markets is not None and other_markets.search(passage.section):
+                quality -= 0.3  # a section written for another market
+            scored.append(_Scored(rank, passage, units, quality))
+        if not scored:
+            return Draft(text="", cited=[], support=0.0)
+
+        main = max(scored, key=lambda s: s.quality)
+        window = _window(main.units, self.max_units)
+        parts = [(main, window)]
+        best_main = max(u.score for u in window)
+        others = [s for s in scored if s is not main and s.passage.doc_id != main.passage.doc_id or s.passage.section != main.passage.section]
+        extra = max(
+            ((s, u) for s in others if s is not main for u in s.units if u.adjustment > OFF_TOPIC),
+            key=lambda pair: pair[1].score,
+            default=None,
+        )
+        words = sum(u.words for u in window)
+        if extra is not None and extra[1].score >= SECOND_PASSAGE_RATIO * best_main and words + extra[1].words <= MAX_WORDS + 40:
+            parts.append((extra[0], [extra[1]]))
+
+        paragraphs = []
+        cited: list[Passage] = []
+        for number, (part, units) in enumerate(parts, start=1):
+            body = " ".join(_as_sentence(u.text) for u in units).strip()
+            paragraphs.append(f"{body} [{number}]")
+            cited.append(part.passage)
+        lead = _lead_in(signals, cited)
+        text = "\n\n".join(paragraphs)
+        support = max(u.similarity for _, units in parts for u in units)
+        return Draft(text=f"{lead}\n\n{text}" if lead else text, cited=cited, support=support)
+
+
+def _sibling(anchor: Passage, chunk: Document, facts: list[str]) -> Passage:
+    meta = chunk.metadata
+    return Passage(
+        chunk_id=str(meta["chunk_id"]),
+        doc_id=anchor.doc_id,
+        title=anchor.title,
+        section=str(meta.get("section", anchor.title)),
+        text=chunk.page_content,
+        position=int(meta.get("position", 0)),
+        score=anchor.score * SIBLING_WEIGHT,
+        boosts=facts,
+    )
+
+
+def _window(units: list[_Unit], max_units: int) -> list[_Unit]:
+    """The contiguous run of on-topic units, within the word budget, that adds the most value.
+
+    A unit adds ``score - UNIT_THRESHOLD``: weak units at the edges are left out, a weak unit
+    between two strong ones stays so the passage still reads as written.
+    """
+    usable = [u for u in units if u.adjustment > OFF_TOPIC] or units
+    best: list[_Unit] = []
+    best_value = float("-inf")
+    for start in range(len(usable)):
+        run: list[_Unit] = []
+        words = 0
+        for unit in usable[start:]:
+            if run and (words + unit.words > MAX_WORDS or len(run) >= max_units):
+                break
+            run.append(unit)
+            words += unit.words
+            value = sum(u.score - UNIT_THRESHOLD for u in run)
+            if value > best_value:
+                best, best_value = list(run), value
+    return best
+
+
+def _mentions(text: str, flag: str) -> bool:
+    return re.search(ORDER_WORDS.get(flag, rf"\b{flag}"), text, re.I) is not None
+
+
+def _journey_adjustment(text: str, signals: JourneySignals) -> float:
+    """Raise units about the driver's kind of order or logged error; lower those about another kind."""
+    adjustment = 0.0
+    flags = signals.order_flags
+    if flags:
+        if any(_mentions(text, f) for f in flags):
+            adjustment += 0.12
+        if flags & RESTRICTED and _ORDINARY.search(text):
+            adjustment -= 0.15
+    if signals.has_order and not flags & RESTRICTED:
+        if _ORDINARY.search(text):
+            adjustment += 0.1
+        elif _RESTRICTED_WORDS.search(text):
+            adjustment -= 0.15
+    upper = text.upper()
+    if any(code in upper for code in signals.error_codes):
+        adjustment += 0.15
+    return adjustment
+
+
+def _as_sentence(text: str) -> str:
+    """A unit ready to print: lists keep their line breaks."""
+    return f"\n{text}\n" if "\n" in text else text
+
+
+def _lead_in(signals: JourneySignals, cited: list[Passage]) -> str:
+    """A short line naming the journey facts the cited passages were chosen for."""
+    facts = {fact for p in cited for fact in p.boosts}
+    parts = []
+    flags = sorted(f for f in signals.order_flags if f"order: {f}" in facts)
+    if flags:
+        parts.append(f"for an order with {' and '.join(flags)}")
+    if signals.market and f"market: {signals.market}" in facts:
+        parts.append(f"in market {signals.market}")
+    return f"Here is what applies {', '.join(parts)}:" if parts else ""

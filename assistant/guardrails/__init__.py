@@ -1,0 +1,1 @@
+"""Guardrails: checks on what comes in before it reaches retrieval or a model."""

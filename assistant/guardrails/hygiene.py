@@ -1,0 +1,40 @@
+"""Input hygiene: Unicode normalisation, control characters, whitespace and size."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+from pydantic import BaseModel, ConfigDict
+
+_CONTROL = re.compile(r"[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
+_SPACES = re.compile(r"[ \t]+")
+_BLANK_LINES = re.compile(r"\n{3,}")
+
+
+class CleanMessage(BaseModel):
+    """The message as the rest of the pipeline sees it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    text: str
+    truncated: bool = False
+    original_chars: int = 0
+
+    @property
+    def is_empty(self) -> bool:
+        """True when nothing readable is left."""
+        return not any(ch.isalnum() for ch in self.text)
+
+
+def clean_message(text: str, *, max_chars: int) -> CleanMessage:
+    """NFKC-normalise, drop control and bidi-override characters, squeeze spaces, cap the size."""
+    normalised = unicodedata.normalize("NFKC", text).replace("\r\n", "\n").replace("\r", "\n")
+    normalised = _CONTROL.sub("", normalised)
+    normalised = _BLANK_LINES.sub("\n\n", _SPACES.sub(" ", normalised)).strip()
+    truncated = len(normalised) > max_chars
+    return CleanMessage(
+        text=normalised[:max_chars].rstrip() if truncated else normalised,
+        truncated=truncated,
+        original_chars=len(text),
+    )

@@ -1,0 +1,1 @@
+"""Ingestion: policy documents in, chunks and an index out."""

@@ -1,0 +1,184 @@
+"""Reading policy documents: Markdown files with YAML front matter.
+
+A malformed file becomes a :class:`DocumentProblem` naming the file and the reason; the rest of
+the corpus still loads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from datetime import date
+from pathlib import Path
+
+import frontmatter
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from assistant.request import Stage
+
+_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{1,127}$")
+ALL_MARKETS = "all"
+
+
+class PolicyDocument(BaseModel):
+    """One help-centre document with its front matter."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    title: str
+    version: int = Field(ge=1)
+    effective_date: date
+    journey_stages: list[Stage] = Field(default_factory=list)
+    markets: list[str] = Field(default_factory=lambda: [ALL_MARKETS])
+    tags: list[str] = Field(default_factory=list)
+    supersedes: list[str] = Field(default_factory=list)
+    variant_of: str | None = None
+    body: str
+    path: str
+    sha256: str
+
+    @field_validator("id")
+    @classmethod
+    def _check_id(cls, value: str) -> str:
+        if not _ID_PATTERN.match(value):
+            raise ValueError("must be lowercase letters, digits, '.', '_' or '-' (2-128 chars)")
+        return value
+
+    @field_validator("markets", mode="before")
+    @classmethod
+    def _markets(cls, value: object) -> object:
+        if value is None or (isinstance(value, str) and value.strip().lower() == ALL_MARKETS):
+            return [ALL_MARKETS]
+        if isinstance(value, str):
+            return [value]
+        return value
+
+    @field_validator("markets")
+    @classmethod
+    def _lower_markets(cls, value: list[str]) -> list[str]:
+        markets = [m.strip().lower() for m in value if m and m.strip()]
+        return markets or [ALL_MARKETS]
+
+    @field_validator("supersedes", "tags", mode="before")
+    @classmethod
+    def _listify(cls, value: object) -> object:
+        if value is None:
+            return []
+        if isinstance(value, str | int | float):
+            return [str(value)]
+        if isinstance(value, list):  # YAML reads a tag such as 911 as a number
+            return [str(v) if isinstance(v, int | float) else v for v in value]
+        return value
+
+    @property
+    def is_general(self) -> bool:
+        """True when the document applies in every market."""
+        return ALL_MARKETS in self.markets
+
+
+class DocumentProblem(BaseModel):
+    """A file that could not be used, and why."""
+
+    model_config = ConfigDict(frozen=True)
+
+    path: str
+    reason: str
+
+
+class LoadedCorpus(BaseModel):
+    """The usable documents of a corpus folder, its market names and the problems found."""
+
+    model_config = ConfigDict(frozen=True)
+
+    documents: list[PolicyDocument]
+    problems: list[DocumentProblem]
+    market_names: dict[str, list[str]] = Field(default_factory=dict)
+
+
+MARKETS_FILE = "markets.yaml"
+
+
+def load_market_names(folder: Path) -> tuple[dict[str, list[str]], DocumentProblem | None]:
+    """``markets.yaml`` of a corpus: market code -> the names documents use for it."""
+    path = folder / MARKETS_FILE
+    if not path.exists():
+        return {}, None
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        if not isinstance(data, dict):
+            raise ValueError("expected a mapping of market code -> {name, aliases}")
+        names: dict[str, list[str]] = {}
+        for code, info in data.items():
+            info = info if isinstance(info, dict) else {"name": info}
+            values = [info.get("name"), *(info.get("aliases") or [])]
+            names[str(code).strip().lower()] = list(dict.fromkeys(str(v) for v in values if v))
+        return names, None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, ValueError, AttributeError) as exc:
+        return {}, DocumentProblem(path=str(path), reason=f"unreadable market list: {exc}")
+
+
+def parse_document(path: Path, raw: bytes) -> PolicyDocument:
+    """Parse one Markdown file. Raises ``ValueError`` with a readable reason."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"not UTF-8 (byte {exc.start})") from exc
+    if not text.strip():
+        raise ValueError("empty file")
+    if not text.lstrip("\ufeff").startswith("---"):
+        raise ValueError("no YAML front matter (the file must start with '---')")
+    try:
+        post = frontmatter.loads(text.lstrip("\ufeff"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ValueError(f"bad front matter{where}: {getattr(exc, 'problem', exc)}") from exc
+    meta = dict(post.metadata)
+    if not meta.get("id"):
+        raise ValueError("front matter has no 'id'")
+    if not post.content.strip():
+        raise ValueError("no body text after the front matter")
+    try:
+        return PolicyDocument(
+            **meta,
+            body=post.content,
+            path=str(path),
+            sha256=hashlib.sha256(raw).hexdigest(),
+        )
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"])
+        raise ValueError(f"front matter field {field!r}: {err['msg']}") from exc
+    except TypeError as exc:  # front matter that is not a mapping of names
+        raise ValueError(f"bad front matter: {exc}") from exc
+
+
+def load_corpus(folder: Path) -> LoadedCorpus:
+    """Load every ``*.md`` under ``folder`` (sorted, recursive), skipping and reporting bad ones."""
+    documents: list[PolicyDocument] = []
+    problems: list[DocumentProblem] = []
+    seen: dict[str, str] = {}
+    for path in sorted(folder.rglob("*.md")):
+        if path.name.lower() == "readme.md":
+            continue
+        try:
+            doc = parse_document(path, path.read_bytes())
+        except OSError as exc:
+            problems.append(DocumentProblem(path=str(path), reason=f"unreadable: {exc.strerror}"))
+            continue
+        except ValueError as exc:
+            problems.append(DocumentProblem(path=str(path), reason=str(exc)))
+            continue
+        if doc.id in seen:
+            problems.append(
+                DocumentProblem(path=str(path), reason=f"duplicate id {doc.id!r} (also in {seen[doc.id]})")
+            )
+            continue
+        seen[doc.id] = str(path)
+        documents.append(doc)
+    market_names, problem = load_market_names(folder)
+    if problem is not None:
+        problems.append(problem)
+    return LoadedCorpus(documents=documents, problems=problems, market_names=market_names)

@@ -1,0 +1,244 @@
+"""Incremental indexing of the corpus into Chroma and BM25.
+
+Each ingest that changes something writes a new *generation* (a new Chroma collection and BM25
+folder) holding the unchanged chunks' stored vectors plus freshly embedded ones, then switches
+the manifest to it atomically and deletes the old generation. Interrupting an ingest at any
+point leaves the previous generation live and usable; only new or edited chunks are embedded.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+from langchain_core.documents import Document
+from langchain_core.embeddings import Embeddings
+from pydantic import BaseModel, ConfigDict, Field
+
+from assistant.config import Settings
+from assistant.errors import AssistantError, BackendError, CorpusError
+from assistant.ingestion.chunking import Chunker, embedding_text
+from assistant.ingestion.documents import DocumentProblem, PolicyDocument, load_corpus
+from assistant.ingestion.units import split_units
+from assistant.retrieval import chroma
+from assistant.retrieval.bm25 import Bm25Index
+from assistant.retrieval.chunkstore import ChunkStore, Matrix
+from assistant.retrieval.embeddings import embedding_model_id
+from assistant.retrieval.manifest import DocEntry, IndexManifest, read_manifest, write_manifest
+
+#: Called as ``progress(done, total)`` while chunks are embedded.
+ProgressCallback = Callable[[int, int], None]
+
+
+class IngestReport(BaseModel):
+    """What an ingest did."""
+
+    model_config = ConfigDict(frozen=True)
+
+    added: list[str] = Field(default_factory=list)
+    updated: list[str] = Field(default_factory=list)
+    removed: list[str] = Field(default_factory=list)
+    unchanged: list[str] = Field(default_factory=list)
+    problems: list[DocumentProblem] = Field(default_factory=list)
+    chunks_total: int = 0
+    chunks_embedded: int = 0
+    units_embedded: int = 0
+    generation: int = 0
+    seconds: float = 0.0
+
+    @property
+    def changed(self) -> bool:
+        """True when the ingest wrote a new generation."""
+        return bool(self.added or self.updated or self.removed)
+
+
+def _doc_entry(doc: PolicyDocument, chunks: list[Document]) -> DocEntry:
+    return DocEntry(
+        path=doc.path,
+        sha256=doc.sha256,
+        title=doc.title,
+        version=doc.version,
+        effective_date=doc.effective_date,
+        journey_stages=list(doc.journey_stages),
+        markets=list(doc.markets),
+        tags=list(doc.tags),
+        supersedes=list(doc.supersedes),
+        variant_of=doc.variant_of,
+        chunk_ids=[c.metadata["chunk_id"] for c in chunks],
+    )
+
+
+class Indexer:
+    """Builds and updates the index of one data folder."""
+
+    def __init__(self, settings: Settings, embeddings: Embeddings) -> None:
+        self.settings = settings
+        self.embeddings = embeddings
+        self.model_id = embedding_model_id(settings)
+        self.chunker = Chunker(chunk_tokens=settings.chunk_tokens, chunk_overlap=settings.chunk_overlap)
+
+    def ingest(
+        self,
+        corpus_dir: Path | None = None,
+        *,
+        rebuild: bool = False,
+        progress: ProgressCallback | None = None,
+    ) -> IngestReport:
+        """Bring the index up to date with ``corpus_dir``; see the module docstring."""
+        started = time.perf_counter()
+        folder = corpus_dir or self.settings.resolved_corpus_dir()
+        if not folder.is_dir():
+            raise CorpusError(f"corpus folder {folder} does not exist")
+        corpus = load_corpus(folder)
+        if not corpus.documents:
+            detail = f" ({len(corpus.problems)} files had problems)" if corpus.problems else ""
+            raise CorpusError(f"no usable documents in {folder}{detail}")
+
+        data_dir = self.settings.data_dir
+        client = chroma.open_client(data_dir=data_dir, chroma_url=self.settings.chroma_url)
+        live = read_manifest_or_none(data_dir)
+        old = None if rebuild else self._usable_previous(live)
+        old_docs = old.documents if old else {}
+
+        chunks_by_doc = {doc.id: self.chunker.split(doc) for doc in corpus.documents}
+        new_ids = {doc.id for doc in corpus.documents}
+        added = [d.id for d in corpus.documents if d.id not in old_docs]
+        updated = [d.id for d in corpus.documents if d.id in old_docs and old_docs[d.id].sha256 != d.sha256]
+        unchanged = [d.id for d in corpus.documents if d.id in old_docs and old_docs[d.id].sha256 == d.sha256]
+        removed = sorted(set(old_docs) - new_ids)
+        all_chunks = [c for doc in corpus.documents for c in chunks_by_doc[doc.id]]
+
+        if old is not None and not (added or updated or removed) and old.market_names == corpus.market_names:
+            return IngestReport(
+                unchanged=unchanged,
+                problems=corpus.problems,
+                chunks_total=old.chunk_count,
+                generation=old.generation,
+                seconds=time.perf_counter() - started,
+            )
+
+        # Vectors we already have: every chunk of the live generation, whose id is a content hash.
+        reusable: dict[str, list[float]] = {}
+        unit_vectors: dict[str, Matrix] = {}
+        units = {c.metadata["chunk_id"]: split_units(c.page_content) for c in all_chunks}
+        if old is not None:
+            wanted = [c.metadata["chunk_id"] for c in all_chunks]
+            reusable = chroma.fetch_embeddings(chroma.get_collection(client, old.collection), wanted)
+            old_store = ChunkStore.read(data_dir / old.store_dir)
+            for cid in wanted:
+                if old_store.get(cid) is not None and old_store.units(cid) == units[cid]:
+                    unit_vectors[cid] = old_store.unit_vectors(cid)
+        to_embed = [c for c in all_chunks if c.metadata["chunk_id"] not in reusable]
+        unit_jobs = [cid for cid in units if cid not in unit_vectors and units[cid]]
+
+        texts = [embedding_text(c) for c in to_embed] + [u for cid in unit_jobs for u in units[cid]]
+        embedded = self._embed(texts, progress)
+        vectors = dict(reusable)
+        for chunk, vector in zip(to_embed, embedded, strict=False):
+            vectors[chunk.metadata["chunk_id"]] = vector
+        cursor = len(to_embed)
+        for cid in unit_jobs:
+            count = len(units[cid])
+            unit_vectors[cid] = np.asarray(embedded[cursor : cursor + count], dtype=np.float32)
+            cursor += count
+        for cid in units:
+            unit_vectors.setdefault(cid, np.zeros((0, 0), dtype=np.float32))
+
+        generation = max(live.generation if live else 0, _last_generation(data_dir)) + 1
+        prefix = self.settings.collection
+        name = f"{prefix}-g{generation}"
+        dimension = len(next(iter(vectors.values())))
+        unit_vectors = {
+            cid: m if m.size else np.zeros((0, dimension), dtype=np.float32) for cid, m in unit_vectors.items()
+        }
+        # Clear half-built generations of interrupted runs; the live one stays until the switch.
+        chroma.delete_collections(client, prefix, keep=live.collection if live else None)
+        collection = chroma.create_collection(client, name, model_id=self.model_id, dimension=dimension)
+        chroma.add_chunks(
+            collection,
+            ids=[c.metadata["chunk_id"] for c in all_chunks],
+            embeddings=[vectors[c.metadata["chunk_id"]] for c in all_chunks],
+            documents=[c.page_content for c in all_chunks],
+            metadatas=[dict(c.metadata) for c in all_chunks],
+        )
+        store_dir = data_dir / f"store-g{generation}"
+        Bm25Index.build(
+            [c.metadata["chunk_id"] for c in all_chunks], [embedding_text(c) for c in all_chunks]
+        ).save(store_dir)
+        ChunkStore.write(store_dir, all_chunks, units, unit_vectors)
+
+        manifest = IndexManifest(
+            generation=generation,
+            collection=name,
+            store_dir=store_dir.name,
+            embedding_model=self.model_id,
+            dimension=dimension,
+            chunker=self.chunker.fingerprint,
+            built_at=datetime.now(UTC),
+            corpus_dir=str(folder),
+            documents={doc.id: _doc_entry(doc, chunks_by_doc[doc.id]) for doc in corpus.documents},
+            market_names=corpus.market_names,
+        )
+        write_manifest(data_dir, manifest)  # the switch: from here on the new generation is live
+
+        chroma.delete_collections(client, prefix, keep=name)
+        for stale in data_dir.glob("store-g*"):
+            if stale.name != store_dir.name:
+                shutil.rmtree(stale, ignore_errors=True)
+        return IngestReport(
+            added=added,
+            updated=updated,
+            removed=removed,
+            unchanged=unchanged,
+            problems=corpus.problems,
+            chunks_total=len(all_chunks),
+            chunks_embedded=len(to_embed),
+            units_embedded=len(texts) - len(to_embed),
+            generation=generation,
+            seconds=time.perf_counter() - started,
+        )
+
+    def _embed(self, texts: list[str], progress: ProgressCallback | None) -> list[list[float]]:
+        """Embed ``texts`` in batches, reporting progress; remote failures become BackendError."""
+        out: list[list[float]] = []
+        batch = max(1, self.settings.embedding_batch_size)
+        if progress:
+            progress(0, len(texts))
+        for start in range(0, len(texts), batch):
+            try:
+                out.extend(self.embeddings.embed_documents(texts[start : start + batch]))
+            except AssistantError:
+                raise
+            except Exception as exc:  # a remote embedder's HTTP or auth error
+                raise BackendError(f"embedding failed: {exc}") from exc
+            if progress:
+                progress(len(out), len(texts))
+        return out
+
+    def _usable_previous(self, manifest: IndexManifest | None) -> IndexManifest | None:
+        """The live generation if its vectors can be reused (same embedder and chunking)."""
+        if manifest is None:
+            return None
+        if manifest.embedding_model != self.model_id or manifest.chunker != self.chunker.fingerprint:
+            return None
+        if not (self.settings.data_dir / manifest.store_dir).is_dir():
+            return None
+        return manifest
+
+
+def read_manifest_or_none(data_dir: Path) -> IndexManifest | None:
+    """The manifest, or ``None`` when it is missing or unreadable (ingest then rebuilds)."""
+    try:
+        return read_manifest(data_dir)
+    except AssistantError:
+        return None
+
+
+def _last_generation(data_dir: Path) -> int:
+    """The highest generation number left on disk (so a rebuild never reuses a name)."""
+    numbers = [int(p.name.removeprefix("store-g")) for p in data_dir.glob("store-g*") if p.name[7:].isdigit()]
+    return max(numbers, default=0)

@@ -1,0 +1,67 @@
+"""One complete, serialisable record per answered request, handed to a :class:`ConversationSink`.
+
+The default sink does nothing; the review store (a later feature) is a sink that persists them.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from assistant.request import HelpRequest
+from assistant.response import HelpResponse
+
+
+class RetrievedRef(BaseModel):
+    """A retrieved passage, by reference."""
+
+    model_config = ConfigDict(frozen=True)
+
+    chunk_id: str
+    doc_id: str
+    score: float
+    dense_similarity: float | None = None
+    bm25_score: float | None = None
+
+
+class ConversationRecord(BaseModel):
+    """Everything about one request: what came in, what was found, what went out, how long it took."""
+
+    model_config = ConfigDict(frozen=True)
+
+    conversation_id: str
+    created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    request: HelpRequest
+    cleaned_message: str
+    retrieved: list[RetrievedRef] = Field(default_factory=list)
+    response: HelpResponse
+    timings_ms: dict[str, float] = Field(default_factory=dict)
+    error: str | None = None
+
+
+class ConversationSink(Protocol):
+    """Receives one record per request."""
+
+    def record(self, record: ConversationRecord) -> None:
+        """Store or forward ``record``; must not raise for ordinary failures."""
+        ...
+
+
+class NullSink:
+    """The default sink: keeps nothing."""
+
+    def record(self, record: ConversationRecord) -> None:
+        """Discard ``record``."""
+
+
+class MemorySink:
+    """Keeps records in a list (handy in tests and notebooks)."""
+
+    def __init__(self) -> None:
+        self.records: list[ConversationRecord] = []
+
+    def record(self, record: ConversationRecord) -> None:
+        """Append ``record``."""
+        self.records.append(record)

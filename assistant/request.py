@@ -1,0 +1,184 @@
+"""What a caller sends: the driver's message, their journey context and the conversation so far.
+
+These are frozen pydantic models and the JSON contract of ``assistant ask --journey/--history``.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from assistant.errors import InputError
+
+#: Order flags the retriever and the composer understand.
+KNOWN_ORDER_FLAGS = ("alcohol", "pharmacy", "batched", "shopping")
+
+
+class Stage(StrEnum):
+    """Where the driver is in their journey."""
+
+    ONBOARDING = "onboarding"
+    OFFLINE = "offline"
+    ONLINE_WAITING = "online_waiting"
+    OFFER_RECEIVED = "offer_received"
+    EN_ROUTE_TO_PICKUP = "en_route_to_pickup"
+    AT_PICKUP = "at_pickup"
+    SHOPPING = "shopping"
+    EN_ROUTE_TO_CUSTOMER = "en_route_to_customer"
+    AT_DROPOFF = "at_dropoff"
+    RETURNING = "returning"
+    POST_DELIVERY = "post_delivery"
+    ACCOUNT = "account"
+
+
+class EventType(StrEnum):
+    """The kind of thing the app logged."""
+
+    ERROR = "error"
+    ACTION = "action"
+    SCREEN = "screen"
+    API = "api"
+    SYSTEM = "system"
+
+
+class JourneyEvent(BaseModel):
+    """One thing the app logged shortly before the driver asked (an error, a screen, an API call)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    ts: datetime | None = None
+    type: EventType = EventType.SYSTEM
+    name: str | None = None
+    code: str | None = None
+    detail: str | None = None
+
+
+class Order(BaseModel):
+    """The order the driver is working on, if any."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    id: str | None = None
+    type: str | None = None
+    items: list[str | dict[str, Any]] = Field(default_factory=list)
+    flags: list[str] = Field(default_factory=list)
+
+    @field_validator("flags")
+    @classmethod
+    def _lower_flags(cls, flags: list[str]) -> list[str]:
+        return [f.strip().lower() for f in flags if f and f.strip()]
+
+    @property
+    def all_flags(self) -> frozenset[str]:
+        """Flags plus what the order type implies (an ``alcohol`` order is an alcohol order)."""
+        flags = set(self.flags)
+        if self.type and self.type.strip().lower() in KNOWN_ORDER_FLAGS:
+            flags.add(self.type.strip().lower())
+        return frozenset(flags)
+
+
+class JourneyContext(BaseModel):
+    """Where the driver is and what the app just saw. Every field is optional.
+
+    Unknown top-level fields are rejected, so a typo such as ``stag`` fails loudly
+    instead of being ignored.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    stage: Stage | None = None
+    market: str | None = None
+    app_version: str | None = None
+    platform: str | None = None
+    account_status: str | None = None
+    order: Order | None = None
+    events: list[JourneyEvent] = Field(default_factory=list)
+
+    @field_validator("market")
+    @classmethod
+    def _normalise_market(cls, market: str | None) -> str | None:
+        if market is None or not market.strip():
+            return None
+        return market.strip().lower().replace("_", "-")
+
+    @property
+    def order_flags(self) -> frozenset[str]:
+        """The order's flags, empty when there is no order."""
+        return self.order.all_flags if self.order else frozenset()
+
+    @classmethod
+    def from_json(cls, text: str, *, source: str = "journey") -> JourneyContext:
+        """Parse journey JSON, raising :class:`InputError` that names the problem."""
+        return _parse_json(cls, text, source)
+
+
+class Turn(BaseModel):
+    """One earlier message in the conversation."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    role: Literal["driver", "assistant"]
+    text: str
+
+
+class History(BaseModel):
+    """A conversation history, as read from ``--history`` JSON (a list of turns)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    turns: list[Turn]
+
+    @classmethod
+    def from_json(cls, text: str, *, source: str = "history") -> list[Turn]:
+        """Parse history JSON (a list of ``{role, text}``), raising :class:`InputError`."""
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{source}: not valid JSON ({exc.msg} at line {exc.lineno})") from exc
+        if not isinstance(data, list):
+            raise InputError(f"{source}: expected a JSON list of {{role, text}} turns")
+        try:
+            return cls(turns=data).turns
+        except ValidationError as exc:
+            raise InputError(f"{source}: {_first_error(exc)}") from exc
+
+
+class HelpRequest(BaseModel):
+    """A driver's question with its context.
+
+    >>> HelpRequest(message="when do i get paid", journey=JourneyContext(market="ca-on"))
+    HelpRequest(message='when do i get paid', ...)
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    message: str
+    journey: JourneyContext | None = None
+    history: list[Turn] = Field(default_factory=list)
+    driver_id: str | None = None
+    locale: str = "en-US"
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"]) or "value"
+    if err["type"] == "extra_forbidden":
+        return f"unknown field {where!r}"
+    return f"{where}: {err['msg']}"
+
+
+def _parse_json(model: type[JourneyContext], text: str, source: str) -> JourneyContext:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{source}: not valid JSON ({exc.msg} at line {exc.lineno})") from exc
+    if not isinstance(data, dict):
+        raise InputError(f"{source}: expected a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise InputError(f"{source}: {_first_error(exc)}") from exc

@@ -1,0 +1,1 @@
+"""Retrieval: embeddings, the Chroma vector store, BM25, fusion and journey-aware ranking."""

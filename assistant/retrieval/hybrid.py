@@ -1,0 +1,169 @@
+"""The default retriever: dense (Chroma) + keyword (BM25), fused by RRF, shaped by the journey."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from langchain_core.embeddings import Embeddings
+
+from assistant.config import Settings
+from assistant.errors import IndexNotReadyError
+from assistant.request import JourneyContext
+from assistant.retrieval import chroma
+from assistant.retrieval.base import Passage, RetrievalResult
+from assistant.retrieval.bm25 import Bm25Index
+from assistant.retrieval.chunkstore import ChunkStore
+from assistant.retrieval.embeddings import embedding_model_id
+from assistant.retrieval.fusion import reciprocal_rank_fusion
+from assistant.retrieval.journey import (
+    JourneySignals,
+    allowed_documents,
+    chunk_boosts,
+    doc_boosts,
+)
+from assistant.retrieval.manifest import IndexManifest, read_manifest
+
+#: At most this many passages from one document in a result (keeps room for other documents).
+MAX_PER_DOCUMENT = 2
+#: How many top documents of each ranking count when checking that dense and BM25 agree.
+AGREEMENT_DEPTH = 3
+
+
+class HybridRetriever:
+    """Ranks corpus chunks for a question; loads its indexes once, at construction.
+
+    ``mode`` selects ``hybrid`` (default), ``dense`` or ``bm25`` (for ablations).
+    """
+
+    def __init__(self, settings: Settings, embeddings: Embeddings, manifest: IndexManifest) -> None:
+        self.settings = settings
+        self.embeddings = embeddings
+        self.manifest = manifest
+        self.mode = settings.retrieval_mode
+        client = chroma.open_client(data_dir=settings.data_dir, chroma_url=settings.chroma_url)
+        collection = chroma.get_collection(client, manifest.collection)
+        chroma.check_model(collection, embedding_model_id(settings))
+        self.dense = chroma.DenseSearch(client, manifest.collection, embeddings)
+        folder = Path(settings.data_dir) / manifest.store_dir
+        self.bm25 = Bm25Index.load(folder)
+        self.store = ChunkStore.read(folder)
+        self._chunk_doc = {cid: d for d, e in manifest.documents.items() for cid in e.chunk_ids}
+
+    @classmethod
+    def open(cls, settings: Settings, embeddings: Embeddings) -> HybridRetriever:
+        """Open the live index under ``settings.data_dir``."""
+        manifest = read_manifest(settings.data_dir)
+        if manifest is None:
+            raise IndexNotReadyError(
+                f"no index in {settings.data_dir}; run `assistant ingest` to build it"
+            )
+        return cls(settings, embeddings, manifest)
+
+    def retrieve(self, query: str, *, k: int, journey: JourneyContext | None = None) -> RetrievalResult:
+        """The ``k`` best passages (see the module docstring)."""
+        use_journey = self.settings.use_journey
+        signals = JourneySignals.from_journey(journey) if use_journey else JourneySignals()
+        allowed = allowed_documents(self.manifest, signals, use_journey=use_journey)
+        allowed_chunks = {cid for d in allowed for cid in self.manifest.documents[d].chunk_ids}
+        n = self.settings.candidates
+
+        dense_hits: list[tuple[str, float]] = []
+        context_hits: list[tuple[str, float]] = []
+        if self.mode in ("hybrid", "dense"):
+            dense_hits = self._dense(query, n, allowed)
+            # A second query with the order's kind ("alcohol order") finds the rules for this order.
+            if phrase := signals.context_phrase():
+                context_hits = self._dense(f"{query} ({phrase})", n, allowed)
+        bm25_hits: list[tuple[str, float]] = []
+        if self.mode in ("hybrid", "bm25"):
+            keyword_query = f"{query} {signals.query_terms()}".strip()
+            bm25_hits = self.bm25.search(keyword_query, k=n, allowed=allowed_chunks)
+
+        fused = reciprocal_rank_fusion(
+            [[c for c, _ in hits] for hits in (dense_hits, context_hits, bm25_hits) if hits],
+            k=self.settings.rrf_k,
+        )
+        similarity = dict(dense_hits)
+        keyword = dict(bm25_hits)
+        scored: list[Passage] = []
+        for cid, base in fused.items():
+            chunk = self.store.get(cid)
+            doc_id = self._chunk_doc.get(cid)
+            if chunk is None or doc_id is None:
+                continue
+            entry = self.manifest.documents[doc_id]
+            boosts = [*doc_boosts(entry, signals), *chunk_boosts(chunk.page_content, signals)]
+            factor = math.prod(1.0 + b.factor for b in boosts)
+            scored.append(
+                Passage(
+                    chunk_id=cid,
+                    doc_id=doc_id,
+                    title=entry.title,
+                    section=str(chunk.metadata.get("section", entry.title)),
+                    text=chunk.page_content,
+                    position=int(chunk.metadata.get("position", 0)),
+                    score=base * factor,
+                    dense_similarity=similarity.get(cid),
+                    bm25_score=keyword.get(cid),
+                    boosts=list(dict.fromkeys(b.fact for b in boosts)),
+                )
+            )
+        scored.sort(key=lambda p: (-p.score, p.chunk_id))
+
+        passages: list[Passage] = []
+        per_doc: dict[str, int] = {}
+        for passage in scored:
+            if per_doc.get(passage.doc_id, 0) >= MAX_PER_DOCUMENT:
+                continue
+            per_doc[passage.doc_id] = per_doc.get(passage.doc_id, 0) + 1
+            passages.append(passage)
+            if len(passages) == k:
+                break
+
+        excluded = sorted(set(self.manifest.documents) - set(allowed))
+        return RetrievalResult(
+            passages=passages,
+            journey_used=self._journey_used(passages, signals, excluded),
+            top_similarity=self._top_similarity(passages, dense_hits, bm25_hits),
+            agreement=self._agreement(passages, dense_hits, bm25_hits),
+            excluded_doc_ids=excluded,
+        )
+
+    def _dense(self, text: str, n: int, allowed: list[str]) -> list[tuple[str, float]]:
+        vector = self.embeddings.embed_query(text)
+        return [(doc.metadata["chunk_id"], sim) for doc, sim in self.dense.search(vector, k=n, doc_ids=allowed)]
+
+    def _journey_used(self, passages: list[Passage], signals: JourneySignals, excluded: list[str]) -> list[str]:
+        facts: list[str] = []
+        if signals.market and any(
+            not self.manifest.documents[d].is_general or d in {e.variant_of for e in self.manifest.documents.values()}
+            for d in excluded
+        ):
+            facts.append(f"market: {signals.market}")
+        for passage in passages[:3]:
+            facts.extend(passage.boosts)
+        return list(dict.fromkeys(facts))
+
+    def _top_similarity(
+        self, passages: list[Passage], dense: list[tuple[str, float]], bm25: list[tuple[str, float]]
+    ) -> float:
+        if dense:
+            return max(dense[0][1], passages[0].dense_similarity or 0.0) if passages else dense[0][1]
+        if bm25:  # keyword-only mode: squash the BM25 score onto a similarity-like scale
+            return bm25[0][1] / (bm25[0][1] + 8.0)
+        return 0.0
+
+    def _agreement(
+        self, passages: list[Passage], dense: list[tuple[str, float]], bm25: list[tuple[str, float]]
+    ) -> float:
+        if not passages:
+            return 0.0
+        top_doc = passages[0].doc_id
+
+        def top_docs(hits: list[tuple[str, float]]) -> list[str]:
+            docs = list(dict.fromkeys(self._chunk_doc.get(c, "") for c, _ in hits))
+            return docs[:AGREEMENT_DEPTH]
+
+        found = [top_doc in top_docs(hits) for hits in (dense, bm25) if hits]
+        return sum(found) / len(found) if found else 0.0

@@ -1,0 +1,1 @@
+"""Routing: deciding between answering and handing the driver to a human."""

@@ -1,0 +1,97 @@
+"""Shared fixtures. Network: pytest-socket (see pyproject addopts) allows loopback only."""
+
+from __future__ import annotations
+
+import shutil
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from assistant import Assistant, Settings
+
+REPO = Path(__file__).resolve().parent.parent
+CORPUS = REPO / "corpus"
+
+
+def write_doc(folder: Path, doc_id: str, body: str, **front: object) -> Path:
+    """Write a small policy document with front matter."""
+    meta = {
+        "id": doc_id,
+        "title": front.pop("title", doc_id.replace("-", " ").title()),
+        "version": front.pop("version", 1),
+        "effective_date": front.pop("effective_date", "2025-01-01"),
+        "journey_stages": front.pop("journey_stages", ["account"]),
+        "markets": front.pop("markets", "all"),
+        "tags": front.pop("tags", []),
+        **front,
+    }
+    lines = ["---"]
+    for key, value in meta.items():
+        lines.append(f"{key}: {value}")
+    lines.append("---")
+    path = folder / f"{doc_id}.md"
+    path.write_text("\n".join(lines) + "\n\n" + textwrap.dedent(body).strip() + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def small_corpus(tmp_path: Path) -> Path:
+    """Four short documents, one a market variant and one superseded."""
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    write_doc(folder, "payouts", """
+        # Payouts
+        ## When you get paid
+        Weekly payouts arrive on Wednesday by direct deposit.
+        ## Missing payout
+        If a payout is missing after Thursday, contact support with your bank details checked.
+        """, journey_stages="[post_delivery, account]", tags="[pay, payouts]")
+    write_doc(folder, "payouts-north", """
+        # Payouts in the North market
+        ## When you get paid in the North
+        Payouts in the North market arrive on Friday, paid in northern dollars.
+        """, journey_stages="[post_delivery, account]", markets="[north]", variant_of="payouts", tags="[pay]")
+    write_doc(folder, "cashout-old", """
+        # Cash-out (old)
+        ## Fee
+        Instant cash-out costs $1.99 per cash-out, once per day.
+        """, tags="[pay]")
+    write_doc(folder, "cashout", """
+        # Cash-out
+        ## Fee
+        Instant cash-out costs $0.99 per cash-out, up to five per day.
+        """, supersedes="[cashout-old]", version=2, tags="[pay]")
+    return folder
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path) -> Callable[..., Settings]:
+    def factory(**overrides: object) -> Settings:
+        base: dict[str, object] = {"data_dir": tmp_path / "data"}
+        base.update(overrides)
+        return Settings(**base)  # type: ignore[arg-type]
+
+    return factory
+
+
+@pytest.fixture(scope="session")
+def shipped_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shipped corpus ingested once per test session (integration tests only)."""
+    data = tmp_path_factory.mktemp("shipped-index")
+    assistant = Assistant(Settings(data_dir=data, corpus_dir=CORPUS))
+    assistant.ingest(CORPUS)
+    return data
+
+
+@pytest.fixture(scope="session")
+def shipped_assistant(shipped_index: Path) -> Assistant:
+    return Assistant(Settings(data_dir=shipped_index, corpus_dir=CORPUS))
+
+
+@pytest.fixture
+def copy_of_shipped_index(shipped_index: Path, tmp_path: Path) -> Path:
+    target = tmp_path / "index"
+    shutil.copytree(shipped_index, target)
+    return target

@@ -1,0 +1,24 @@
+from pathlib import Path
+
+import pytest
+
+from assistant.errors import IndexNotReadyError
+from assistant.retrieval.bm25 import Bm25Index
+
+
+def test_bm25_ranks_persists_and_filters(tmp_path: Path):
+    index = Bm25Index.build(
+        ["a", "b", "c"],
+        ["Payouts arrive on Wednesday by direct deposit", "Error UPL-500 means the photo upload failed", "Tips are final after 24 hours"],
+    )
+    index.save(tmp_path / "bm25")
+    loaded = Bm25Index.load(tmp_path / "bm25")
+    assert loaded.search("when are payouts paid", k=3)[0][0] == "a"
+    assert loaded.search("upl-500", k=3)[0][0] == "b"
+    assert loaded.search("payouts", k=3, allowed={"b", "c"}) == []
+    assert loaded.search("zzzz unknown", k=3) == []
+
+
+def test_missing_bm25_index_is_a_typed_error(tmp_path: Path):
+    with pytest.raises(IndexNotReadyError, match="rebuild"):
+        Bm25Index.load(tmp_path / "nothing")

@@ -1,0 +1,67 @@
+"""The CLI as a user runs it: a real subprocess, the JSON contract, exit codes."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+REPO = Path(__file__).resolve().parent.parent
+CONTRACT_KEYS = {"route", "reasons", "answer", "citations", "confidence", "journey_used", "handoff",
+                 "conversation_id", "prompt_version", "usage"}
+
+
+def run(args: list[str], data_dir: Path, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "ASSISTANT_DATA_DIR": str(data_dir), "ASSISTANT_CORPUS_DIR": str(REPO / "corpus")}
+    return subprocess.run([sys.executable, "-m", "assistant.cli", *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=300)
+
+
+def test_ask_json_prints_exactly_one_contract_object(copy_of_shipped_index: Path, tmp_path: Path):
+    journey = tmp_path / "journey.json"
+    journey.write_text(json.dumps({"stage": "at_dropoff", "market": "us-ca", "order": {"type": "alcohol", "flags": ["alcohol"]}}))
+    history = tmp_path / "history.json"
+    history.write_text(json.dumps([{"role": "driver", "text": "hi"}, {"role": "assistant", "text": "Hello!"}]))
+    result = run(["ask", "customer not answering", "--journey", str(journey), "--history", str(history), "--json"], copy_of_shipped_index)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert set(data) == CONTRACT_KEYS and result.stdout.count("\n") == 1
+    assert data["route"] in ("answer", "escalate", "decline")
+    assert 0.0 <= data["confidence"] <= 1.0
+
+
+def test_stage_and_market_flags_override_the_file(copy_of_shipped_index: Path):
+    result = run(["ask", "when do i get paid", "--market", "ca-on", "--stage", "post_delivery", "--json"], copy_of_shipped_index)
+    data = json.loads(result.stdout)
+    assert data["citations"][0]["doc_id"] == "payout-schedule-ca-on"
+
+
+def test_bad_journey_is_a_usage_error_with_one_line(copy_of_shipped_index: Path, tmp_path: Path):
+    journey = tmp_path / "journey.json"
+    journey.write_text('{"stage": "at_dropoff", "colour": "red"}')
+    result = run(["ask", "hello", "--journey", str(journey)], copy_of_shipped_index)
+    assert result.returncode == 2
+    assert "unknown field 'colour'" in result.stderr and "Traceback" not in result.stderr
+    missing = run(["ask", "hello", "--journey", str(tmp_path / "nope.json")], copy_of_shipped_index)
+    assert missing.returncode == 2 and "cannot read journey file" in missing.stderr
+
+
+def test_escalation_still_exits_zero(copy_of_shipped_index: Path):
+    result = run(["ask", "what's the capital of france", "--json"], copy_of_shipped_index)
+    assert result.returncode == 0 and json.loads(result.stdout)["route"] == "escalate"
+
+
+def test_ask_before_any_ingest_builds_the_index(tmp_path: Path):
+    result = run(["ask", "how much is fast pay", "--json"], tmp_path / "fresh")
+    assert result.returncode == 0, result.stderr
+    assert "building it" in result.stderr
+    assert json.loads(result.stdout)["citations"][0]["doc_id"] == "instant-cashout"
+
+
+def test_ingest_reports_up_to_date(copy_of_shipped_index: Path):
+    result = run(["ingest", str(REPO / "corpus"), "-q"], copy_of_shipped_index)
+    assert result.returncode == 0 and "up to date" in result.stdout
+    bad = run(["ingest", str(REPO / "no-such-folder")], copy_of_shipped_index)
+    assert bad.returncode == 1 and "does not exist" in bad.stderr

@@ -1,0 +1,48 @@
+import numpy as np
+import pytest
+
+from assistant.errors import ConfigurationError
+from assistant.retrieval import embeddings as emb_module
+from assistant.retrieval.embeddings import DIMENSION, LocalMiniLMEmbeddings
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def embedder() -> LocalMiniLMEmbeddings:
+    return LocalMiniLMEmbeddings(batch_size=4, cache_size=8)
+
+
+def test_vectors_are_normalised_and_meaningful(embedder: LocalMiniLMEmbeddings):
+    pay, deposit, fire = (np.asarray(v) for v in embedder.embed_documents(
+        ["When do I get paid?", "Weekly payouts arrive by direct deposit on Wednesday.", "My car is on fire"]
+    ))
+    assert pay.shape == (DIMENSION,)
+    assert np.linalg.norm(pay) == pytest.approx(1.0, abs=1e-4)
+    assert float(pay @ deposit) > float(pay @ fire) + 0.2
+
+
+def test_batching_gives_the_same_vectors_as_one_by_one(embedder: LocalMiniLMEmbeddings):
+    texts = [f"driver question number {i} about {'tips' if i % 2 else 'payouts'}" for i in range(10)]
+    batched = np.asarray(embedder.embed_documents(texts))
+    single = np.asarray([embedder.embed_documents([t])[0] for t in texts])
+    assert np.allclose(batched, single, atol=1e-4)
+
+
+def test_query_cache_answers_repeats(embedder: LocalMiniLMEmbeddings):
+    before = embedder.cache.hits
+    first = embedder.embed_query("cache me please")
+    again = embedder.embed_query("cache me please")
+    assert first == again and embedder.cache.hits == before + 1
+
+
+def test_checksum_mismatch_is_refused(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(emb_module, "MODEL_SHA256", "0" * 64)
+    with pytest.raises(ConfigurationError, match="sha256"):
+        emb_module.local_model_files()
+
+
+def test_tokenizer_checksum_mismatch_is_refused(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(emb_module, "TOKENIZER_SHA256", "f" * 64)
+    with pytest.raises(ConfigurationError, match="tokenizer"):
+        emb_module.local_model_files()

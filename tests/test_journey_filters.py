@@ -1,0 +1,68 @@
+from datetime import UTC, date, datetime
+
+from assistant import JourneyContext
+from assistant.retrieval.journey import JourneySignals, allowed_documents, chunk_boosts, doc_boosts
+from assistant.retrieval.manifest import DocEntry, IndexManifest
+
+
+def _entry(markets: list[str], *, variant_of: str | None = None, supersedes: list[str] | None = None, tags=None, stages=None) -> DocEntry:
+    return DocEntry(
+        path="x.md", sha256="0", title="t", version=1, effective_date=date(2025, 1, 1),
+        journey_stages=stages or [], markets=markets, tags=tags or [], supersedes=supersedes or [],
+        variant_of=variant_of, chunk_ids=[],
+    )
+
+
+MANIFEST = IndexManifest(
+    generation=1, collection="c-g1", store_dir="store-g1", embedding_model="m", dimension=3, chunker="x",
+    built_at=datetime.now(UTC), corpus_dir=".",
+    documents={
+        "payouts": _entry(["all"]),
+        "payouts-north": _entry(["north"], variant_of="payouts"),
+        "north-bonus": _entry(["north"]),
+        "south-only": _entry(["south"]),
+        "cashout-old": _entry(["all"]),
+        "cashout": _entry(["all"], supersedes=["cashout-old"]),
+    },
+)
+
+
+def _allowed(journey: JourneyContext | None, use_journey: bool = True) -> set[str]:
+    return set(allowed_documents(MANIFEST, JourneySignals.from_journey(journey), use_journey=use_journey))
+
+
+def test_market_variant_replaces_the_general_document_in_its_market():
+    allowed = _allowed(JourneyContext(market="north"))
+    assert "payouts-north" in allowed and "payouts" not in allowed
+    assert "north-bonus" in allowed and "south-only" not in allowed
+
+
+def test_other_markets_keep_the_general_rule():
+    allowed = _allowed(JourneyContext(market="south"))
+    assert "payouts" in allowed and "payouts-north" not in allowed and "south-only" in allowed
+
+
+def test_unknown_market_uses_general_rules_but_keeps_market_only_documents():
+    allowed = _allowed(None)
+    assert "payouts" in allowed and "payouts-north" not in allowed
+    assert {"north-bonus", "south-only"} <= allowed
+
+
+def test_superseded_documents_are_always_excluded():
+    for journey in (None, JourneyContext(market="north")):
+        allowed = _allowed(journey)
+        assert "cashout" in allowed and "cashout-old" not in allowed
+
+
+def test_journey_boosts_name_their_facts():
+    journey = JourneyContext.model_validate(
+        {"stage": "at_dropoff", "market": "north", "order": {"type": "alcohol"},
+         "events": [{"type": "error", "code": "loc-203", "name": "dropoff_failed"}]}
+    )
+    signals = JourneySignals.from_journey(journey)
+    facts = [b.fact for b in doc_boosts(_entry(["north"], tags=["alcohol"], stages=["at_dropoff"]), signals)]
+    assert facts == ["stage: at_dropoff", "order: alcohol", "market: north"]
+    chunk = [b.fact for b in chunk_boosts("Alcohol is never left. Error LOC-203 means too far.", signals)]
+    assert chunk == ["order: alcohol", "app error: LOC-203"]
+    assert "LOC-203" in signals.query_terms() and "dropoff failed" in signals.query_terms()
+    assert signals.context_phrase() == "alcohol order"

@@ -1,0 +1,134 @@
+"""The whole pipeline on the shipped corpus: real embedder, real Chroma, real BM25."""
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from assistant import (
+    Assistant,
+    HelpRequest,
+    IndexNotReadyError,
+    JourneyContext,
+    MemorySink,
+    ReasonCode,
+    Route,
+    Settings,
+)
+from assistant.errors import BackendError
+
+pytestmark = pytest.mark.integration
+
+
+def ask(assistant: Assistant, message: str, **journey: object):
+    return assistant.answer(HelpRequest(message=message, journey=JourneyContext.model_validate(journey) if journey else None))
+
+
+def cited(response) -> list[str]:
+    return [c.doc_id for c in response.citations]
+
+
+def test_answers_cite_retrieved_chunks_and_quote_them(shipped_assistant: Assistant):
+    response = ask(shipped_assistant, "how much does fast pay cost")
+    assert response.route is Route.ANSWER and response.reasons == []
+    assert cited(response)[0] == "instant-cashout"
+    assert "$0.99" in response.answer and "[1]" in response.answer
+    retriever, _ = shipped_assistant._stages()
+    store = retriever.store  # type: ignore[attr-defined]
+    for citation in response.citations:
+        assert store.get(citation.chunk_id) is not None
+
+
+def test_superseded_policy_is_never_cited(shipped_assistant: Assistant):
+    for message in ("fast pay fee", "how many times a day can i cash out", "instant cashout rules"):
+        response = ask(shipped_assistant, message)
+        assert "instant-cashout-2024" not in cited(response)
+        assert "$1.99" not in response.answer
+
+
+def test_market_variant_pair_gets_different_correct_answers(shipped_assistant: Assistant):
+    us = ask(shipped_assistant, "when do i get paid", market="us-tx", stage="post_delivery")
+    on = ask(shipped_assistant, "when do i get paid", market="ca-on", stage="post_delivery")
+    assert cited(us)[0] == "payout-schedule" and "payout-schedule-ca-on" not in cited(us)
+    assert cited(on)[0] == "payout-schedule-ca-on" and "payout-schedule" not in cited(on)
+    assert "market: ca-on" in on.journey_used
+    assert us.answer != on.answer
+
+
+def test_alcohol_order_pair_gets_different_correct_answers(shipped_assistant: Assistant):
+    plain = ask(shipped_assistant, "the customer isnt answering what do i do", stage="at_dropoff", order={"type": "food"})
+    alcohol = ask(shipped_assistant, "the customer isnt answering what do i do", stage="at_dropoff", order={"type": "alcohol", "flags": ["alcohol"]})
+    assert plain.route is Route.ANSWER and alcohol.route is Route.ANSWER
+    assert "order: alcohol" in alcohol.journey_used and "order: alcohol" not in plain.journey_used
+    assert any(d.startswith("alcohol-delivery") or d == "customer-unavailable" for d in cited(alcohol))
+    assert "alcohol" in alcohol.answer.lower()
+    assert "alcohol" not in plain.answer.lower()
+
+
+def test_logged_error_code_steers_the_answer(shipped_assistant: Assistant):
+    response = ask(
+        shipped_assistant, "it wont let me finish",
+        stage="at_dropoff", events=[{"type": "error", "code": "LOC-203", "name": "complete_dropoff_failed"}],
+    )
+    assert "app error: LOC-203" in response.journey_used
+    assert "150 m" in response.answer
+
+
+def test_out_of_scope_question_is_handed_to_a_human_not_guessed(shipped_assistant: Assistant):
+    response = ask(shipped_assistant, "what is the capital of france")
+    assert response.route is Route.ESCALATE
+    assert response.reason_codes == [ReasonCode.LOW_CONFIDENCE]
+    assert response.citations == [] and response.handoff is not None
+    assert response.handoff.driver_message == "what is the capital of france"
+
+
+def test_empty_message_asks_to_rephrase(shipped_assistant: Assistant):
+    response = ask(shipped_assistant, "  \u200b ")
+    assert response.route is Route.ANSWER and "didn't catch a question" in response.answer
+
+
+def test_oversized_and_non_english_input_do_not_crash(shipped_assistant: Assistant):
+    long = ask(shipped_assistant, "my payout is missing " * 2000)
+    assert long.route in (Route.ANSWER, Route.ESCALATE)
+    spanish = ask(shipped_assistant, "¿cuándo me pagan? no recibí mi depósito")
+    assert spanish.route in (Route.ANSWER, Route.ESCALATE) and spanish.answer
+
+
+def test_async_twin_matches_sync(shipped_assistant: Assistant):
+    sync = ask(shipped_assistant, "how do i change my bank account")
+    result = asyncio.run(shipped_assistant.aanswer(HelpRequest(message="how do i change my bank account")))
+    assert cited(result) == cited(sync) and result.answer == sync.answer
+
+
+def test_sink_receives_one_complete_record_per_request(shipped_index: Path):
+    sink = MemorySink()
+    assistant = Assistant(Settings(data_dir=shipped_index), sink=sink)
+    response = assistant.answer("where do i see my tips")
+    (record,) = sink.records
+    assert record.conversation_id == response.conversation_id and record.response == response
+    assert record.retrieved and "total_ms" in record.timings_ms
+
+
+def test_no_index_is_a_typed_error(tmp_path: Path):
+    with pytest.raises(IndexNotReadyError, match="assistant ingest"):
+        Assistant(Settings(data_dir=tmp_path / "empty")).answer("hello")
+
+
+def test_backend_failure_hands_the_driver_to_a_human(shipped_index: Path):
+    class DeadRetriever:
+        def retrieve(self, query, *, k, journey=None):
+            raise BackendError("chroma server unreachable")
+
+    assistant = Assistant(Settings(data_dir=shipped_index), retriever=DeadRetriever())  # type: ignore[arg-type]
+    response = assistant.answer("when do i get paid")
+    assert response.route is Route.ESCALATE and response.handoff is not None
+    assert "unreachable" in response.reasons[0].detail
+
+
+def test_corrupt_index_hands_over_instead_of_crashing(copy_of_shipped_index: Path):
+    manifest = (copy_of_shipped_index / "manifest.json").read_text()
+    store = next(copy_of_shipped_index.glob("store-g*"))
+    (store / "chunks.jsonl").write_text("{not json")
+    assert manifest  # the manifest itself is intact; the chunk store is not
+    response = Assistant(Settings(data_dir=copy_of_shipped_index)).answer("when do i get paid")
+    assert response.route is Route.ESCALATE and "rebuild" in response.reasons[0].detail

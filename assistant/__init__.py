@@ -20,8 +20,25 @@ from assistant.errors import (
 from assistant.ingestion.indexer import IngestReport
 from assistant.pipeline import Assistant
 from assistant.records import ConversationRecord, ConversationSink, MemorySink, NullSink
-from assistant.request import EventType, HelpRequest, JourneyContext, JourneyEvent, Order, Stage, Turn
-from assistant.response import Citation, HandoffPacket, HelpResponse, Priority, Reason, ReasonCode, Route, Usage
+from assistant.request import (
+    EventType,
+    HelpRequest,
+    JourneyContext,
+    JourneyEvent,
+    Order,
+    Stage,
+    Turn,
+)
+from assistant.response import (
+    Citation,
+    HandoffPacket,
+    HelpResponse,
+    Priority,
+    Reason,
+    ReasonCode,
+    Route,
+    Usage,
+)
 
 __version__ = "0.1.0"
 

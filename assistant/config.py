@@ -59,8 +59,8 @@ class Settings(BaseSettings):
 
     # -- retrieval
     top_k: int = Field(5, ge=1, le=50, description="Passages returned by retrieval.")
-    candidates: int = Field(30, ge=5, le=500, description="Candidates per retriever before fusion.")
-    rrf_k: int = Field(60, ge=1)
+    candidates: int = Field(60, ge=5, le=500, description="Candidates per retriever before fusion.")
+    rrf_k: int = Field(10, ge=1, description="RRF constant; small values favour the top of each ranking.")
     retrieval_mode: Literal["hybrid", "dense", "bm25"] = "hybrid"
     use_journey: bool = Field(True, description="Apply journey filters and boosts.")
     context_tokens: int = Field(1200, ge=100, description="Token budget for packed context.")

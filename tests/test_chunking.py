@@ -38,4 +38,6 @@ def test_units_keep_procedures_with_their_lead_in_and_render_table_rows():
     units = split_units(text)
     assert units[0] == "Do this first."
     assert "When the timer ends:\n1. Leave the order.\n2. Take a photo." in units
-    assert "LOC-203 - Too far" in units
+    assert "LOC-203 (Meaning: Too far)" in units
+    bullets = split_units("Check that:\n- the app is **updated**\n- location is on")
+    assert bullets == ["Check that:", "- the app is updated", "- location is on"]

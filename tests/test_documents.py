@@ -1,7 +1,6 @@
 from pathlib import Path
 
 from assistant.ingestion.documents import load_corpus
-
 from tests.conftest import write_doc
 
 

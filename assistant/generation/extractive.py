@@ -16,6 +16,7 @@ its citation number, so the composer cannot state anything the corpus does not s
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -25,12 +26,14 @@ from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 
 from assistant.generation.base import Draft
+from assistant.ingestion.chunking import unit_embedding_text
 from assistant.ingestion.units import split_units
 from assistant.retrieval.base import Passage
 from assistant.retrieval.bm25 import Bm25Index
 from assistant.retrieval.journey import JourneySignals, chunk_boosts
 
 Matrix = np.ndarray[Any, np.dtype[Any]]
+logger = logging.getLogger(__name__)
 
 #: Words that mark a sentence as being about a kind of order.
 ORDER_WORDS = {
@@ -113,7 +116,8 @@ class ExtractiveComposer:
         units = split_units(passage.text)
         if not units:
             return [], np.zeros((0, 1), dtype=np.float32)
-        return units, np.asarray(self.embeddings.embed_documents(units), dtype=np.float32)
+        texts = [unit_embedding_text(passage.section, u) for u in units]
+        return units, np.asarray(self.embeddings.embed_documents(texts), dtype=np.float32)
 
     def _candidates(self, passages: list[Passage], signals: JourneySignals) -> list[Passage]:
         """The top retrieved passages plus the other sections of the top documents."""
@@ -156,11 +160,13 @@ class ExtractiveComposer:
             if not texts:
                 continue
             similarities = vectors @ query
+            # A unit shares its article's and section's topic words ("Fast Pay", "Fees").
+            context_terms = set(Bm25Index.tokenize([f"{passage.title} {passage.section}"])[0])
             units = []
             for position, (text, sim, terms) in enumerate(
                 zip(texts, similarities, Bm25Index.tokenize(texts), strict=True)
             ):
-                overlap = len(query_terms & set(terms)) / len(query_terms) if query_terms else 0.0
+                overlap = len(query_terms & (set(terms) | context_terms)) / len(query_terms) if query_terms else 0.0
                 adjustment = _journey_adjustment(text, signals)
                 if other_markets is not None and signals.market and other_markets.search(text):
                     adjustment -= 0.05
@@ -184,11 +190,13 @@ class ExtractiveComposer:
         if not scored:
             return Draft(text="", cited=[], support=0.0)
 
+        for s in scored:
+            logger.debug("candidate %.3f %s | %s | best unit %.3f", s.quality, s.passage.doc_id, s.passage.section, max(u.score for u in s.units))
         main = max(scored, key=lambda s: s.quality)
         window = _window(main.units, self.max_units)
         parts = [(main, window)]
         best_main = max(u.score for u in window)
-        others = [s for s in scored if s is not main and s.passage.doc_id != main.passage.doc_id or s.passage.section != main.passage.section]
+        others = [s for s in scored if (s is not main and s.passage.doc_id != main.passage.doc_id) or s.passage.section != main.passage.section]
         extra = max(
             ((s, u) for s in others if s is not main for u in s.units if u.adjustment > OFF_TOPIC),
             key=lambda pair: pair[1].score,
@@ -201,8 +209,7 @@ class ExtractiveComposer:
         paragraphs = []
         cited: list[Passage] = []
         for number, (part, units) in enumerate(parts, start=1):
-            body = " ".join(_as_sentence(u.text) for u in units).strip()
-            paragraphs.append(f"{body} [{number}]")
+            paragraphs.append(f"{_render([u.text for u in units])} [{number}]")
             cited.append(part.passage)
         lead = _lead_in(signals, cited)
         text = "\n\n".join(paragraphs)
@@ -271,9 +278,20 @@ def _journey_adjustment(text: str, signals: JourneySignals) -> float:
     return adjustment
 
 
-def _as_sentence(text: str) -> str:
-    """A unit ready to print: lists keep their line breaks."""
-    return f"\n{text}\n" if "\n" in text else text
+def _render(texts: list[str]) -> str:
+    """Units as prose: sentences run on, list items and procedures start on their own line."""
+    out = ""
+    for text in texts:
+        block = "\n" in text or text.startswith("- ") or text[:3].rstrip(".) ").isdigit()
+        if not out or out.endswith("\n"):
+            out += text
+        elif block:
+            out += "\n" + text
+        else:
+            out += " " + text
+        if block:
+            out += "\n"
+    return out.strip()
 
 
 def _lead_in(signals: JourneySignals, cited: list[Passage]) -> str:

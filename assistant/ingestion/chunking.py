@@ -30,6 +30,11 @@ def embedding_text(chunk: Document) -> str:
     return f"{heading}\n{chunk.page_content}"
 
 
+def unit_embedding_text(section: str, unit: str) -> str:
+    """What gets embedded for one answer unit: the unit with its section heading for topic."""
+    return f"{section}: {unit}"
+
+
 class Chunker:
     """Splits :class:`PolicyDocument` bodies into token-bounded, heading-aware chunks."""
 

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from assistant.config import Settings
 from assistant.errors import AssistantError, BackendError, CorpusError
-from assistant.ingestion.chunking import Chunker, embedding_text
+from assistant.ingestion.chunking import Chunker, embedding_text, unit_embedding_text
 from assistant.ingestion.documents import DocumentProblem, PolicyDocument, load_corpus
 from assistant.ingestion.units import split_units
 from assistant.retrieval import chroma
@@ -135,7 +135,10 @@ class Indexer:
         to_embed = [c for c in all_chunks if c.metadata["chunk_id"] not in reusable]
         unit_jobs = [cid for cid in units if cid not in unit_vectors and units[cid]]
 
-        texts = [embedding_text(c) for c in to_embed] + [u for cid in unit_jobs for u in units[cid]]
+        sections = {c.metadata["chunk_id"]: c.metadata["section"] for c in all_chunks}
+        texts = [embedding_text(c) for c in to_embed] + [
+            unit_embedding_text(sections[cid], u) for cid in unit_jobs for u in units[cid]
+        ]
         embedded = self._embed(texts, progress)
         vectors = dict(reusable)
         for chunk, vector in zip(to_embed, embedded, strict=False):

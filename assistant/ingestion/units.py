@@ -35,8 +35,13 @@ def _sentences(paragraph: str) -> list[str]:
 
 
 def _table_row(line: str, header: list[str] | None) -> str:
+    """A table row as text: ``first cell: header2 cell2; header3 cell3`` when there is a header."""
     cells = [clean_markdown(c) for c in line.strip().strip("|").split("|")]
-    return " - ".join(c for c in cells if c)
+    if not header or len(header) != len(cells) or len(cells) < 2:
+        return " - ".join(c for c in cells if c)
+    names = [clean_markdown(h) for h in header]
+    rest = "; ".join(f"{name}: {cell}" if name else cell for name, cell in zip(names[1:], cells[1:], strict=True) if cell)
+    return f"{cells[0]} ({rest})" if rest else cells[0]
 
 
 def split_units(text: str) -> list[str]:
@@ -67,14 +72,15 @@ def split_units(text: str) -> list[str]:
                 else:
                     items[-1] += " " + lines[i].strip()
                 i += 1
-            lead = units.pop() if units and units[-1].endswith(":") else None
             block = [clean_markdown(item) for item in items]
-            if sum(len(item.split()) for item in block) <= MAX_BLOCK_WORDS:
+            numbered = all(_NUMBERED.match(item) for item in items)
+            if numbered and sum(len(item.split()) for item in block) <= MAX_BLOCK_WORDS:
+                # A procedure reads as one unit, together with the sentence that introduces it.
+                lead = units.pop() if units and units[-1].endswith(":") else None
                 units.append("\n".join([lead, *block] if lead else block))
             else:
-                first, *rest = block
-                units.append(f"{lead}\n{first}" if lead else first)
-                units.extend(_LIST_ITEM.sub("", item) if not _NUMBERED.match(item) else item for item in rest)
+                # Bullets are separate facts: one unit each, kept as list items.
+                units.extend(f"- {_LIST_ITEM.sub('', item)}" if not _NUMBERED.match(item) else item for item in block)
             continue
         paragraph = [stripped]
         i += 1

@@ -20,7 +20,12 @@ from langchain_chroma import Chroma
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 
-from assistant.errors import BackendError, ConfigurationError, IndexMismatchError, IndexNotReadyError
+from assistant.errors import (
+    BackendError,
+    ConfigurationError,
+    IndexMismatchError,
+    IndexNotReadyError,
+)
 
 _COPY_BATCH = 500
 
@@ -93,7 +98,7 @@ def add_chunks(
                 ids=ids[start:end],
                 embeddings=embeddings[start:end],  # type: ignore[arg-type]
                 documents=documents[start:end],
-                metadatas=metadatas[start:end],
+                metadatas=metadatas[start:end],  # type: ignore[arg-type]
             )
     except Exception as exc:
         raise BackendError(f"could not write to Chroma collection {collection.name!r}: {exc}") from exc
@@ -117,7 +122,7 @@ def fetch_embeddings(collection: Collection, ids: Iterable[str]) -> dict[str, li
 
 def delete_collections(client: ClientAPI, prefix: str, keep: str | None) -> list[str]:
     """Delete this index's collections other than ``keep`` (old or half-built generations)."""
-    deleted = []
+    deleted: list[str] = []
     try:
         names = [c.name if hasattr(c, "name") else str(c) for c in client.list_collections()]
     except Exception:

@@ -129,7 +129,8 @@ class LocalMiniLMEmbeddings(Embeddings):
         weights = mask[..., None].astype(np.float32)
         pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
         norms = np.linalg.norm(pooled, axis=1, keepdims=True)
-        return (pooled / np.clip(norms, 1e-12, None)).astype(np.float32)
+        normalised: np.ndarray[Any, np.dtype[np.float32]] = (pooled / np.clip(norms, 1e-12, None)).astype(np.float32)
+        return normalised
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         """Embed many texts, ``batch_size`` at a time (sorted by length to limit padding)."""
@@ -174,7 +175,7 @@ def make_embeddings(settings: Settings) -> Embeddings:
 
         if settings.openai_api_key is None and settings.openai_base_url is None:
             raise ConfigurationError("embedding_provider=openai needs OPENAI_API_KEY or OPENAI_BASE_URL")
-        return OpenAIEmbeddings(
+        return OpenAIEmbeddings(  # type: ignore[call-arg]
             model=settings.embedding_model or "text-embedding-3-small",
             api_key=settings.openai_api_key or "not-needed",  # type: ignore[arg-type]
             base_url=settings.openai_base_url,

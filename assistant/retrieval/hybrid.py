@@ -26,6 +26,8 @@ from assistant.retrieval.manifest import IndexManifest, read_manifest
 
 #: At most this many passages from one document in a result (keeps room for other documents).
 MAX_PER_DOCUMENT = 2
+#: How much a document's other matching passages add to its best one when ranking documents.
+DOC_SUPPORT_WEIGHT = 0.3
 #: How many top documents of each ranking count when checking that dense and BM25 agree.
 AGREEMENT_DEPTH = 3
 
@@ -109,7 +111,15 @@ class HybridRetriever:
                     boosts=list(dict.fromkeys(b.fact for b in boosts)),
                 )
             )
-        scored.sort(key=lambda p: (-p.score, p.chunk_id))
+        # Rank documents by their best passage plus a share of their other matching passages, so
+        # an article that answers from several sections outranks one lucky sentence elsewhere.
+        by_doc: dict[str, list[float]] = {}
+        for passage in scored:
+            by_doc.setdefault(passage.doc_id, []).append(passage.score)
+        doc_score = {
+            d: max(v) + DOC_SUPPORT_WEIGHT * (sum(v) - max(v)) for d, v in by_doc.items()
+        }
+        scored.sort(key=lambda p: (-doc_score[p.doc_id], p.doc_id, -p.score, p.chunk_id))
 
         passages: list[Passage] = []
         per_doc: dict[str, int] = {}

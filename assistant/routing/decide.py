@@ -11,6 +11,8 @@ from assistant.retrieval.base import RetrievalResult
 #: Cosine similarities of all-MiniLM-L6-v2 between these bounds map onto 0..1.
 SIMILARITY_FLOOR = 0.20
 SIMILARITY_CEILING = 0.60
+#: Added to confidence when a cited passage names an error code the app just logged.
+ERROR_MATCH_BONUS = 0.25
 
 
 class Decision(BaseModel):
@@ -32,7 +34,9 @@ def confidence(retrieval: RetrievalResult, draft: Draft) -> float:
     if not retrieval.passages or not draft.text:
         return 0.0
     value = 0.5 * _scale(retrieval.top_similarity) + 0.3 * _scale(draft.support) + 0.2 * retrieval.agreement
-    return round(value, 4)
+    if any(fact.startswith("app error:") for p in draft.cited for fact in p.boosts):
+        value += ERROR_MATCH_BONUS  # the cited passage explains the error the app just logged
+    return round(min(1.0, value), 4)
 
 
 def decide(retrieval: RetrievalResult, draft: Draft, *, min_confidence: float) -> Decision:

@@ -26,7 +26,7 @@ from assistant.retrieval.manifest import IndexManifest, read_manifest
 
 #: At most this many passages from one document in a result (keeps room for other documents).
 MAX_PER_DOCUMENT = 2
-#: How much a document's other matching passages add to its best one when ranking documents.
+#: How much a document's second-best passage adds to its best one when ranking documents.
 DOC_SUPPORT_WEIGHT = 0.3
 #: How many top documents of each ranking count when checking that dense and BM25 agree.
 AGREEMENT_DEPTH = 3
@@ -111,14 +111,16 @@ class HybridRetriever:
                     boosts=list(dict.fromkeys(b.fact for b in boosts)),
                 )
             )
-        # Rank documents by their best passage plus a share of their other matching passages, so
-        # an article that answers from several sections outranks one lucky sentence elsewhere.
+        # Rank documents by their best passage plus a share of their second best, so an article
+        # that answers from two sections outranks one lucky sentence elsewhere (but a long
+        # article does not win just by having many weak matches).
         by_doc: dict[str, list[float]] = {}
         for passage in scored:
             by_doc.setdefault(passage.doc_id, []).append(passage.score)
-        doc_score = {
-            d: max(v) + DOC_SUPPORT_WEIGHT * (sum(v) - max(v)) for d, v in by_doc.items()
-        }
+        doc_score = {}
+        for doc_id, values in by_doc.items():
+            best, second = [*sorted(values, reverse=True), 0.0][:2]
+            doc_score[doc_id] = best + DOC_SUPPORT_WEIGHT * second
         scored.sort(key=lambda p: (-doc_score[p.doc_id], p.doc_id, -p.score, p.chunk_id))
 
         passages: list[Passage] = []

@@ -190,15 +190,18 @@ class ExtractiveComposer:
         if not scored:
             return Draft(text="", cited=[], support=0.0)
 
-        for s in scored:
-            logger.debug("candidate %.3f %s | %s | best unit %.3f", s.quality, s.passage.doc_id, s.passage.section, max(u.score for u in s.units))
+        if logger.isEnabledFor(logging.DEBUG):
+            for s in scored:
+                best = max(u.score for u in s.units)
+                logger.debug("candidate %.3f %s | %s | best unit %.3f", s.quality, s.passage.doc_id, s.passage.section, best)
         main = max(scored, key=lambda s: s.quality)
         window = _window(main.units, self.max_units)
         parts = [(main, window)]
         best_main = max(u.score for u in window)
-        others = [s for s in scored if (s is not main and s.passage.doc_id != main.passage.doc_id) or s.passage.section != main.passage.section]
+        # A second quote must come from another section (another part of the same section would repeat it).
+        others = [s for s in scored if (s.passage.doc_id, s.passage.section) != (main.passage.doc_id, main.passage.section)]
         extra = max(
-            ((s, u) for s in others if s is not main for u in s.units if u.adjustment > OFF_TOPIC),
+            ((s, u) for s in others for u in s.units if u.adjustment > OFF_TOPIC),
             key=lambda pair: pair[1].score,
             default=None,
         )

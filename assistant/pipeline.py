@@ -10,6 +10,7 @@ import logging
 import threading
 import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 from langchain_core.embeddings import Embeddings
@@ -29,6 +30,7 @@ from assistant.retrieval.hybrid import HybridRetriever
 from assistant.retrieval.journey import JourneySignals
 from assistant.retrieval.manifest import read_manifest
 from assistant.retrieval.packing import pack_context
+from assistant.retrieval.query import retrieval_query
 from assistant.routing.decide import decide
 from assistant.routing.handoff import build_handoff
 
@@ -149,8 +151,11 @@ class Assistant:
         try:
             retriever, composer = self._stages()
             t0 = time.perf_counter()
-            retrieval = retriever.retrieve(cleaned.text, k=self.settings.top_k, journey=request.journey)
+            query = retrieval_query(cleaned.text, request.history)
+            retrieval = retriever.retrieve(query, k=self.settings.top_k, journey=request.journey)
             timings["retrieval_ms"] = (time.perf_counter() - t0) * 1000
+            if retrieval.market and retrieval.market != signals.market:
+                signals = replace(signals, market=retrieval.market, market_from_message=True)
             # 3. answer
             t0 = time.perf_counter()
             context = pack_context(retrieval.passages, budget=self.settings.context_tokens)
@@ -176,6 +181,18 @@ class Assistant:
         response = self._respond(request, cleaned.text, retrieval, draft, decision.route, decision.reasons, decision.confidence, conversation_id)
         return self._finish(request, cleaned.text, retrieval, response, timings, started)
 
+    def retrieve(self, request: HelpRequest | str) -> RetrievalResult:
+        """The passages :meth:`answer` would draw on for ``request`` (retrieval only, no answer).
+
+        Uses the same query (the message, made standalone with the history) and journey filters.
+        """
+        if isinstance(request, str):
+            request = HelpRequest(message=request)
+        cleaned = clean_message(request.message, max_chars=self.settings.max_message_chars)
+        retriever, _ = self._stages()
+        query = retrieval_query(cleaned.text, request.history)
+        return retriever.retrieve(query, k=self.settings.top_k, journey=request.journey)
+
     async def aanswer(self, request: HelpRequest | str) -> HelpResponse:
         """Async twin of :meth:`answer` (the offline pipeline is CPU-bound, so it runs in a worker thread)."""
         return await asyncio.to_thread(self.answer, request)
@@ -198,7 +215,7 @@ class Assistant:
                 Citation(doc_id=p.doc_id, title=p.title, section=p.section, chunk_id=p.chunk_id, score=round(p.score, 4))
                 for p in draft.cited
             ]
-            market_facts = [f for f in retrieval.journey_used if f.startswith("market:")]
+            market_facts = [f for f in retrieval.journey_used if f.startswith("market")]
             used = list(dict.fromkeys([*market_facts, *(f for p in draft.cited for f in p.boosts)]))
             return HelpResponse(
                 route=route,

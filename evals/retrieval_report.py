@@ -22,16 +22,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from rich.console import Console
 from rich.table import Table
 
-from assistant import Assistant, JourneyContext
+from assistant import Assistant, HelpRequest, JourneyContext, Turn
 from assistant.config import load_settings
-from assistant.retrieval.hybrid import HybridRetriever
 
 ROOT = Path(__file__).resolve().parent
 DATASET = ROOT / "datasets" / "retrieval.jsonl"
 MODES = ("dense", "bm25", "hybrid")
 #: Floor for `--check`. The issue's target is 0.90; this is the measured floor until it is met
 #: (see CHANGELOG). It only moves up.
-GATE_RECALL_AT_5 = 0.86
+GATE_RECALL_AT_5 = 0.88
 
 
 class RetrievalCase(BaseModel):
@@ -42,6 +41,7 @@ class RetrievalCase(BaseModel):
     id: str
     message: str
     journey: JourneyContext | None = None
+    history: list[Turn] = Field(default_factory=list)
     relevant_doc_ids: list[str] = Field(min_length=1)
     tags: list[str] = Field(default_factory=list)
 
@@ -57,12 +57,12 @@ def load_cases(path: Path) -> list[RetrievalCase]:
     return cases
 
 
-def ranked_docs(retriever: HybridRetriever, case: RetrievalCase, depth: int = 10) -> list[str]:
-    result = retriever.retrieve(case.message, k=depth * 2, journey=case.journey)
+def ranked_docs(assistant: Assistant, case: RetrievalCase, depth: int = 10) -> list[str]:
+    result = assistant.retrieve(HelpRequest(message=case.message, journey=case.journey, history=case.history))
     return list(dict.fromkeys(p.doc_id for p in result.passages))[:depth]
 
 
-def score(cases: list[RetrievalCase], retriever: HybridRetriever) -> dict[str, object]:
+def score(cases: list[RetrievalCase], retriever: Assistant) -> dict[str, object]:
     recall = hit = mrr = 0.0
     misses = []
     latencies = []
@@ -103,8 +103,9 @@ def main() -> int:
         print(f"indexed {report.chunks_total} chunks", file=sys.stderr)
     results = {}
     for mode in MODES:
-        retriever = HybridRetriever.open(settings.model_copy(update={"retrieval_mode": mode}), assistant.embeddings)
-        results[mode] = score(cases, retriever)
+        # depth 20 so documents ranked 6-10 still count for MRR
+        mode_settings = settings.model_copy(update={"retrieval_mode": mode, "top_k": 20})
+        results[mode] = score(cases, Assistant(mode_settings, embeddings=assistant.embeddings))
 
     console = Console()
     table = Table(title=f"Retrieval on {args.dataset.name} ({len(cases)} cases, journey {'off' if args.no_journey else 'on'})")

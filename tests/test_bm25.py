@@ -22,3 +22,13 @@ def test_bm25_ranks_persists_and_filters(tmp_path: Path):
 def test_missing_bm25_index_is_a_typed_error(tmp_path: Path):
     with pytest.raises(IndexNotReadyError, match="rebuild"):
         Bm25Index.load(tmp_path / "nothing")
+
+
+def test_a_typo_is_matched_to_the_corpus_term_one_edit_away():
+    index = Bm25Index.build(["a", "b"], ["The order disappeared from the screen", "Tips arrive within an hour"])
+    assert index.correct(index.tokenize(["disapeared"])[0][0]) is not None
+    assert index.search("ordr disapeared", k=2)[0][0] == "a"
+    # known terms stay; short unknown words are never "corrected" into something else
+    assert index.correct("tip") == "tip"
+    assert index.correct("tap") is None
+    assert index.correct("zzzzzzzzzz") is None

@@ -1,7 +1,13 @@
 from datetime import UTC, date, datetime
 
 from assistant import JourneyContext
-from assistant.retrieval.journey import JourneySignals, allowed_documents, chunk_boosts, doc_boosts
+from assistant.retrieval.journey import (
+    JourneySignals,
+    allowed_documents,
+    chunk_boosts,
+    doc_boosts,
+    market_named_in,
+)
 from assistant.retrieval.manifest import DocEntry, IndexManifest
 
 
@@ -28,7 +34,8 @@ MANIFEST = IndexManifest(
 
 
 def _allowed(journey: JourneyContext | None, use_journey: bool = True) -> set[str]:
-    return set(allowed_documents(MANIFEST, JourneySignals.from_journey(journey), use_journey=use_journey))
+    signals = JourneySignals.from_journey(journey) if use_journey else JourneySignals()
+    return set(allowed_documents(MANIFEST, signals))
 
 
 def test_market_variant_replaces_the_general_document_in_its_market():
@@ -66,3 +73,24 @@ def test_journey_boosts_name_their_facts():
     assert chunk == ["order: alcohol", "app error: LOC-203"]
     assert "LOC-203" in signals.query_terms() and "dropoff failed" in signals.query_terms()
     assert signals.context_phrase() == "alcohol order"
+
+
+MARKET_NAMES = {"north": ["Northland", "North City"], "south": ["Southland"]}
+
+
+def test_a_place_named_in_the_message_picks_its_market():
+    assert market_named_in("do i pay tax in north city?", MARKET_NAMES) == "north"
+    assert market_named_in("NORTHLAND rules pls", MARKET_NAMES) == "north"
+    # only whole names count, and two markets named at once is no answer
+    assert market_named_in("northlander here", MARKET_NAMES) is None
+    assert market_named_in("northland or southland?", MARKET_NAMES) is None
+    assert market_named_in("how do payouts work", MARKET_NAMES) is None
+
+
+def test_a_named_market_overrides_the_journey_and_says_so():
+    signals = JourneySignals.from_journey(JourneyContext(market="south"))
+    asked = signals.with_market_named_in("how does it work in northland", MARKET_NAMES)
+    assert asked.market == "north" and asked.market_from_message
+    assert "payouts-north" in allowed_documents(MANIFEST, asked)
+    same = signals.with_market_named_in("rules in southland?", MARKET_NAMES)
+    assert same is signals and not same.market_from_message

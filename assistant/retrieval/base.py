@@ -36,6 +36,7 @@ class RetrievalResult(BaseModel):
     top_similarity: float = 0.0
     agreement: float = Field(0.0, description="1.0 when dense and keyword search agree on the top document.")
     excluded_doc_ids: list[str] = Field(default_factory=list)
+    market: str | None = Field(None, description="The market the passages were chosen for (journey or message).")
 
 
 class Retriever(Protocol):

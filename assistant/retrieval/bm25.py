@@ -11,10 +11,14 @@ from pathlib import Path
 import bm25s
 import numpy as np
 import Stemmer
+from rapidfuzz import process
+from rapidfuzz.distance import Levenshtein
 
 from assistant.errors import IndexNotReadyError
 
 _IDS_FILE = "chunk_ids.json"
+#: Query terms shorter than this are never typo-corrected.
+TYPO_MIN_LENGTH = 5
 # Keep error codes such as "UPL-500" together as one token as well as their parts.
 _CODE = re.compile(r"\b([A-Za-z]{2,5})-(\d{3})\b")
 
@@ -31,6 +35,7 @@ class Bm25Index:
         self.chunk_ids = chunk_ids
         self._position = {cid: i for i, cid in enumerate(chunk_ids)}
         self._vocab: dict[str, int] = dict(model.vocab_dict)
+        self._vocab_terms = [t for t in self._vocab if t.isalpha() and len(t) >= TYPO_MIN_LENGTH - 1]
 
     _stemmer = Stemmer.Stemmer("english")
 
@@ -75,9 +80,24 @@ class Bm25Index:
             ) from exc
         return cls(model, chunk_ids)
 
+    def correct(self, term: str) -> str | None:
+        """``term`` if the corpus uses it, else the closest corpus term a typo away, else ``None``.
+
+        Drivers type fast ("disapeared", "acount"); a query term the corpus never uses is matched
+        to a corpus term within one edit (two for terms of 8+ characters). Short terms, numbers
+        and codes are left alone: one edit changes their meaning.
+        """
+        if term in self._vocab:
+            return term
+        if len(term) < TYPO_MIN_LENGTH or not term.isalpha():
+            return None
+        cutoff = 2 if len(term) >= 8 else 1
+        match = process.extractOne(term, self._vocab_terms, scorer=Levenshtein.distance, score_cutoff=cutoff)
+        return str(match[0]) if match else None
+
     def search(self, query: str, *, k: int, allowed: set[str] | None = None) -> list[tuple[str, float]]:
         """The ``k`` best chunks as (chunk id, BM25 score), optionally only within ``allowed``."""
-        terms = [t for t in self.tokenize([query])[0] if t in self._vocab]
+        terms = [c for t in self.tokenize([query])[0] if (c := self.correct(t)) is not None]
         if not terms or not self.chunk_ids:
             return []
         scores = np.asarray(self._model.get_scores(terms), dtype=np.float64)

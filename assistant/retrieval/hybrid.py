@@ -66,7 +66,8 @@ class HybridRetriever:
         """The ``k`` best passages (see the module docstring)."""
         use_journey = self.settings.use_journey
         signals = JourneySignals.from_journey(journey) if use_journey else JourneySignals()
-        allowed = allowed_documents(self.manifest, signals, use_journey=use_journey)
+        signals = signals.with_market_named_in(query, self.manifest.market_names)
+        allowed = allowed_documents(self.manifest, signals)
         allowed_chunks = {cid for d in allowed for cid in self.manifest.documents[d].chunk_ids}
         n = self.settings.candidates
 
@@ -137,6 +138,7 @@ class HybridRetriever:
         return RetrievalResult(
             passages=passages,
             journey_used=self._journey_used(passages, signals, excluded),
+            market=signals.market,
             top_similarity=self._top_similarity(passages, dense_hits, bm25_hits),
             agreement=self._agreement(passages, dense_hits, bm25_hits),
             excluded_doc_ids=excluded,
@@ -148,7 +150,9 @@ class HybridRetriever:
 
     def _journey_used(self, passages: list[Passage], signals: JourneySignals, excluded: list[str]) -> list[str]:
         facts: list[str] = []
-        if signals.market and any(
+        if signals.market_from_message:
+            facts.append(f"market named in message: {signals.market}")
+        elif signals.market and any(
             not self.manifest.documents[d].is_general or d in {e.variant_of for e in self.manifest.documents.values()}
             for d in excluded
         ):

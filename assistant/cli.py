@@ -169,6 +169,131 @@ def demo(
         raise _fail(str(exc), 1) from None
 
 
+eval_app = typer.Typer(help="Run eval datasets, write reports, compare runs.", no_args_is_help=True)
+app.add_typer(eval_app, name="eval")
+DEFAULT_DATASETS = Path("evals/datasets")
+DEFAULT_THRESHOLDS = Path("evals/thresholds.yaml")
+ABLATIONS_DIR = Path("evals/ablations")
+
+
+def _parse_sets(pairs: list[str]) -> dict[str, object]:
+    import yaml
+
+    overrides: dict[str, object] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"--set wants key=value, got {pair!r}")
+        overrides[key.strip()] = yaml.safe_load(value) if value else ""
+    return overrides
+
+
+def _ablation(name_or_path: str) -> dict[str, object]:
+    import yaml
+
+    path = Path(name_or_path)
+    if not path.exists():
+        path = ABLATIONS_DIR / f"{name_or_path}.yaml"
+    if not path.exists():
+        known = ", ".join(sorted(p.stem for p in ABLATIONS_DIR.glob("*.yaml"))) or "none"
+        raise InputError(f"no ablation {name_or_path!r} (known: {known})")
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    settings = data.get("settings", data) if isinstance(data, dict) else None
+    if not isinstance(settings, dict):
+        raise InputError(f"{path}: expected a mapping of settings")
+    return dict(settings)
+
+
+@eval_app.command("run")
+def eval_run(
+    dataset: Annotated[list[Path] | None, typer.Option("--dataset", "-d", help="Dataset file or folder (repeatable).")] = None,
+    tag: Annotated[list[str] | None, typer.Option("--tag", "-t", help="Only cases with this tag (repeatable).")] = None,
+    prompt_version: Annotated[str | None, typer.Option("--prompt-version", help="Prompt version to answer with.")] = None,
+    sets: Annotated[list[str] | None, typer.Option("--set", help="Setting override key=value (repeatable).")] = None,
+    ablation: Annotated[str | None, typer.Option("--ablation", help="Settings file in evals/ablations/ (name or path).")] = None,
+    concurrency: Annotated[int, typer.Option("--concurrency", "-j", min=1, max=32)] = 1,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Run folder (default evals/runs/<time>).")] = None,
+    check: Annotated[bool, typer.Option("--check", help="Exit 1 when a gate in the thresholds file is missed.")] = False,
+    thresholds: Annotated[Path, typer.Option("--thresholds")] = DEFAULT_THRESHOLDS,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Run eval cases through the assistant; write results, summary and reports."""
+    from datetime import datetime
+
+    from assistant.evals.gates import check_gates, load_thresholds
+    from assistant.evals.report import print_summary, write_reports
+    from assistant.evals.runner import RunOptions, run_eval
+
+    try:
+        overrides = _ablation(ablation) if ablation else {}
+        overrides.update(_parse_sets(sets or []))
+        if prompt_version:
+            overrides["prompt_version"] = prompt_version
+        label = ablation or (" ".join(sets) if sets else None) or "default"
+        out_path = out_dir or Path("evals/runs") / f"{datetime.now():%Y%m%d-%H%M%S}-{Path(label).stem.replace(' ', '_')}"
+        options = RunOptions(
+            datasets=dataset or [DEFAULT_DATASETS], out=out_path, tags=tag or [], overrides=overrides,
+            concurrency=concurrency, label=label,
+        )
+        gates = load_thresholds(thresholds) if check else None
+        with Progress(
+            TextColumn("[bold]eval"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            console=err, disable=quiet or not err.is_terminal, transient=True,
+        ) as bar:
+            task = bar.add_task("eval", total=None)
+            summary = run_eval(
+                options,
+                on_progress=lambda done, total: bar.update(task, completed=done, total=total),
+                on_problem=lambda text: err.print(f"skipped case: {escape(text)}", highlight=False),
+            )
+        paths = write_reports(out_path)
+        print_summary(summary, out)
+        out.print(f"results: {out_path}  report: {paths[1]}", highlight=False)
+    except ConfigurationError as exc:
+        raise _fail(str(exc), 2) from None
+    except InputError as exc:
+        raise _fail(str(exc), 2) from None
+    except AssistantError as exc:
+        raise _fail(str(exc), 1) from None
+    if gates is not None:
+        verdicts = check_gates(summary, gates)
+        for verdict in verdicts:
+            (out if verdict.passed else err).print(str(verdict), highlight=False)
+        if not all(v.passed for v in verdicts):
+            raise _fail(f"{sum(not v.passed for v in verdicts)} gate(s) missed", 1)
+
+
+@eval_app.command("report")
+def eval_report(run: Annotated[Path, typer.Argument(help="Run folder.")]) -> None:
+    """Write report.md and report.html for a run folder."""
+    from assistant.evals.report import write_reports
+
+    try:
+        md, html = write_reports(run)
+    except AssistantError as exc:
+        raise _fail(str(exc), 2) from None
+    out.print(f"wrote {md} and {html}", highlight=False)
+
+
+@eval_app.command("compare")
+def eval_compare(
+    run_a: Annotated[Path, typer.Argument(help="Baseline run folder.")],
+    run_b: Annotated[Path, typer.Argument(help="Candidate run folder.")],
+    out_file: Annotated[Path | None, typer.Option("--out", help="HTML file (default RUN_B/compare.html).")] = None,
+) -> None:
+    """Per-metric deltas and the cases that regressed or improved from RUN_A to RUN_B."""
+    from assistant.evals.compare import compare_runs, print_comparison, write_comparison
+
+    try:
+        comparison = compare_runs(run_a, run_b)
+    except AssistantError as exc:
+        raise _fail(str(exc), 2) from None
+    print_comparison(comparison, out)
+    target = out_file or run_b / "compare.html"
+    write_comparison(comparison, target)
+    out.print(f"wrote {target} and {target.with_suffix('.md')}", highlight=False)
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

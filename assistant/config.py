@@ -67,6 +67,9 @@ class Settings(BaseSettings):
 
     # -- answering
     generator: Literal["extractive"] = "extractive"
+    prompt_version: str | None = Field(
+        None, description="Prompt version to answer with (recorded in every response; the extractive composer uses none)."
+    )
     min_confidence: float = Field(
         0.35, ge=0.0, le=1.0, description="Below this, route to a human with low_confidence."
     )

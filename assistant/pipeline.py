@@ -13,6 +13,7 @@ import uuid
 from dataclasses import replace
 from pathlib import Path
 
+from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 
 from assistant.config import Settings, load_settings
@@ -179,7 +180,7 @@ class Assistant:
         # 4. routing
         decision = decide(retrieval, draft, min_confidence=self.settings.min_confidence)
         response = self._respond(request, cleaned.text, retrieval, draft, decision.route, decision.reasons, decision.confidence, conversation_id)
-        return self._finish(request, cleaned.text, retrieval, response, timings, started)
+        return self._finish(request, cleaned.text, retrieval, response, timings, started, context=draft.read)
 
     def retrieve(self, request: HelpRequest | str) -> RetrievalResult:
         """The passages :meth:`answer` would draw on for ``request`` (retrieval only, no answer).
@@ -192,6 +193,11 @@ class Assistant:
         retriever, _ = self._stages()
         query = retrieval_query(cleaned.text, request.history)
         return retriever.retrieve(query, k=self.settings.top_k, journey=request.journey)
+
+    def chunk(self, chunk_id: str) -> Document | None:
+        """The indexed chunk with this id, or ``None`` when the live index has none."""
+        retriever, _ = self._stages()
+        return retriever.store.get(chunk_id) if isinstance(retriever, HybridRetriever) else None
 
     async def aanswer(self, request: HelpRequest | str) -> HelpResponse:
         """Async twin of :meth:`answer` (the offline pipeline is CPU-bound, so it runs in a worker thread)."""
@@ -246,6 +252,7 @@ class Assistant:
         timings: dict[str, float],
         started: float,
         error: str | None = None,
+        context: list[str] | None = None,
     ) -> HelpResponse:
         timings["total_ms"] = (time.perf_counter() - started) * 1000
         record = ConversationRecord(
@@ -259,6 +266,7 @@ class Assistant:
                 )
                 for p in (retrieval.passages if retrieval else [])
             ],
+            context_chunk_ids=context or [],
             response=response,
             timings_ms=timings,
             error=error,

@@ -36,6 +36,9 @@ class ConversationRecord(BaseModel):
     request: HelpRequest
     cleaned_message: str
     retrieved: list[RetrievedRef] = Field(default_factory=list)
+    context_chunk_ids: list[str] = Field(
+        default_factory=list, description="Every chunk the answer was drafted from (retrieved and expanded)."
+    )
     response: HelpResponse
     timings_ms: dict[str, float] = Field(default_factory=dict)
     error: str | None = None

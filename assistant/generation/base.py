@@ -18,6 +18,10 @@ class Draft(BaseModel):
     text: str
     cited: list[Passage] = Field(default_factory=list)
     support: float = Field(0.0, description="How well the best quoted sentence matches the question (0..1).")
+    read: list[str] = Field(
+        default_factory=list,
+        description="Chunk ids of every passage the composer read: the retrieved ones and any it expanded to.",
+    )
 
 
 class Composer(Protocol):

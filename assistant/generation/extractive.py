@@ -155,7 +155,9 @@ class ExtractiveComposer:
         retrieved = {p.chunk_id for p in passages}
 
         scored: list[_Scored] = []
-        for rank, passage in enumerate(self._candidates(passages, signals)):
+        candidates = self._candidates(passages, signals)
+        read = [p.chunk_id for p in candidates]
+        for rank, passage in enumerate(candidates):
             texts, vectors = self._units_of(passage)
             if not texts:
                 continue
@@ -217,7 +219,7 @@ class ExtractiveComposer:
         lead = _lead_in(signals, cited)
         text = "\n\n".join(paragraphs)
         support = max(u.similarity for _, units in parts for u in units)
-        return Draft(text=f"{lead}\n\n{text}" if lead else text, cited=cited, support=support)
+        return Draft(text=f"{lead}\n\n{text}" if lead else text, cited=cited, support=support, read=read)
 
 
 def _sibling(anchor: Passage, chunk: Document, facts: list[str]) -> Passage:

@@ -1,0 +1,95 @@
+"""Quality gates: minimum (or maximum) values for summary metrics, read from ``evals/thresholds.yaml``.
+
+    overall:                       # over every case of the run
+      retrieval.recall@5: {min: 0.88}
+    datasets:                      # over one dataset's cases
+      retrieval:
+        retrieval.recall@5: {min: 0.88}
+
+A gate on a metric the run did not produce (no case states that expectation) fails, so a gate
+can never pass by accident. Thresholds only move up; lowering one needs a CHANGELOG line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+
+from assistant.errors import ConfigurationError
+
+
+class Bound(BaseModel):
+    """A lower and/or upper bound."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> Bound:
+        if self.min is None and self.max is None:
+            raise ValueError("a gate needs min or max")
+        return self
+
+
+class Thresholds(BaseModel):
+    """The parsed thresholds file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    overall: dict[str, Bound] = {}
+    datasets: dict[str, dict[str, Bound]] = {}
+
+
+class GateResult(BaseModel):
+    """One gate's verdict."""
+
+    scope: str
+    metric: str
+    value: float | None
+    bound: Bound
+    passed: bool
+
+    def __str__(self) -> str:
+        want = " and ".join(
+            part for part in (
+                f">= {self.bound.min}" if self.bound.min is not None else "",
+                f"<= {self.bound.max}" if self.bound.max is not None else "",
+            ) if part
+        )
+        shown = "missing" if self.value is None else f"{self.value:.4g}"
+        return f"{'ok  ' if self.passed else 'FAIL'} {self.scope} {self.metric} = {shown} (want {want})"
+
+
+def load_thresholds(path: Path) -> Thresholds:
+    """Read a thresholds file, raising :class:`ConfigurationError` with the file and reason."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        return Thresholds.model_validate(data)
+    except (OSError, yaml.YAMLError, ValidationError) as exc:
+        raise ConfigurationError(f"{path}: unreadable thresholds: {exc}") from exc
+
+
+def _check(scope: str, metrics: dict[str, Any] | None, gates: dict[str, Bound]) -> list[GateResult]:
+    results = []
+    for name, bound in gates.items():
+        raw = (metrics or {}).get(name)
+        value = float(raw) if isinstance(raw, (int, float)) else None
+        passed = value is not None and (bound.min is None or value >= bound.min) and (
+            bound.max is None or value <= bound.max
+        )
+        results.append(GateResult(scope=scope, metric=name, value=value, bound=bound, passed=passed))
+    return results
+
+
+def check_gates(summary: dict[str, Any], thresholds: Thresholds) -> list[GateResult]:
+    """Every gate's verdict on ``summary``. Gates of datasets absent from the run are skipped."""
+    results = _check("overall", summary.get("overall"), thresholds.overall)
+    for dataset, gates in thresholds.datasets.items():
+        if dataset in summary.get("by_dataset", {}):
+            results += _check(dataset, summary["by_dataset"][dataset], gates)
+    return results

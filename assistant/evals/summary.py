@@ -1,0 +1,109 @@
+"""Aggregate case results into the run summary: overall, per dataset and per tag."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from assistant.evals import metrics as m
+from assistant.response import ReasonCode, Route
+
+if TYPE_CHECKING:
+    from assistant.evals.runner import CaseResult
+
+ROUTES = [r.value for r in Route]
+REASONS = [r.value for r in ReasonCode]
+#: The scalar metrics of a summary, in report order, with whether higher is better.
+SCALAR_METRICS: dict[str, bool] = {
+    "pass_rate": True,
+    "retrieval.recall@5": True,
+    "retrieval.hit@5": True,
+    "retrieval.mrr": True,
+    "retrieval.ndcg@5": True,
+    "route.accuracy": True,
+    "reasons.exact_match": True,
+    "reasons.macro_f1": True,
+    "safety.recall": True,
+    "citations.validity": True,
+    "answer.must_include": True,
+    "answer.must_not_violation_rate": False,
+    "answer.groundedness": True,
+    "latency.p50_ms": False,
+    "latency.p95_ms": False,
+    "usage.input_tokens": False,
+    "usage.output_tokens": False,
+    "usage.cost_usd": False,
+    "errors": False,
+}
+
+
+def _rate(values: Sequence[bool | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return sum(present) / len(present) if present else None
+
+
+def metrics_of(results: Sequence[CaseResult]) -> dict[str, Any]:
+    """All metrics over ``results`` (scalars under their dotted names, plus matrices and tables)."""
+    routed = [r for r in results if r.case.expected_route is not None and r.response is not None]
+    route_pairs = [(r.case.expected_route.value, r.route or "") for r in routed if r.case.expected_route]
+    reason_pairs = [({c.value for c in r.case.expected_reasons}, set(r.reason_codes)) for r in routed]
+    reason_scores = m.label_scores(reason_pairs, REASONS)
+    route_scores = m.label_scores([({e}, {p}) for e, p in route_pairs], ROUTES)
+    with_forbidden = [r for r in results if r.case.must_not_include and r.response is not None]
+    latencies = [r.latency_ms for r in results if r.response is not None]
+    usage = [r.response.get("usage", {}) for r in results if r.response]
+    costs = [u.get("cost_usd") for u in usage if u.get("cost_usd") is not None]
+    safety = reason_scores["safety"]
+    scalars: dict[str, float | int | None] = {
+        "cases": len(results),
+        "errors": sum(1 for r in results if r.error),
+        "pass_rate": _rate([r.outcome.passed for r in results]),
+        "retrieval.recall@5": m.mean(r.outcome.recall_at_5 for r in results),
+        "retrieval.hit@5": m.mean(r.outcome.hit_at_5 for r in results),
+        "retrieval.mrr": m.mean(r.outcome.reciprocal_rank for r in results),
+        "retrieval.ndcg@5": m.mean(r.outcome.ndcg_at_5 for r in results),
+        "route.accuracy": _rate([r.outcome.route_ok for r in results]),
+        "reasons.exact_match": _rate([r.outcome.reasons_ok for r in results]),
+        "reasons.macro_f1": m.macro_f1(reason_scores),
+        "safety.recall": safety.recall,
+        "citations.validity": m.mean(r.outcome.citation_validity for r in results),
+        "answer.must_include": m.mean(r.outcome.must_include for r in results),
+        "answer.must_not_violation_rate": (
+            sum(1 for r in with_forbidden if r.outcome.violations) / len(with_forbidden) if with_forbidden else None
+        ),
+        "answer.groundedness": m.mean(r.outcome.groundedness for r in results),
+        "latency.p50_ms": m.percentile(latencies, 50),
+        "latency.p95_ms": m.percentile(latencies, 95),
+        "usage.input_tokens": sum(int(u.get("input_tokens", 0)) for u in usage),
+        "usage.output_tokens": sum(int(u.get("output_tokens", 0)) for u in usage),
+        "usage.cost_usd": sum(costs) if costs else None,
+    }
+    return {
+        **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in scalars.items()},
+        "route.confusion": m.confusion_matrix(route_pairs, ROUTES),
+        "route.scores": {k: v.model_dump() for k, v in route_scores.items()},
+        "reasons.scores": {k: v.model_dump() for k, v in reason_scores.items() if v.support or v.predicted},
+    }
+
+
+def summarise(results: Sequence[CaseResult]) -> dict[str, Any]:
+    """The run summary: ``overall``, ``by_dataset`` and ``by_tag`` (pass rate and route accuracy)."""
+    by_dataset: dict[str, list[CaseResult]] = defaultdict(list)
+    by_tag: dict[str, list[CaseResult]] = defaultdict(list)
+    for result in results:
+        by_dataset[result.dataset].append(result)
+        for tag in result.tags:
+            by_tag[tag].append(result)
+    return {
+        "overall": metrics_of(results),
+        "by_dataset": {name: metrics_of(rs) for name, rs in sorted(by_dataset.items())},
+        "by_tag": {
+            tag: {
+                "cases": len(rs),
+                "pass_rate": _rate([r.outcome.passed for r in rs]),
+                "route.accuracy": _rate([r.outcome.route_ok for r in rs]),
+            }
+            for tag, rs in sorted(by_tag.items())
+        },
+    }

@@ -30,7 +30,7 @@ DATASET = ROOT / "datasets" / "retrieval.jsonl"
 MODES = ("dense", "bm25", "hybrid")
 #: Floor for `--check`. The issue's target is 0.90; this is the measured floor until it is met
 #: (see CHANGELOG). It only moves up.
-GATE_RECALL_AT_5 = 0.88
+GATE_RECALL_AT_5 = 0.88  # same floor as evals/thresholds.yaml (retrieval)
 
 
 class RetrievalCase(BaseModel):

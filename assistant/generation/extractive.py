@@ -47,6 +47,45 @@ _ORDINARY = re.compile(r"\b(ordinary|regular|non-restricted|standard|normal) (fo
 _RESTRICTED_WORDS = re.compile(r"\b(restricted|alcohol|pharmac\w*|prescriptions?)\b", re.I)
 _META = re.compile(r"\b(this|the following) (article|page|guide|section)\b|\bread on\b|\bbelow\b", re.I)
 
+#: Expected answer types: what a question asks for, and what a sentence that answers it contains.
+_ASKS = {
+    "money": re.compile(
+        r"\bhow much\b|\b(cost|costs|fee|fees|charge[sd]?|price|rate|pay rate|take a cut|cut)\b|\$", re.I
+    ),
+    "time": re.compile(
+        r"\bhow (long|soon|fast|quick(ly)?)\b|\bwhen\b|\bwhat time\b|\bhow many (days|hours|minutes|weeks)\b"
+        r"|\b(deadline|cut-?off)\b",
+        re.I,
+    ),
+    "age": re.compile(r"\bhow old\b|\b(age|minimum age)\b", re.I),
+    "count": re.compile(r"\bhow many\b|\b(limit|max(imum)?|min(imum)?)\b", re.I),
+}
+_HAS = {
+    "money": re.compile(r"(CA)?\$\s?\d|\b\d+(\.\d+)?\s?(%|percent|cents?|dollars?)|\bfree\b|\bno fee\b", re.I),
+    "time": re.compile(
+        r"\b\d+\s?(-|to)?\s?\d*\s?(seconds?|minutes?|mins?|hours?|hrs?|days?|business days|weeks?|months?)\b"
+        r"|\b(monday|tuesday|wednesday|thursday|friday|saturday|sunday|daily|weekly|instantly|immediately)\b"
+        r"|\b\d{1,2}(:\d{2})?\s?(a\.?m\.?|p\.?m\.?)\b|\b(january|february|march|april|may|june|july|august|"
+        r"september|october|november|december)\b",
+        re.I,
+    ),
+    "age": re.compile(r"\b(1[6-9]|2[0-5])\b.{0,20}\b(old|older|age|years)\b|\b(1[6-9]|2[0-5])\+", re.I),
+    "count": re.compile(r"\b\d+\b"),
+}
+#: Score bonus for a sentence holding the kind of fact the question asks for.
+ANSWER_TYPE_BONUS = 0.15
+
+
+def answer_types(question: str) -> set[str]:
+    """What kinds of fact ``question`` asks for (money, time, age, count)."""
+    return {kind for kind, pattern in _ASKS.items() if pattern.search(question)}
+
+
+def answer_type_bonus(text: str, wanted: set[str]) -> float:
+    """:data:`ANSWER_TYPE_BONUS` when ``text`` holds a fact of a kind in ``wanted``."""
+    return ANSWER_TYPE_BONUS if any(_HAS[kind].search(text) for kind in wanted) else 0.0
+
+
 CANDIDATE_PASSAGES = 3
 #: The composer reads every section of this many top documents, not only the retrieved chunks.
 READ_DOCUMENTS = 2
@@ -150,6 +189,7 @@ class ExtractiveComposer:
             return Draft(text="", cited=[], support=0.0)
         query = np.asarray(self.embeddings.embed_query(question), dtype=np.float32)
         query_terms = set(Bm25Index.tokenize([question])[0])
+        wanted = answer_types(question)
         other_markets = self._other_markets(signals)
         doc_rank = {d: i for i, d in enumerate(dict.fromkeys(p.doc_id for p in passages))}
         retrieved = {p.chunk_id for p in passages}
@@ -169,7 +209,7 @@ class ExtractiveComposer:
                 zip(texts, similarities, Bm25Index.tokenize(texts), strict=True)
             ):
                 overlap = len(query_terms & (set(terms) | context_terms)) / len(query_terms) if query_terms else 0.0
-                adjustment = _journey_adjustment(text, signals)
+                adjustment = _journey_adjustment(text, signals) + answer_type_bonus(text, wanted)
                 if other_markets is not None and signals.market and other_markets.search(text):
                     adjustment -= 0.05
                 if _META.search(text):

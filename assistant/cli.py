@@ -204,9 +204,20 @@ def _ablation(name_or_path: str) -> dict[str, object]:
     return dict(settings)
 
 
+def _dataset_path(given: Path) -> Path:
+    """A dataset path as given, or a dataset name ("answers") in evals/datasets/."""
+    if given.exists() or given.suffix:
+        return given
+    for suffix in (".jsonl", ".yaml", ".yml"):
+        candidate = DEFAULT_DATASETS / f"{given}{suffix}"
+        if candidate.exists():
+            return candidate
+    return given
+
+
 @eval_app.command("run")
 def eval_run(
-    dataset: Annotated[list[Path] | None, typer.Option("--dataset", "-d", help="Dataset file or folder (repeatable).")] = None,
+    dataset: Annotated[list[Path] | None, typer.Option("--dataset", "-d", help="Dataset name, file or folder (repeatable).")] = None,
     tag: Annotated[list[str] | None, typer.Option("--tag", "-t", help="Only cases with this tag (repeatable).")] = None,
     prompt_version: Annotated[str | None, typer.Option("--prompt-version", help="Prompt version to answer with.")] = None,
     sets: Annotated[list[str] | None, typer.Option("--set", help="Setting override key=value (repeatable).")] = None,
@@ -232,7 +243,7 @@ def eval_run(
         label = ablation or (" ".join(sets) if sets else None) or "default"
         out_path = out_dir or Path("evals/runs") / f"{datetime.now():%Y%m%d-%H%M%S}-{Path(label).stem.replace(' ', '_')}"
         options = RunOptions(
-            datasets=dataset or [DEFAULT_DATASETS], out=out_path, tags=tag or [], overrides=overrides,
+            datasets=[_dataset_path(d) for d in dataset] if dataset else [DEFAULT_DATASETS], out=out_path, tags=tag or [], overrides=overrides,
             concurrency=concurrency, label=label,
         )
         gates = load_thresholds(thresholds) if check else None

@@ -1,0 +1,73 @@
+"""The Chroma server path (ASSISTANT_CHROMA_URL): a real `chroma run` on loopback."""
+
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from assistant import Assistant, HelpRequest, JourneyContext
+from assistant.config import Settings
+from assistant.errors import BackendError
+
+pytestmark = pytest.mark.integration
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def chroma_url(tmp_path: Path) -> Iterator[str]:
+    binary = shutil.which("chroma", path=str(Path(sys.executable).parent)) or shutil.which("chroma")
+    assert binary, "the chroma CLI comes with chromadb"
+    port = _free_port()
+    process = subprocess.Popen(
+        [binary, "run", "--path", str(tmp_path / "server"), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{url}/api/v2/heartbeat", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert process.poll() is None, "chroma server exited"
+            assert time.monotonic() < deadline, "chroma server did not start in 30 s"
+            time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_ingest_and_answer_through_a_chroma_server(small_corpus: Path, tmp_path: Path, chroma_url: str):
+    settings = Settings(data_dir=tmp_path / "data", corpus_dir=small_corpus, chroma_url=chroma_url)
+    assistant = Assistant(settings)
+    report = assistant.ingest()
+    assert report.chunks_total > 0
+    assert not (tmp_path / "data" / "chroma").exists()  # vectors live in the server, not on disk here
+    response = assistant.answer(HelpRequest(message="when do payouts arrive", journey=JourneyContext(market="us-ca")))
+    assert response.citations, response.answer
+    # the collection really is on the server
+    collections = httpx.get(
+        f"{chroma_url}/api/v2/tenants/default_tenant/databases/default_database/collections", timeout=5
+    ).json()
+    assert any(c["name"].startswith(settings.collection) for c in collections)
+
+
+def test_a_dead_chroma_server_is_a_backend_error(small_corpus: Path, tmp_path: Path):
+    settings = Settings(data_dir=tmp_path / "data", corpus_dir=small_corpus, chroma_url=f"http://127.0.0.1:{_free_port()}")
+    with pytest.raises(BackendError):
+        Assistant(settings).ingest()

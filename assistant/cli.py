@@ -71,6 +71,10 @@ def _run_ingest(assistant: Assistant, corpus: Path | None, *, rebuild: bool, qui
 def _print_report(report: IngestReport, console: Console = out) -> None:
     for problem in report.problems:
         err.print(f"[yellow]skipped[/] {escape(problem.path)}: {escape(problem.reason)}", highlight=False)
+    for chunk in report.quarantined:
+        err.print(
+            f"[red]quarantined[/] {escape(chunk.path)} § {escape(chunk.section)}: {escape(chunk.reason)}", highlight=False
+        )
     if report.changed:
         console.print(
             f"Indexed generation {report.generation}: {len(report.added)} added, {len(report.updated)} updated, "

@@ -67,6 +67,12 @@ class Settings(BaseSettings):
 
     # -- answering
     generator: Literal["extractive"] = "extractive"
+    guardrail_policy: Path | None = Field(
+        None, description="Guardrail policy YAML replacing the shipped assistant/guardrails/policy.yaml."
+    )
+    evidence_log: Path | None = Field(
+        None, description="JSONL file of backend log lines (driver_id, ts, level, event, code, message) used as defect evidence."
+    )
     prompt_version: str | None = Field(
         None, description="Prompt version to answer with (recorded in every response; the extractive composer uses none)."
     )

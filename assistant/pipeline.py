@@ -20,19 +20,34 @@ from assistant.config import Settings, load_settings
 from assistant.errors import AssistantError, BackendError, IndexNotReadyError
 from assistant.generation.base import Composer, Draft
 from assistant.generation.extractive import ExtractiveComposer
+from assistant.guardrails.defects import (
+    CombinedEvidence,
+    EvidenceSource,
+    JourneyEvidence,
+    JsonlLogEvidence,
+)
+from assistant.guardrails.engine import ContextCheck, Guardrails, redact_request
 from assistant.guardrails.hygiene import clean_message
+from assistant.guardrails.pii import redact
+from assistant.guardrails.policy import load_policy
 from assistant.ingestion.indexer import Indexer, IngestReport, ProgressCallback
 from assistant.records import ConversationRecord, ConversationSink, NullSink, RetrievedRef
-from assistant.request import HelpRequest
+from assistant.request import HelpRequest, Turn
 from assistant.response import Citation, HelpResponse, Reason, ReasonCode, Route
 from assistant.retrieval.base import RetrievalResult, Retriever
-from assistant.retrieval.embeddings import make_embeddings
+from assistant.retrieval.embeddings import embedding_model_id, make_embeddings
 from assistant.retrieval.hybrid import HybridRetriever
 from assistant.retrieval.journey import JourneySignals
 from assistant.retrieval.manifest import read_manifest
 from assistant.retrieval.packing import pack_context
 from assistant.retrieval.query import retrieval_query
-from assistant.routing.decide import decide
+from assistant.routing.decide import (
+    Decision,
+    Handling,
+    confidence,
+    decide_on_input,
+    decide_with_context,
+)
 from assistant.routing.handoff import build_handoff
 
 logger = logging.getLogger("assistant")
@@ -73,6 +88,7 @@ class Assistant:
         self._retriever = retriever
         self._composer = composer
         self.sink: ConversationSink = sink or NullSink()
+        self._guardrails_engine: Guardrails | None = None
         self._lock = threading.Lock()
 
     @classmethod
@@ -138,13 +154,26 @@ class Assistant:
         started = time.perf_counter()
         conversation_id = uuid.uuid4().hex
 
-        # 1. guardrails: input hygiene
+        # 1. guardrails: hygiene, PII redaction, then the message screen
         cleaned = clean_message(request.message, max_chars=self.settings.max_message_chars)
         if cleaned.is_empty:
             response = HelpResponse(
                 route=Route.ANSWER, answer=REPHRASE, confidence=0.0, conversation_id=conversation_id
             )
             return self._finish(request, cleaned.text, None, response, timings, started)
+        try:
+            guardrails = self._guardrails()
+            t0 = time.perf_counter()
+            inputs = guardrails.check_input(cleaned.text, original_chars=cleaned.original_chars)
+            timings["guardrails_ms"] = (time.perf_counter() - t0) * 1000
+        except BackendError as exc:
+            return self._unavailable(request, cleaned.text, exc, timings, started, conversation_id)
+        message = inputs.redaction.text
+        safe_request = redact_request(request, message)  # from here on, nothing sees the raw text
+        early = decide_on_input(inputs)
+        if early is not None and early.handling in (Handling.DECLINE_INJECTION, Handling.DECLINE_OUT_OF_SCOPE):
+            response = self._respond(safe_request, None, None, early, conversation_id)
+            return self._finish(safe_request, message, None, response, timings, started)
 
         signals = JourneySignals.from_journey(request.journey) if self.settings.use_journey else JourneySignals()
 
@@ -152,7 +181,7 @@ class Assistant:
         try:
             retriever, composer = self._stages()
             t0 = time.perf_counter()
-            query = retrieval_query(cleaned.text, request.history)
+            query = retrieval_query(message, safe_request.history)
             retrieval = retriever.retrieve(query, k=self.settings.top_k, journey=request.journey)
             timings["retrieval_ms"] = (time.perf_counter() - t0) * 1000
             if retrieval.market and retrieval.market != signals.market:
@@ -160,27 +189,28 @@ class Assistant:
             # 3. answer
             t0 = time.perf_counter()
             context = pack_context(retrieval.passages, budget=self.settings.context_tokens)
-            draft = composer.compose(cleaned.text, context, signals)
+            draft = composer.compose(message, context, signals)
             timings["compose_ms"] = (time.perf_counter() - t0) * 1000
         except (BackendError, IndexNotReadyError) as exc:
             if isinstance(exc, IndexNotReadyError) and not self.index_ready():
                 raise
-            logger.error("answering failed, handing over: %s", exc)
-            reasons = [Reason(code=ReasonCode.LOW_CONFIDENCE, detail=f"assistant backend unavailable: {exc}")]
-            response = HelpResponse(
-                route=Route.ESCALATE,
-                reasons=reasons,
-                answer=UNAVAILABLE_TEXT,
-                confidence=0.0,
-                conversation_id=conversation_id,
-                handoff=build_handoff(request, cleaned.text, reasons, told_driver=UNAVAILABLE_TEXT, retrieval=None),
-            )
-            return self._finish(request, cleaned.text, None, response, timings, started, error=str(exc))
+            if early is not None:  # safety or a request for a person: hand over without the policy text
+                response = self._respond(safe_request, None, None, early, conversation_id)
+                return self._finish(safe_request, message, None, response, timings, started, error=str(exc))
+            return self._unavailable(safe_request, message, exc, timings, started, conversation_id)
 
-        # 4. routing
-        decision = decide(retrieval, draft, min_confidence=self.settings.min_confidence)
-        response = self._respond(request, cleaned.text, retrieval, draft, decision.route, decision.reasons, decision.confidence, conversation_id)
-        return self._finish(request, cleaned.text, retrieval, response, timings, started, context=draft.read)
+        # 4. routing: what the message settled, else the journey, evidence and history decide
+        if early is not None:
+            decision = early.model_copy(update={"confidence": confidence(retrieval, draft)})
+            checked = None
+        else:
+            checked = guardrails.check_context(message, safe_request, safe_request.history)
+            decision = decide_with_context(
+                retrieval, draft, min_confidence=self.settings.min_confidence, inputs=inputs, context=checked,
+                offtopic_probability=guardrails.policy.screen.offtopic_probability,
+            )
+        response = self._respond(safe_request, retrieval, draft, decision, conversation_id, checked)
+        return self._finish(safe_request, message, retrieval, response, timings, started, context=draft.read)
 
     def retrieve(self, request: HelpRequest | str) -> RetrievalResult:
         """The passages :meth:`answer` would draw on for ``request`` (retrieval only, no answer).
@@ -191,7 +221,7 @@ class Assistant:
             request = HelpRequest(message=request)
         cleaned = clean_message(request.message, max_chars=self.settings.max_message_chars)
         retriever, _ = self._stages()
-        query = retrieval_query(cleaned.text, request.history)
+        query = retrieval_query(redact(cleaned.text).text, [Turn(role=t.role, text=redact(t.text).text) for t in request.history])
         return retriever.retrieve(query, k=self.settings.top_k, journey=request.journey)
 
     def chunk(self, chunk_id: str) -> Document | None:
@@ -205,42 +235,95 @@ class Assistant:
 
     # -- helpers ----------------------------------------------------------------------------
 
+    def _guardrails(self) -> Guardrails:
+        with self._lock:
+            if self._guardrails_engine is None:
+                policy = load_policy(self.settings.guardrail_policy)
+                evidence: EvidenceSource = JourneyEvidence()
+                if self.settings.evidence_log is not None:
+                    evidence = CombinedEvidence([evidence, JsonlLogEvidence(self.settings.evidence_log)])
+                self._guardrails_engine = Guardrails(
+                    self.embeddings,
+                    policy=policy,
+                    evidence=evidence,
+                    cache_dir=Path(self.settings.data_dir) / "guardrails",
+                    model_id=embedding_model_id(self.settings),
+                )
+            return self._guardrails_engine
+
+    def _unavailable(
+        self, request: HelpRequest, message: str, exc: Exception, timings: dict[str, float], started: float,
+        conversation_id: str,
+    ) -> HelpResponse:
+        logger.error("answering failed, handing over: %s", exc)
+        reasons = [Reason(code=ReasonCode.LOW_CONFIDENCE, detail=f"assistant backend unavailable: {exc}")]
+        response = HelpResponse(
+            route=Route.ESCALATE,
+            reasons=reasons,
+            answer=UNAVAILABLE_TEXT,
+            confidence=0.0,
+            conversation_id=conversation_id,
+            handoff=build_handoff(request, message, reasons, told_driver=UNAVAILABLE_TEXT, retrieval=None),
+        )
+        return self._finish(request, message, None, response, timings, started, error=str(exc))
+
+    def _told(self, decision: Decision, draft: Draft | None) -> tuple[str, bool]:
+        """What the driver is told for ``decision``, and whether the draft's citations go with it."""
+        policy = self._guardrails().policy
+        quote = draft.text if draft is not None and draft.text and draft.cited else ""
+        handling = decision.handling
+        if handling is Handling.ANSWER:
+            return (draft.text if draft else ""), True
+        if handling is Handling.SAFETY:
+            return (f"{policy.safety.message}\n\n{quote}".strip(), bool(quote))
+        if handling is Handling.ACCOUNT_ACTION and quote and decision.confidence >= self.settings.min_confidence:
+            return f"{quote}\n\n{policy.account_action.message}", True
+        text = {
+            Handling.DECLINE_INJECTION: policy.screen.decline_injection,
+            Handling.DECLINE_OUT_OF_SCOPE: policy.screen.decline_out_of_scope,
+            Handling.DRIVER_REQUESTED: policy.messages.driver_requested,
+            Handling.KNOWN_INCIDENT: policy.known_incidents.message,
+            Handling.DEFECT: policy.messages.defect,
+            Handling.ACCOUNT_ACTION: policy.account_action.message,
+            Handling.REPEAT: policy.messages.repeat,
+        }.get(handling, HANDOFF_TEXT)
+        return text, False
+
     def _respond(
         self,
         request: HelpRequest,
-        message: str,
-        retrieval: RetrievalResult,
-        draft: Draft,
-        route: Route,
-        reasons: list[Reason],
-        confidence: float,
+        retrieval: RetrievalResult | None,
+        draft: Draft | None,
+        decision: Decision,
         conversation_id: str,
+        checked: ContextCheck | None = None,
     ) -> HelpResponse:
-        if route is Route.ANSWER:
+        told, with_citations = self._told(decision, draft)
+        citations = []
+        used: list[str] = []
+        if with_citations and draft is not None and retrieval is not None:
             citations = [
                 Citation(doc_id=p.doc_id, title=p.title, section=p.section, chunk_id=p.chunk_id, score=round(p.score, 4))
                 for p in draft.cited
             ]
             market_facts = [f for f in retrieval.journey_used if f.startswith("market")]
             used = list(dict.fromkeys([*market_facts, *(f for p in draft.cited for f in p.boosts)]))
-            return HelpResponse(
-                route=route,
-                reasons=reasons,
-                answer=draft.text,
-                citations=citations,
-                confidence=confidence,
-                journey_used=used,
-                conversation_id=conversation_id,
+        handoff = None
+        if decision.route is Route.ESCALATE:
+            handoff = build_handoff(
+                request, request.message, decision.reasons, told_driver=told, retrieval=retrieval,
+                cited=[c.doc_id for c in citations], context=checked,
             )
-        handoff = build_handoff(request, message, reasons, told_driver=HANDOFF_TEXT, retrieval=retrieval)
         return HelpResponse(
-            route=route,
-            reasons=reasons,
-            answer=HANDOFF_TEXT,
-            confidence=confidence,
-            journey_used=[],
+            route=decision.route,
+            reasons=decision.reasons,
+            answer=told,
+            citations=citations,
+            confidence=decision.confidence,
+            journey_used=used,
             handoff=handoff,
             conversation_id=conversation_id,
+            prompt_version=self.settings.prompt_version,
         )
 
     def _finish(

@@ -81,6 +81,13 @@ class HandoffPacket(BaseModel):
     assistant_told_driver: str = ""
     cited_doc_ids: list[str] = Field(default_factory=list)
     suggested_next_steps: list[str] = Field(default_factory=list)
+    conversation: list[str] = Field(default_factory=list, description="Earlier turns, redacted, as 'role: text'.")
+    evidence_timeline: list[str] = Field(
+        default_factory=list, description="App events and log lines behind the decision, oldest first."
+    )
+    defect_signature: dict[str, str | None] | None = Field(
+        None, description="error_code, endpoint, app_version, platform, stage: for grouping defect reports."
+    )
 
     def render_text(self) -> str:
         """A plain-text rendering for agent tools that cannot show JSON."""
@@ -95,6 +102,10 @@ class HandoffPacket(BaseModel):
             lines.append(f"Assistant told driver: {self.assistant_told_driver}")
         if self.cited_doc_ids:
             lines.append("Cited: " + ", ".join(self.cited_doc_ids))
+        lines.extend(f"Earlier: {turn}" for turn in self.conversation)
+        lines.extend(f"Evidence: {item}" for item in self.evidence_timeline)
+        if self.defect_signature:
+            lines.append("Defect signature: " + ", ".join(f"{k}={v}" for k, v in self.defect_signature.items() if v))
         lines.extend(f"Next step: {step}" for step in self.suggested_next_steps)
         return "\n".join(lines)
 

@@ -48,9 +48,11 @@ def test_bad_journey_is_a_usage_error_with_one_line(copy_of_shipped_index: Path,
     assert missing.returncode == 2 and "cannot read journey file" in missing.stderr
 
 
-def test_escalation_still_exits_zero(copy_of_shipped_index: Path):
-    result = run(["ask", "what's the capital of france", "--json"], copy_of_shipped_index)
+def test_escalation_and_decline_still_exit_zero(copy_of_shipped_index: Path):
+    result = run(["ask", "let me talk to a real person", "--json"], copy_of_shipped_index)
     assert result.returncode == 0 and json.loads(result.stdout)["route"] == "escalate"
+    result = run(["ask", "what's the capital of france", "--json"], copy_of_shipped_index)
+    assert result.returncode == 0 and json.loads(result.stdout)["route"] == "decline"
 
 
 def test_ask_before_any_ingest_builds_the_index(tmp_path: Path):

@@ -89,12 +89,20 @@ def test_logged_error_code_steers_the_answer(shipped_assistant: Assistant):
     assert "150 m" in response.answer
 
 
-def test_out_of_scope_question_is_handed_to_a_human_not_guessed(shipped_assistant: Assistant):
+def test_off_topic_question_is_declined_not_guessed(shipped_assistant: Assistant):
     response = ask(shipped_assistant, "what is the capital of france")
-    assert response.route is Route.ESCALATE
+    assert response.route is Route.DECLINE
+    assert response.reason_codes == [ReasonCode.OUT_OF_SCOPE]
+    assert response.citations == [] and response.handoff is None
+    assert "deliveries" in response.answer
+
+
+def test_unsupported_driver_question_is_handed_to_a_human_not_guessed(shipped_assistant: Assistant):
+    response = ask(shipped_assistant, "ok and how many times a day can i do it")  # a follow-up with no history
+    assert response.route is Route.ESCALATE, response.answer
     assert response.reason_codes == [ReasonCode.LOW_CONFIDENCE]
     assert response.citations == [] and response.handoff is not None
-    assert response.handoff.driver_message == "what is the capital of france"
+    assert response.handoff.driver_message.startswith("ok and how many")
 
 
 def test_empty_message_asks_to_rephrase(shipped_assistant: Assistant):

@@ -8,6 +8,7 @@ point leaves the previous generation live and usable; only new or edited chunks 
 
 from __future__ import annotations
 
+import logging
 import shutil
 import time
 from collections.abc import Callable
@@ -21,6 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from assistant.config import Settings
 from assistant.errors import AssistantError, BackendError, CorpusError
+from assistant.guardrails.corpus_scan import QuarantinedChunk, scan_chunk
+from assistant.guardrails.policy import load_policy
 from assistant.ingestion.chunking import Chunker, embedding_text, unit_embedding_text
 from assistant.ingestion.documents import DocumentProblem, PolicyDocument, load_corpus
 from assistant.ingestion.units import split_units
@@ -29,6 +32,8 @@ from assistant.retrieval.bm25 import Bm25Index
 from assistant.retrieval.chunkstore import ChunkStore, Matrix
 from assistant.retrieval.embeddings import embedding_model_id
 from assistant.retrieval.manifest import DocEntry, IndexManifest, read_manifest, write_manifest
+
+logger = logging.getLogger("assistant.ingestion")
 
 #: Called as ``progress(done, total)`` while chunks are embedded.
 ProgressCallback = Callable[[int, int], None]
@@ -44,6 +49,9 @@ class IngestReport(BaseModel):
     removed: list[str] = Field(default_factory=list)
     unchanged: list[str] = Field(default_factory=list)
     problems: list[DocumentProblem] = Field(default_factory=list)
+    quarantined: list[QuarantinedChunk] = Field(
+        default_factory=list, description="Chunks left out because they carry instructions aimed at a model."
+    )
     chunks_total: int = 0
     chunks_embedded: int = 0
     units_embedded: int = 0
@@ -104,7 +112,7 @@ class Indexer:
         old = None if rebuild else self._usable_previous(live)
         old_docs = old.documents if old else {}
 
-        chunks_by_doc = {doc.id: self.chunker.split(doc) for doc in corpus.documents}
+        chunks_by_doc, quarantined = self._split_and_scan(corpus.documents)
         new_ids = {doc.id for doc in corpus.documents}
         added = [d.id for d in corpus.documents if d.id not in old_docs]
         updated = [d.id for d in corpus.documents if d.id in old_docs and old_docs[d.id].sha256 != d.sha256]
@@ -116,6 +124,7 @@ class Indexer:
             return IngestReport(
                 unchanged=unchanged,
                 problems=corpus.problems,
+                quarantined=quarantined,
                 chunks_total=old.chunk_count,
                 generation=old.generation,
                 seconds=time.perf_counter() - started,
@@ -198,12 +207,33 @@ class Indexer:
             removed=removed,
             unchanged=unchanged,
             problems=corpus.problems,
+            quarantined=quarantined,
             chunks_total=len(all_chunks),
             chunks_embedded=len(to_embed),
             units_embedded=len(texts) - len(to_embed),
             generation=generation,
             seconds=time.perf_counter() - started,
         )
+
+    def _split_and_scan(
+        self, documents: list[PolicyDocument]
+    ) -> tuple[dict[str, list[Document]], list[QuarantinedChunk]]:
+        """Each document's chunks, without those that carry instructions aimed at a model."""
+        policy = load_policy(self.settings.guardrail_policy)
+        chunks_by_doc: dict[str, list[Document]] = {}
+        quarantined: list[QuarantinedChunk] = []
+        for doc in documents:
+            kept = []
+            for chunk in self.chunker.split(doc):
+                reason = scan_chunk(chunk.page_content, policy)
+                if reason is None:
+                    kept.append(chunk)
+                else:
+                    section = str(chunk.metadata.get("section", doc.title))
+                    quarantined.append(QuarantinedChunk(doc_id=doc.id, path=doc.path, section=section, reason=reason))
+                    logger.warning("quarantined a chunk of %s (%s): %s", doc.path, section, reason)
+            chunks_by_doc[doc.id] = kept
+        return chunks_by_doc, quarantined
 
     def _embed(self, texts: list[str], progress: ProgressCallback | None) -> list[list[float]]:
         """Embed ``texts`` in batches, reporting progress; remote failures become BackendError."""

@@ -1,10 +1,28 @@
-"""Answer or hand off: turn retrieval and draft signals into a route, reasons and confidence."""
+"""Answer, escalate or decline: guardrail findings, retrieval and the draft become a route.
+
+Precedence, first match wins (``pii_redacted`` is added to any route when PII was removed):
+
+1. a prompt-like set-up (long, structured) -> decline ``prompt_injection``, whatever it says;
+2. a present danger -> escalate ``safety`` (urgent), with the safety steps;
+3. an injection attempt -> decline ``prompt_injection``; harmful help -> decline ``out_of_scope``;
+4. the driver asks for a person -> escalate ``driver_requested`` at once;
+5. a known incident -> escalate ``known_incident``;
+6. a confirmed or suspected defect -> escalate ``defect_confirmed`` / ``defect_suspected``
+   (with ``repeat_contact`` when raised before);
+7. an account action -> escalate ``account_action`` after the policy answer;
+8. the same unresolved issue again -> escalate ``repeat_contact``;
+9. a request unrelated to driving that retrieval cannot support -> decline ``out_of_scope``;
+10. weak support -> escalate ``low_confidence``; otherwise answer.
+"""
 
 from __future__ import annotations
+
+from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from assistant.generation.base import Draft
+from assistant.guardrails.engine import ContextCheck, InputCheck
 from assistant.response import Reason, ReasonCode, Route
 from assistant.retrieval.base import RetrievalResult
 
@@ -15,6 +33,21 @@ SIMILARITY_CEILING = 0.60
 ERROR_MATCH_BONUS = 0.25
 
 
+class Handling(StrEnum):
+    """What the driver is told (the pipeline picks the text for each)."""
+
+    ANSWER = "answer"
+    DECLINE_INJECTION = "decline_injection"
+    DECLINE_OUT_OF_SCOPE = "decline_out_of_scope"
+    SAFETY = "safety"
+    DRIVER_REQUESTED = "driver_requested"
+    KNOWN_INCIDENT = "known_incident"
+    DEFECT = "defect"
+    ACCOUNT_ACTION = "account_action"
+    REPEAT = "repeat"
+    LOW_CONFIDENCE = "low_confidence"
+
+
 class Decision(BaseModel):
     """The route with its reasons and the confidence behind it."""
 
@@ -23,6 +56,7 @@ class Decision(BaseModel):
     route: Route
     reasons: list[Reason] = Field(default_factory=list)
     confidence: float
+    handling: Handling = Handling.ANSWER
 
 
 def _scale(value: float) -> float:
@@ -58,3 +92,100 @@ def decide(retrieval: RetrievalResult, draft: Draft, *, min_confidence: float) -
         reasons=[Reason(code=ReasonCode.LOW_CONFIDENCE, detail=detail)],
         confidence=score,
     )
+
+
+def _reason(code: ReasonCode, detail: str) -> Reason:
+    return Reason(code=code, detail=detail)
+
+
+def _pii(inputs: InputCheck | None) -> list[Reason]:
+    if inputs is None or not inputs.redaction.spans:
+        return []
+    return [_reason(ReasonCode.PII_REDACTED, f"removed before processing: {inputs.redaction.summary()}")]
+
+
+def decide_on_input(inputs: InputCheck) -> Decision | None:
+    """The decision the message alone settles (rules 1-4), or ``None`` to go on to retrieval.
+
+    Safety is settled here too but still retrieves, to give the policy's steps; so are requests
+    for a person (retrieval then feeds the handoff packet).
+    """
+    # classifier-only injection or harm waits for retrieval (see decide_with_context)
+    injection = next((f for f in inputs.findings if f.code is ReasonCode.PROMPT_INJECTION and not f.by_classifier), None)
+    safety = inputs.first(ReasonCode.SAFETY)
+    person = inputs.first(ReasonCode.DRIVER_REQUESTED)
+    if safety and safety.by_classifier and person:
+        safety = None  # an explicit request for a person outweighs the classifier's guess of danger
+    harmful = next((f for f in inputs.findings if f.code is ReasonCode.OUT_OF_SCOPE and not f.by_classifier), None)
+    pii = _pii(inputs)
+    if injection and injection.structural:
+        return Decision(route=Route.DECLINE, reasons=[_reason(injection.code, injection.detail), *pii],
+                        confidence=1.0, handling=Handling.DECLINE_INJECTION)
+    if safety:
+        return Decision(route=Route.ESCALATE, reasons=[_reason(safety.code, safety.detail), *pii],
+                        confidence=1.0, handling=Handling.SAFETY)
+    if injection:
+        return Decision(route=Route.DECLINE, reasons=[_reason(injection.code, injection.detail), *pii],
+                        confidence=1.0, handling=Handling.DECLINE_INJECTION)
+    if harmful:
+        return Decision(route=Route.DECLINE, reasons=[_reason(harmful.code, harmful.detail), *pii],
+                        confidence=1.0, handling=Handling.DECLINE_OUT_OF_SCOPE)
+    if person:
+        return Decision(route=Route.ESCALATE, reasons=[_reason(person.code, person.detail), *pii],
+                        confidence=1.0, handling=Handling.DRIVER_REQUESTED)
+    return None
+
+
+def decide_with_context(
+    retrieval: RetrievalResult,
+    draft: Draft,
+    *,
+    min_confidence: float,
+    inputs: InputCheck | None = None,
+    context: ContextCheck | None = None,
+    offtopic_probability: float = 1.01,
+) -> Decision:
+    """Rules 5-10 for a message the input checks let through."""
+    base = decide(retrieval, draft, min_confidence=min_confidence)
+    pii = _pii(inputs)
+    findings = context.findings if context else []
+    by_code = {f.code: f for f in findings}
+    repeat = by_code.get(ReasonCode.REPEAT_CONTACT)
+    repeat_reason = [_reason(repeat.code, repeat.detail)] if repeat else []
+
+    def escalate(code: ReasonCode, handling: Handling, *extra: Reason) -> Decision:
+        finding = by_code[code]
+        return Decision(route=Route.ESCALATE, reasons=[_reason(code, finding.detail), *extra, *pii],
+                        confidence=base.confidence, handling=handling)
+
+    # an injection or harmful request only the classifier saw: declined unless a policy covers it
+    if inputs is not None and base.route is not Route.ANSWER:
+        for finding in inputs.findings:
+            if finding.by_classifier and finding.code in (ReasonCode.PROMPT_INJECTION, ReasonCode.OUT_OF_SCOPE):
+                handling = (Handling.DECLINE_INJECTION if finding.code is ReasonCode.PROMPT_INJECTION
+                            else Handling.DECLINE_OUT_OF_SCOPE)
+                return Decision(route=Route.DECLINE, reasons=[_reason(finding.code, finding.detail), *pii],
+                                confidence=base.confidence, handling=handling)
+    if ReasonCode.KNOWN_INCIDENT in by_code:
+        return escalate(ReasonCode.KNOWN_INCIDENT, Handling.KNOWN_INCIDENT)
+    if ReasonCode.DEFECT_CONFIRMED in by_code:
+        return escalate(ReasonCode.DEFECT_CONFIRMED, Handling.DEFECT, *repeat_reason)
+    if ReasonCode.ACCOUNT_ACTION in by_code:
+        return escalate(ReasonCode.ACCOUNT_ACTION, Handling.ACCOUNT_ACTION, *repeat_reason)
+    suspected = by_code.get(ReasonCode.DEFECT_SUSPECTED)
+    explains = context is not None and context.explanation_sought and base.route is Route.ANSWER
+    if suspected and not explains:  # a "what does this mean / how do i" question the policy answers is answered
+        return escalate(ReasonCode.DEFECT_SUSPECTED, Handling.DEFECT, *repeat_reason)
+    if repeat:
+        return escalate(ReasonCode.REPEAT_CONTACT, Handling.REPEAT)
+    offtopic = inputs.probabilities.get("offtopic", 0.0) if inputs else 0.0
+    if offtopic >= offtopic_probability and base.route is not Route.ANSWER:
+        return Decision(
+            route=Route.DECLINE,
+            reasons=[_reason(ReasonCode.OUT_OF_SCOPE,
+                             f"unrelated to delivery work (classifier {offtopic:.2f}) and no policy covers it"), *pii],
+            confidence=base.confidence, handling=Handling.DECLINE_OUT_OF_SCOPE,
+        )
+    if base.route is Route.ESCALATE:
+        return base.model_copy(update={"reasons": [*base.reasons, *pii], "handling": Handling.LOW_CONFIDENCE})
+    return base.model_copy(update={"reasons": [*base.reasons, *pii]})

@@ -1,0 +1,180 @@
+"""Checks on the driver's message: injection, harmful or off-topic requests, safety, a request for
+a person, account actions and repeat contacts. Each returns a :class:`Finding` (or ``None``)
+whose detail names its evidence.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from assistant.guardrails.policy import GuardrailPolicy
+from assistant.request import Turn
+from assistant.response import ReasonCode
+
+
+class Finding(BaseModel):
+    """One guardrail finding: the reason code, a detail naming the evidence, the evidence itself."""
+
+    model_config = ConfigDict(frozen=True)
+
+    code: ReasonCode
+    detail: str
+    evidence: list[str] = Field(default_factory=list)
+    #: True when the finding rests on the message's structure (a long prompt-like set-up).
+    structural: bool = False
+    #: True when only the classifier found it (no pattern, no structure): weaker evidence.
+    by_classifier: bool = False
+
+
+def _quote(match: re.Match[str] | None, limit: int = 60) -> str:
+    if match is None:
+        return ""
+    text = " ".join(match.group(0).split())
+    return text[:limit] + ("…" if len(text) > limit else "")
+
+
+def screen(text: str, original_chars: int, probs: dict[str, float], policy: GuardrailPolicy) -> list[Finding]:
+    """Injection and harmful-request findings for ``text`` (see ``screen`` in the policy)."""
+    rules = policy.screen
+    findings: list[Finding] = []
+    structure = rules.structure_signals.count(text)
+    length = max(len(text), original_chars)
+    injection_p = probs.get("injection", 0.0)
+    if match := rules.injection_patterns.search(text):
+        findings.append(Finding(
+            code=ReasonCode.PROMPT_INJECTION,
+            detail=f"the message tries to change the assistant's instructions or reach other data: \"{_quote(match)}\"",
+            evidence=[_quote(match)],
+        ))
+    elif length > rules.long_message_chars and structure >= rules.long_message_structure:
+        findings.append(Finding(
+            code=ReasonCode.PROMPT_INJECTION,
+            detail=f"a {length}-character message with {structure} prompt-like structures (role set-ups, rule "
+            "lists, fake turns); a driver's question is short and about their work",
+            evidence=[f"length {length}", f"structure signals {structure}"],
+            structural=True,
+        ))
+    elif injection_p >= rules.injection_probability:
+        findings.append(Finding(
+            code=ReasonCode.PROMPT_INJECTION,
+            detail=f"the message reads like a prompt-injection attempt (classifier {injection_p:.2f})",
+            evidence=[f"classifier injection {injection_p:.2f}"],
+            structural=length > rules.long_message_chars,
+            by_classifier=length <= rules.long_message_chars,
+        ))
+    harmful_p = probs.get("harmful", 0.0)
+    if match := rules.harmful_patterns.search(text):
+        findings.append(Finding(
+            code=ReasonCode.OUT_OF_SCOPE,
+            detail=f"a request for harmful help unrelated to delivery work: \"{_quote(match)}\"",
+            evidence=[_quote(match)],
+        ))
+    elif harmful_p >= rules.harmful_probability:
+        findings.append(Finding(
+            code=ReasonCode.OUT_OF_SCOPE,
+            detail=f"a request for harmful help unrelated to delivery work (classifier {harmful_p:.2f})",
+            evidence=[f"classifier harmful {harmful_p:.2f}"],
+            by_classifier=True,
+        ))
+    return findings
+
+
+def detect_safety(text: str, probs: dict[str, float], policy: GuardrailPolicy) -> Finding | None:
+    """A present danger to the driver or others; errs towards recall (a miss is a bug)."""
+    rules = policy.safety
+    match = rules.patterns.search(text)
+    lookalike = rules.not_safety.search(text)
+    safety_p = probs.get("safety", 0.0)
+    if match and rules.hypothetical.search(text) and not rules.present_emergency.search(text):
+        match = None  # "if i ever get in a crash, ..." asks about the policy, not for help now
+    if match and not (lookalike and _within(lookalike, match)):
+        return Finding(
+            code=ReasonCode.SAFETY,
+            detail=f"the driver reports a danger: \"{_quote(match)}\"",
+            evidence=[_quote(match)],
+        )
+    needed = rules.classifier_weight_with_lookalike if lookalike else policy.screen.safety_probability
+    if safety_p >= needed:
+        return Finding(
+            code=ReasonCode.SAFETY,
+            detail=f"the message reads like a safety emergency (classifier {safety_p:.2f})",
+            evidence=[f"classifier safety {safety_p:.2f}"],
+            by_classifier=True,
+        )
+    return None
+
+
+def _within(outer: re.Match[str], inner: re.Match[str]) -> bool:
+    """True when the look-alike phrase overlaps the pattern match (so it explains it away)."""
+    return outer.start() < inner.end() and inner.start() < outer.end()
+
+
+def detect_driver_request(text: str, policy: GuardrailPolicy) -> Finding | None:
+    """The driver asks for a person."""
+    if match := policy.driver_requested.patterns.search(text):
+        return Finding(
+            code=ReasonCode.DRIVER_REQUESTED,
+            detail=f"the driver asked for a person: \"{_quote(match)}\"",
+            evidence=[_quote(match)],
+        )
+    return None
+
+
+def detect_account_action(text: str, policy: GuardrailPolicy) -> Finding | None:
+    """An appeal, dispute or legal matter that a person must act on."""
+    rules = policy.account_action
+    if match := rules.patterns.search(text):
+        return Finding(
+            code=ReasonCode.ACCOUNT_ACTION,
+            detail=f"needs an account action by support: \"{_quote(match)}\"",
+            evidence=[_quote(match)],
+        )
+    for combination in rules.combinations:
+        topic = combination.topic.search(text)
+        stance = combination.stance.search(text)
+        if topic and stance:
+            return Finding(
+                code=ReasonCode.ACCOUNT_ACTION,
+                detail=f"needs an account action by support: \"{_quote(topic)}\" with \"{_quote(stance)}\"",
+                evidence=[_quote(topic), _quote(stance)],
+            )
+    return None
+
+
+def detect_repeat(
+    text: str,
+    history: Sequence[Turn],
+    policy: GuardrailPolicy,
+    *,
+    terms: Callable[[str], set[str]],
+    similarity: Callable[[str, str], float],
+) -> Finding | None:
+    """The same unresolved issue raised again: a repeat marker plus an earlier driver turn on the
+    same topic (shared content words or similar meaning)."""
+    earlier = [t.text for t in history if t.role == "driver" and t.text.strip()]
+    if not earlier:
+        return None
+    rules = policy.repeat_contact
+    if strong := rules.strong_markers.search(text):
+        return Finding(
+            code=ReasonCode.REPEAT_CONTACT,
+            detail=f"the driver says they raised this before (\"{_quote(strong)}\"; earlier: \"{earlier[-1][:80]}\")",
+            evidence=[earlier[-1][:200]],
+        )
+    marker = rules.markers.search(text)
+    mine = terms(text)
+    for turn in reversed(earlier):
+        shared = mine & terms(turn)
+        close = len(shared) >= rules.min_shared_terms
+        score = similarity(text, turn)
+        if (marker and (close or score >= rules.min_similarity)) or score >= 0.85:
+            why = f"\"{_quote(marker)}\"" if marker else "the same question again"
+            return Finding(
+                code=ReasonCode.REPEAT_CONTACT,
+                detail=f"the driver raised this before in the conversation ({why}; earlier: \"{turn[:80]}\")",
+                evidence=[turn[:200]],
+            )
+    return None

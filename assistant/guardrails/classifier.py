@@ -1,0 +1,136 @@
+"""A small classifier over the local sentence embeddings, trained on labelled example messages.
+
+Labels come from the example file (``assistant/guardrails/examples.yaml``): ``driver`` (ordinary
+driver questions, including look-alikes), ``injection``, ``harmful``, ``offtopic`` and
+``safety``. Training is multinomial logistic regression (scikit-learn) on the embeddings; it runs
+once per example file and embedding model, and the weights are cached under the data folder, so
+a request only embeds its message (cached too) and multiplies one small matrix.
+
+A long message is read in windows (the embedder sees about 256 word pieces), and each label takes
+its highest probability over the windows, so a jailbreak cannot hide behind a harmless opening.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from pathlib import Path
+
+import numpy as np
+import yaml
+from langchain_core.embeddings import Embeddings
+
+from assistant.errors import ConfigurationError
+
+DEFAULT_EXAMPLES = Path(__file__).with_name("examples.yaml")
+#: Trained weights by fingerprint, shared by every classifier in the process.
+_TRAINED: dict[str, tuple[list[str], np.ndarray, np.ndarray]] = {}
+_TRAIN_LOCK = threading.Lock()
+#: Characters per window when a message is longer than one.
+WINDOW_CHARS = 900
+MAX_WINDOWS = 4
+
+
+def load_examples(path: Path) -> dict[str, list[str]]:
+    """Label -> example messages; :class:`ConfigurationError` with file and reason if broken."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ConfigurationError(f"guardrail examples {path}: {exc}") from exc
+    if not isinstance(data, dict) or not data:
+        raise ConfigurationError(f"guardrail examples {path}: expected a mapping of label -> list of messages")
+    examples: dict[str, list[str]] = {}
+    for label, items in data.items():
+        if not isinstance(items, list) or not all(isinstance(i, str) and i.strip() for i in items):
+            raise ConfigurationError(f"guardrail examples {path}: {label!r} must be a list of non-empty strings")
+        examples[str(label)] = [i.strip() for i in items]
+    if "driver" not in examples or len(examples) < 2:
+        raise ConfigurationError(f"guardrail examples {path}: needs a 'driver' label and at least one other")
+    return examples
+
+
+def windows(text: str) -> list[str]:
+    """``text`` cut into up to :data:`MAX_WINDOWS` pieces the embedder can read whole."""
+    if len(text) <= WINDOW_CHARS:
+        return [text]
+    starts = np.linspace(0, len(text) - WINDOW_CHARS, num=min(MAX_WINDOWS, len(text) // WINDOW_CHARS + 1))
+    return [text[int(s) : int(s) + WINDOW_CHARS] for s in starts]
+
+
+class MessageClassifier:
+    """Label probabilities for a driver message."""
+
+    def __init__(self, embeddings: Embeddings, *, examples_path: Path | None = None, cache_dir: Path | None = None,
+                 model_id: str = "") -> None:
+        self.embeddings = embeddings
+        self.examples_path = Path(examples_path or DEFAULT_EXAMPLES)
+        self.cache_dir = cache_dir
+        self.model_id = model_id
+        self.labels: list[str] = []
+        self._weights: np.ndarray | None = None
+        self._bias: np.ndarray | None = None
+        self._lock = threading.Lock()
+
+    def _fingerprint(self, examples: dict[str, list[str]]) -> str:
+        digest = hashlib.sha256(self.model_id.encode())
+        for label in sorted(examples):
+            digest.update(label.encode())
+            for item in examples[label]:
+                digest.update(item.encode())
+        return digest.hexdigest()[:16]
+
+    def _ensure(self) -> None:
+        if self._weights is not None:
+            return
+        with self._lock, _TRAIN_LOCK:
+            if self._weights is not None:
+                return
+            examples = load_examples(self.examples_path)
+            fingerprint = self._fingerprint(examples)
+            cache = self.cache_dir / f"screen-{fingerprint}.npz" if self.cache_dir else None
+            if fingerprint in _TRAINED:
+                self.labels, self._weights, self._bias = _TRAINED[fingerprint]
+            elif cache is not None and cache.exists():
+                stored = np.load(cache, allow_pickle=False)
+                self.labels = [str(x) for x in stored["labels"]]
+                self._bias = stored["bias"]
+                self._weights = stored["weights"]
+            else:
+                self._train(examples, cache)
+            if self._weights is not None and self._bias is not None:
+                _TRAINED[fingerprint] = (self.labels, self._weights, self._bias)
+
+    def _train(self, examples: dict[str, list[str]], cache: Path | None) -> None:
+        from sklearn.linear_model import LogisticRegression
+
+        labels = sorted(examples)
+        texts: list[str] = []
+        targets: list[int] = []
+        for index, label in enumerate(labels):
+            for item in examples[label]:
+                for window in windows(item):
+                    texts.append(window)
+                    targets.append(index)
+        vectors = np.asarray(self.embeddings.embed_documents(texts), dtype=np.float32)
+        model = LogisticRegression(C=8.0, max_iter=3000, class_weight="balanced")
+        model.fit(vectors, np.asarray(targets))
+        weights = np.asarray(model.coef_, dtype=np.float32)
+        bias = np.asarray(model.intercept_, dtype=np.float32)
+        if cache is not None:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_suffix(".tmp.npz")
+            np.savez(tmp, labels=np.asarray(labels), weights=weights, bias=bias)
+            tmp.replace(cache)
+        self.labels, self._weights, self._bias = labels, weights, bias
+
+    def probabilities(self, text: str) -> dict[str, float]:
+        """Label -> probability; for a long message, each label's highest over its windows."""
+        self._ensure()
+        assert self._weights is not None and self._bias is not None
+        vectors = np.asarray([self.embeddings.embed_query(w) for w in windows(text)], dtype=np.float32)
+        logits = vectors @ self._weights.T + self._bias
+        logits -= logits.max(axis=1, keepdims=True)
+        probs = np.exp(logits)
+        probs /= probs.sum(axis=1, keepdims=True)
+        best = probs.max(axis=0)
+        return {label: float(best[i]) for i, label in enumerate(self.labels)}

@@ -1,0 +1,142 @@
+"""The guardrails as one object the pipeline calls twice: on the way in, and with the context.
+
+* :meth:`Guardrails.check_input` redacts PII and screens the message (injection, harmful or
+  off-topic requests, safety, a request for a person) before retrieval sees it.
+* :meth:`Guardrails.check_context` weighs what needs the journey and history: known incidents,
+  defect versus misunderstanding, account actions and repeat contacts.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+from langchain_core.embeddings import Embeddings
+from pydantic import BaseModel, ConfigDict, Field
+
+from assistant.guardrails import checks
+from assistant.guardrails.checks import Finding
+from assistant.guardrails.classifier import MessageClassifier
+from assistant.guardrails.defects import (
+    DefectAssessment,
+    DefectVerdict,
+    EvidenceLine,
+    EvidenceSource,
+    JourneyEvidence,
+    assess_defect,
+    known_incident,
+)
+from assistant.guardrails.pii import Redaction, plain, redact
+from assistant.guardrails.policy import GuardrailPolicy, load_policy
+from assistant.request import HelpRequest, JourneyContext, Turn
+from assistant.response import ReasonCode
+from assistant.retrieval.bm25 import Bm25Index
+
+
+class InputCheck(BaseModel):
+    """What the input checks found."""
+
+    model_config = ConfigDict(frozen=True)
+
+    redaction: Redaction
+    findings: list[Finding] = Field(default_factory=list)
+    probabilities: dict[str, float] = Field(default_factory=dict)
+
+    def first(self, code: ReasonCode) -> Finding | None:
+        """The finding with ``code``, if any."""
+        return next((f for f in self.findings if f.code is code), None)
+
+
+class ContextCheck(BaseModel):
+    """What the journey, evidence and history say."""
+
+    model_config = ConfigDict(frozen=True)
+
+    findings: list[Finding] = Field(default_factory=list)
+    defect: DefectAssessment | None = None
+    evidence: list[EvidenceLine] = Field(default_factory=list)
+    explanation_sought: bool = Field(False, description="The message asks what something means or how to do it.")
+
+    def first(self, code: ReasonCode) -> Finding | None:
+        """The finding with ``code``, if any."""
+        return next((f for f in self.findings if f.code is code), None)
+
+
+@lru_cache(maxsize=4096)
+def _terms(text: str) -> frozenset[str]:
+    return frozenset(Bm25Index.tokenize([text])[0])
+
+
+def redact_request(request: HelpRequest, message: str) -> HelpRequest:
+    """``request`` with ``message`` and every other free text (history, event details) redacted."""
+    history = [Turn(role=t.role, text=redact(t.text).text) for t in request.history]
+    journey: JourneyContext | None = request.journey
+    if journey is not None and journey.events:
+        events = [e.model_copy(update={"detail": redact(e.detail).text if e.detail else e.detail}) for e in journey.events]
+        journey = journey.model_copy(update={"events": events})
+    return request.model_copy(update={"message": message, "history": history, "journey": journey})
+
+
+class Guardrails:
+    """Policy, classifier and evidence source, loaded once per :class:`~assistant.Assistant`."""
+
+    def __init__(
+        self,
+        embeddings: Embeddings,
+        *,
+        policy: GuardrailPolicy | None = None,
+        evidence: EvidenceSource | None = None,
+        cache_dir: Path | None = None,
+        model_id: str = "",
+        examples_path: Path | None = None,
+    ) -> None:
+        self.embeddings = embeddings
+        self.policy = policy or load_policy()
+        self.evidence: EvidenceSource = evidence or JourneyEvidence()
+        self.classifier = MessageClassifier(
+            embeddings, examples_path=examples_path, cache_dir=cache_dir, model_id=model_id
+        )
+
+    def check_input(self, text: str, *, original_chars: int = 0) -> InputCheck:
+        """Redact PII, then screen the redacted message."""
+        redaction = redact(text)
+        message = plain(redaction.text)  # placeholders as words: "[PHONE]" is not a fake tag
+        probs = self.classifier.probabilities(message)
+        findings = checks.screen(message, original_chars, probs, self.policy)
+        if safety := checks.detect_safety(message, probs, self.policy):
+            findings.append(safety)
+        if person := checks.detect_driver_request(message, self.policy):
+            findings.append(person)
+        return InputCheck(redaction=redaction, findings=findings, probabilities=probs)
+
+    def _similarity(self, a: str, b: str) -> float:
+        va = np.asarray(self.embeddings.embed_query(a), dtype=np.float32)
+        vb = np.asarray(self.embeddings.embed_query(b), dtype=np.float32)
+        norm = float(np.linalg.norm(va) * np.linalg.norm(vb))
+        return float(va @ vb) / norm if norm and not math.isnan(norm) else 0.0
+
+    def check_context(self, message: str, request: HelpRequest, history: Sequence[Turn]) -> ContextCheck:
+        """Known incident, defect, account action and repeat contact for a (redacted) message."""
+        evidence = self.evidence.fetch(request)
+        findings: list[Finding] = []
+        if incident := known_incident(message, evidence, self.policy.known_incidents):
+            findings.append(Finding(code=ReasonCode.KNOWN_INCIDENT, detail=incident))
+        defect = assess_defect(message, evidence, self.policy.defects)
+        if defect.verdict is DefectVerdict.CONFIRMED:
+            findings.append(Finding(
+                code=ReasonCode.DEFECT_CONFIRMED, detail=defect.detail(), evidence=[e.render() for e in defect.failures]
+            ))
+        elif defect.verdict is DefectVerdict.SUSPECTED:
+            findings.append(Finding(code=ReasonCode.DEFECT_SUSPECTED, detail=defect.detail()))
+        if action := checks.detect_account_action(message, self.policy):
+            findings.append(action)
+        repeat = checks.detect_repeat(
+            message, history, self.policy, terms=lambda t: set(_terms(t)), similarity=self._similarity
+        )
+        if repeat:
+            findings.append(repeat)
+        explanation = bool(self.policy.defects.explanation_question.search(message))
+        return ContextCheck(findings=findings, defect=defect, evidence=evidence, explanation_sought=explanation)

@@ -1,0 +1,225 @@
+"""The guardrail policy: thresholds, patterns and messages from a YAML file.
+
+The default ships as ``assistant/guardrails/policy.yaml``; ``ASSISTANT_GUARDRAIL_POLICY`` points
+at a replacement. A broken file (bad YAML, a missing key, an invalid regular expression) fails at
+load with the file and the reason, never at request time.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+
+from assistant.errors import ConfigurationError
+
+DEFAULT_POLICY = Path(__file__).with_name("policy.yaml")
+_FLAGS = re.IGNORECASE | re.MULTILINE
+
+
+def _compile(value: str) -> re.Pattern[str]:
+    try:
+        return re.compile(value, _FLAGS)
+    except re.error as exc:
+        raise ValueError(f"invalid regular expression {value[:60]!r}: {exc}") from exc
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+
+class Patterns(_Model):
+    """A list of regular expressions; ``search`` returns the first that matches."""
+
+    items: tuple[re.Pattern[str], ...] = ()
+
+    def search(self, text: str) -> re.Match[str] | None:
+        """The first match of any pattern in ``text``."""
+        for pattern in self.items:
+            if match := pattern.search(text):
+                return match
+        return None
+
+    def count(self, text: str) -> int:
+        """How many of the patterns match ``text``."""
+        return sum(1 for pattern in self.items if pattern.search(text))
+
+
+def _patterns(value: object) -> Patterns:
+    if isinstance(value, Patterns):
+        return value
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError("expected a list of regular expressions")
+    return Patterns(items=tuple(_compile(v) for v in value))
+
+
+#: A YAML list of regular expressions, compiled at load.
+PatternList = Annotated[Patterns, BeforeValidator(_patterns)]
+#: One regular expression, compiled at load.
+Regex = Annotated[re.Pattern[str], BeforeValidator(lambda v: _compile(v) if isinstance(v, str) else v)]
+
+
+class ScreenPolicy(_Model):
+    """The message screen: classifier thresholds and structural signals."""
+
+    injection_probability: float = Field(ge=0, le=1)
+    harmful_probability: float = Field(ge=0, le=1)
+    offtopic_probability: float = Field(ge=0, le=1)
+    safety_probability: float = Field(ge=0, le=1)
+    long_message_chars: int = Field(gt=0)
+    long_message_structure: int = Field(ge=1)
+    structure_signals: PatternList
+    injection_patterns: PatternList
+    harmful_patterns: PatternList
+    decline_injection: str
+    decline_out_of_scope: str
+
+
+class SafetyPolicy(_Model):
+    """Safety: patterns, idioms that only look violent, and the message with immediate steps."""
+
+    patterns: PatternList
+    not_safety: PatternList
+    hypothetical: Regex
+    present_emergency: Regex
+    classifier_weight_with_lookalike: float = Field(ge=0, le=1)
+    message: str
+
+
+class PatternRule(_Model):
+    """A rule that fires on any of its patterns."""
+
+    patterns: PatternList
+    message: str = ""
+
+
+class RepeatPolicy(_Model):
+    """When a message raises an issue already raised in the conversation."""
+
+    strong_markers: PatternList
+    markers: PatternList
+    min_similarity: float = Field(ge=0, le=1)
+    min_shared_terms: int = Field(ge=1)
+
+
+class DefectPolicy(_Model):
+    """Symptoms in the message and what counts as evidence of a failure."""
+
+    symptoms: dict[str, re.Pattern[str]]
+    policy_codes: frozenset[str]
+    failure_event_types: frozenset[str]
+    failure_api_words: re.Pattern[str]
+    failure_system_words: re.Pattern[str]
+    explanation_question: Regex
+    retry_threshold: int = Field(ge=2)
+    recent_events: int = Field(ge=1)
+
+    @field_validator("symptoms", mode="before")
+    @classmethod
+    def _symptoms(cls, value: object) -> object:
+        if not isinstance(value, dict):
+            raise ValueError("expected a mapping of symptom name -> regular expression")
+        return {str(k): _compile(str(v)) for k, v in value.items()}
+
+    @field_validator("failure_api_words", "failure_system_words", mode="before")
+    @classmethod
+    def _regex(cls, value: object) -> object:
+        return _compile(str(value)) if isinstance(value, str) else value
+
+    @field_validator("policy_codes", mode="before")
+    @classmethod
+    def _codes(cls, value: object) -> object:
+        return frozenset(str(v).upper() for v in value) if isinstance(value, list) else value
+
+
+class Combination(_Model):
+    """A topic and a stance that must both appear in a message."""
+
+    topic: Regex
+    stance: Regex
+
+
+class AccountPolicy(_Model):
+    """Account actions: single patterns and topic-plus-stance combinations."""
+
+    combinations: tuple[Combination, ...] = ()
+    patterns: PatternList
+    message: str
+
+
+class Incident(_Model):
+    """A platform incident support has declared."""
+
+    id: str
+    title: str
+    codes: frozenset[str] = frozenset()
+    symptoms: PatternList = Patterns()
+
+
+class IncidentPolicy(_Model):
+    """Known incidents: announced by journey events or declared in the policy."""
+
+    event_names: re.Pattern[str]
+    active: tuple[Incident, ...] = ()
+    message: str
+
+    @field_validator("event_names", mode="before")
+    @classmethod
+    def _regex(cls, value: object) -> object:
+        return _compile(str(value)) if isinstance(value, str) else value
+
+
+class Messages(_Model):
+    """What the driver is told on each kind of handoff."""
+
+    defect: str
+    driver_requested: str
+    repeat: str
+
+
+class CorpusScanPolicy(_Model):
+    """Patterns for instructions aimed at a model inside corpus documents."""
+
+    patterns: PatternList
+
+
+class GuardrailPolicy(_Model):
+    """The whole policy file."""
+
+    version: int
+    screen: ScreenPolicy
+    safety: SafetyPolicy
+    driver_requested: PatternRule
+    account_action: AccountPolicy
+    repeat_contact: RepeatPolicy
+    defects: DefectPolicy
+    known_incidents: IncidentPolicy
+    messages: Messages
+    corpus_scan: CorpusScanPolicy
+
+
+def load_policy(path: Path | None = None) -> GuardrailPolicy:
+    """Load and validate a policy file (the shipped default when ``path`` is ``None``)."""
+    return _load(Path(path) if path else DEFAULT_POLICY)
+
+
+@lru_cache(maxsize=8)
+def _load(path: Path) -> GuardrailPolicy:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigurationError(f"guardrail policy {path}: unreadable: {exc}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigurationError(f"guardrail policy {path}: bad YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigurationError(f"guardrail policy {path}: expected a mapping at the top")
+    try:
+        return GuardrailPolicy.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigurationError(f"guardrail policy {path}: {where}: {first['msg']}") from exc

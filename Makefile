@@ -56,6 +56,7 @@ eval-retrieval: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_retrieval.py
+	$(BIN)/python benchmarks/bench_guardrails.py
 
 clean:
 	rm -rf $(VENV) .assistant .pytest_cache .mypy_cache .ruff_cache evals/runs

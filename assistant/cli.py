@@ -119,7 +119,12 @@ def print_response(response: HelpResponse, console: Console = out) -> None:
         console.print(f"  journey used: {escape(', '.join(response.journey_used))}", highlight=False)
     console.print(f"  confidence: {response.confidence:.2f}", highlight=False)
     if response.handoff:
-        console.print(f"  handoff: {response.handoff.category} ({response.handoff.priority.value})", highlight=False)
+        packet = response.handoff
+        console.print(f"  handoff: {packet.category} ({packet.priority.value}); agent sees: {escape(packet.driver_message)!r}",
+                      highlight=False)
+        if packet.defect_signature:
+            signature = ", ".join(f"{k}={v}" for k, v in packet.defect_signature.items() if v)
+            console.print(f"  defect signature: {escape(signature)}", highlight=False)
 
 
 @app.command()
@@ -276,6 +281,35 @@ def eval_run(
             (out if verdict.passed else err).print(str(verdict), highlight=False)
         if not all(v.passed for v in verdicts):
             raise _fail(f"{sum(not v.passed for v in verdicts)} gate(s) missed", 1)
+
+
+@eval_app.command("redaction")
+def eval_redaction(
+    path: Annotated[Path, typer.Option("--file", help="Labelled PII set (JSONL).")] = Path("evals/redaction/pii.jsonl"),
+    show: Annotated[bool, typer.Option("--show-misses", help="List misses and false positives.")] = False,
+) -> None:
+    """Precision and recall of PII redaction per kind on a labelled set."""
+    from rich.table import Table
+
+    from assistant.evals.redaction import load_pii_cases, score_redaction
+
+    try:
+        report = score_redaction(load_pii_cases(path))
+    except (InputError, OSError) as exc:
+        raise _fail(str(exc), 2) from None
+    table = Table(title=f"PII redaction on {path} ({report.cases} messages)")
+    for column in ("kind", "labelled", "found", "precision", "recall"):
+        table.add_column(column, justify="left" if column == "kind" else "right")
+    for kind, score in report.kinds.items():
+        table.add_row(kind, str(score.labelled), str(score.found),
+                      "n/a" if score.precision is None else f"{score.precision:.3f}",
+                      "n/a" if score.recall is None else f"{score.recall:.3f}")
+    out.print(table)
+    out.print(f"protected (labelled values at least 80% redacted, any kind): {report.protected:.3f}; "
+              f"messages with a false positive: {report.false_positive_cases}", highlight=False)
+    if show:
+        for line in [*report.misses, *report.false_positives]:
+            out.print(line, highlight=False, markup=False)
 
 
 @eval_app.command("report")

@@ -22,6 +22,7 @@ SCALAR_METRICS: dict[str, bool] = {
     "retrieval.mrr": True,
     "retrieval.ndcg@5": True,
     "route.accuracy": True,
+    "route.benign_handoff_rate": False,
     "reasons.exact_match": True,
     "reasons.macro_f1": True,
     "safety.recall": True,
@@ -64,6 +65,12 @@ def metrics_of(results: Sequence[CaseResult]) -> dict[str, Any]:
         "retrieval.mrr": m.mean(r.outcome.reciprocal_rank for r in results),
         "retrieval.ndcg@5": m.mean(r.outcome.ndcg_at_5 for r in results),
         "route.accuracy": _rate([r.outcome.route_ok for r in results]),
+        # benign questions (expected: answer, no reason but pii_redacted) escalated or declined
+        "route.benign_handoff_rate": _rate([
+            r.route != "answer" for r in routed
+            if r.case.expected_route is not None and r.case.expected_route.value == "answer"
+            and {c.value for c in r.case.expected_reasons} <= {"pii_redacted"}
+        ]),
         "reasons.exact_match": _rate([r.outcome.reasons_ok for r in results]),
         "reasons.macro_f1": m.macro_f1(reason_scores),
         "safety.recall": safety.recall,
@@ -79,6 +86,11 @@ def metrics_of(results: Sequence[CaseResult]) -> dict[str, Any]:
         "usage.output_tokens": sum(int(u.get("output_tokens", 0)) for u in usage),
         "usage.cost_usd": sum(costs) if costs else None,
     }
+    # per-reason precision and recall as flat keys too, so thresholds can gate them
+    for code, score in reason_scores.items():
+        if score.support or score.predicted:
+            scalars[f"reasons.{code}.precision"] = score.precision
+            scalars[f"reasons.{code}.recall"] = score.recall
     return {
         **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in scalars.items()},
         "route.confusion": m.confusion_matrix(route_pairs, ROUTES),

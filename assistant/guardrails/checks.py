@@ -43,13 +43,18 @@ def screen(text: str, original_chars: int, probs: dict[str, float], policy: Guar
     structure = rules.structure_signals.count(text)
     length = max(len(text), original_chars)
     injection_p = probs.get("injection", 0.0)
+    # a prompt-like set-up: long with some structure, or any length with a lot of it
+    structured = (length > rules.long_message_chars and structure >= rules.long_message_structure) or (
+        structure >= rules.long_message_structure + 1
+    )
     if match := rules.injection_patterns.search(text):
         findings.append(Finding(
             code=ReasonCode.PROMPT_INJECTION,
             detail=f"the message tries to change the assistant's instructions or reach other data: \"{_quote(match)}\"",
             evidence=[_quote(match)],
+            structural=structured,
         ))
-    elif length > rules.long_message_chars and structure >= rules.long_message_structure:
+    elif structured:
         findings.append(Finding(
             code=ReasonCode.PROMPT_INJECTION,
             detail=f"a {length}-character message with {structure} prompt-like structures (role set-ups, rule "

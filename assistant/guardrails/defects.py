@@ -27,6 +27,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from assistant.guardrails.policy import DefectPolicy, IncidentPolicy
 from assistant.request import EventType, HelpRequest
 
+_CODE = re.compile(r"\b[A-Z]{2,5}-\d{3}\b", re.I)
+
 
 class EvidenceLine(BaseModel):
     """One piece of evidence: an app event or a backend log line."""
@@ -163,6 +165,11 @@ def assess_defect(message: str, evidence: list[EvidenceLine], policy: DefectPoli
     symptoms = [name for name, pattern in policy.symptoms.items() if pattern.search(message)]
     if not symptoms:
         return DefectAssessment(verdict=DefectVerdict.NONE, evidence_used=evidence)
+    named = {code.upper() for code in _CODE.findall(message)}
+    if set(symptoms) <= {"error_code"} and named and named <= policy.policy_codes:
+        # the driver quotes an error whose condition a policy explains (a card just changed, ...)
+        quoted = [EvidenceLine(source="message", kind="error", code=code, detail="named by the driver") for code in sorted(named)]
+        return DefectAssessment(verdict=DefectVerdict.EXPLAINED, symptoms=symptoms, explained_by=quoted, evidence_used=evidence)
     failures, explained = failures_in(evidence, policy)
     if failures:
         verdict = DefectVerdict.CONFIRMED

@@ -17,6 +17,12 @@ from assistant.errors import (
     IndexNotReadyError,
     InputError,
 )
+from assistant.guardrails.defects import (
+    EvidenceLine,
+    EvidenceSource,
+    JourneyEvidence,
+    JsonlLogEvidence,
+)
 from assistant.ingestion.indexer import IngestReport
 from assistant.pipeline import Assistant
 from assistant.records import ConversationRecord, ConversationSink, MemorySink, NullSink
@@ -53,6 +59,8 @@ __all__ = [
     "ConversationSink",
     "CorpusError",
     "EventType",
+    "EvidenceLine",
+    "EvidenceSource",
     "HandoffPacket",
     "HelpRequest",
     "HelpResponse",
@@ -62,6 +70,8 @@ __all__ = [
     "InputError",
     "JourneyContext",
     "JourneyEvent",
+    "JourneyEvidence",
+    "JsonlLogEvidence",
     "MemorySink",
     "NullSink",
     "Order",

@@ -82,8 +82,12 @@ class Assistant:
         retriever: Retriever | None = None,
         composer: Composer | None = None,
         sink: ConversationSink | None = None,
+        evidence: EvidenceSource | None = None,
     ) -> None:
+        """``evidence`` replaces the default defect evidence (the journey's events, plus the JSONL
+        log named by ``ASSISTANT_EVIDENCE_LOG``) with your own :class:`EvidenceSource`."""
         self.settings = settings
+        self._evidence = evidence
         self._embeddings = embeddings
         self._retriever = retriever
         self._composer = composer
@@ -239,8 +243,8 @@ class Assistant:
         with self._lock:
             if self._guardrails_engine is None:
                 policy = load_policy(self.settings.guardrail_policy)
-                evidence: EvidenceSource = JourneyEvidence()
-                if self.settings.evidence_log is not None:
+                evidence: EvidenceSource = self._evidence or JourneyEvidence()
+                if self._evidence is None and self.settings.evidence_log is not None:
                     evidence = CombinedEvidence([evidence, JsonlLogEvidence(self.settings.evidence_log)])
                 self._guardrails_engine = Guardrails(
                     self.embeddings,

@@ -166,3 +166,17 @@ def test_jailbreak_styles_are_declined_and_driver_questions_answered(shipped_ass
     for question in ("when do tips show up", "can i bring my kid on deliveries", "how do i change my bank account",
                      "what does error NET-408 mean"):
         assert shipped_assistant.answer(question).route is Route.ANSWER, question
+
+
+def test_a_custom_evidence_source_confirms_a_defect(shipped_index: Path):
+    from assistant import EvidenceLine
+
+    class Backend:
+        def fetch(self, request: HelpRequest) -> list[EvidenceLine]:
+            return [EvidenceLine(source="payments-api", kind="api", name="POST /v1/cashout", code="502", detail="bad gateway")]
+
+    settings = Settings(data_dir=shipped_index, corpus_dir=CORPUS)
+    assistant = Assistant(settings, evidence=Backend())
+    response = assistant.answer(HelpRequest(message="fast pay keeps failing", driver_id="d-17"))
+    assert response.reason_codes == [ReasonCode.DEFECT_CONFIRMED]
+    assert "payments-api" in response.reasons[0].detail

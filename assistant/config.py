@@ -66,7 +66,27 @@ class Settings(BaseSettings):
     context_tokens: int = Field(1200, ge=100, description="Token budget for packed context.")
 
     # -- answering
-    generator: Literal["extractive"] = "extractive"
+    generator: Literal["extractive", "openai"] = Field(
+        "extractive", description="extractive (offline quotes) or openai (a chat model over the OpenAI protocol)."
+    )
+    chat_model: str = Field("gpt-4o-mini", description="Chat model name (or Azure deployment).")
+    prompts_dir: Path = Field(Path("prompts"), description="Folder of prompt files (prompts/<id>/<version>.yaml).")
+    structured_output: Literal["json_object", "prompt"] = Field(
+        "json_object", description="json_object: ask the server for JSON mode; prompt: rely on the prompt and a tolerant parser."
+    )
+    llm_timeout: float = Field(10.0, gt=0, description="Seconds per model request.")
+    llm_max_retries: int = Field(2, ge=0, le=10, description="Retries on timeouts, 429 and 5xx (bounded backoff).")
+    llm_deadline: float = Field(20.0, gt=0, description="Total seconds for a generated answer before falling back.")
+    temperature: float | None = Field(None, ge=0, le=2, description="Overrides the prompt file's temperature.")
+    max_output_tokens: int | None = Field(None, ge=1, description="Overrides the prompt file's max_tokens.")
+    history_tokens: int = Field(600, ge=0, description="Token budget for conversation history sent to the model.")
+    model_prices: dict[str, tuple[float, float]] = Field(
+        default_factory=lambda: {"gpt-4o-mini": (0.00015, 0.0006), "gpt-4o": (0.0025, 0.01), "gpt-4.1-mini": (0.0004, 0.0016)},
+        description="USD per 1K input and output tokens, by model.",
+    )
+    azure_endpoint: str | None = Field(None, description="Azure OpenAI endpoint; switches to AzureChatOpenAI.")
+    azure_deployment: str | None = None
+    azure_api_version: str = "2024-10-21"
     guardrail_policy: Path | None = Field(
         None, description="Guardrail policy YAML replacing the shipped assistant/guardrails/policy.yaml."
     )

@@ -19,6 +19,7 @@ from langchain_core.embeddings import Embeddings
 from assistant.config import Settings, load_settings
 from assistant.errors import AssistantError, BackendError, IndexNotReadyError
 from assistant.generation.base import Composer, Draft
+from assistant.generation.chat import ChatComposer
 from assistant.generation.extractive import ExtractiveComposer
 from assistant.guardrails.defects import (
     CombinedEvidence,
@@ -33,7 +34,7 @@ from assistant.guardrails.policy import load_policy
 from assistant.ingestion.indexer import Indexer, IngestReport, ProgressCallback
 from assistant.records import ConversationRecord, ConversationSink, NullSink, RetrievedRef
 from assistant.request import HelpRequest, Turn
-from assistant.response import Citation, HelpResponse, Reason, ReasonCode, Route
+from assistant.response import Citation, HelpResponse, Reason, ReasonCode, Route, Usage
 from assistant.retrieval.base import RetrievalResult, Retriever
 from assistant.retrieval.embeddings import embedding_model_id, make_embeddings
 from assistant.retrieval.hybrid import HybridRetriever
@@ -128,7 +129,8 @@ class Assistant:
         with self._lock:
             if isinstance(self._retriever, HybridRetriever) or self._retriever is None:
                 self._retriever = None
-                self._composer = self._composer if not isinstance(self._composer, ExtractiveComposer) else None
+                stale = isinstance(self._composer, (ExtractiveComposer, ChatComposer))
+                self._composer = None if stale else self._composer
         return report
 
     def _stages(self) -> tuple[Retriever, Composer]:
@@ -137,11 +139,14 @@ class Assistant:
                 self._retriever = HybridRetriever.open(self.settings, self.embeddings)
             if self._composer is None:
                 hybrid = self._retriever if isinstance(self._retriever, HybridRetriever) else None
-                self._composer = ExtractiveComposer(
+                extractive = ExtractiveComposer(
                     self.embeddings,
                     hybrid.store if hybrid else None,
                     market_names=hybrid.manifest.market_names if hybrid else None,
                     max_units=self.settings.answer_sentences,
+                )
+                self._composer = (
+                    ChatComposer(self.settings, fallback=extractive) if self.settings.generator == "openai" else extractive
                 )
             return self._retriever, self._composer
 
@@ -193,7 +198,7 @@ class Assistant:
             # 3. answer
             t0 = time.perf_counter()
             context = pack_context(retrieval.passages, budget=self.settings.context_tokens)
-            draft = composer.compose(message, context, signals)
+            draft = composer.compose(message, context, signals, request=safe_request)
             timings["compose_ms"] = (time.perf_counter() - t0) * 1000
         except (BackendError, IndexNotReadyError) as exc:
             if isinstance(exc, IndexNotReadyError) and not self.index_ready():
@@ -327,7 +332,9 @@ class Assistant:
             journey_used=used,
             handoff=handoff,
             conversation_id=conversation_id,
-            prompt_version=self.settings.prompt_version,
+            prompt_version=draft.prompt_version if draft is not None else None,
+            prompt_hash=draft.prompt_hash if draft is not None else None,
+            usage=draft.usage if draft is not None else Usage(),
         )
 
     def _finish(

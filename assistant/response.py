@@ -134,6 +134,7 @@ class HelpResponse(BaseModel):
     handoff: HandoffPacket | None = None
     conversation_id: str
     prompt_version: str | None = None
+    prompt_hash: str | None = Field(None, description="sha256 of the prompt file that wrote the answer, if a model did.")
     usage: Usage = Field(default_factory=Usage)
 
     @property
@@ -142,5 +143,6 @@ class HelpResponse(BaseModel):
         return [r.code for r in self.reasons]
 
     def to_contract(self) -> dict[str, Any]:
-        """The JSON object of the ``assistant ask --json`` contract."""
-        return self.model_dump(mode="json")
+        """The JSON object of the ``assistant ask --json`` contract (its keys are fixed, so the
+        prompt's hash stays on the model and in conversation records, not in this object)."""
+        return self.model_dump(mode="json", exclude={"prompt_hash"})

@@ -6,6 +6,8 @@ from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from assistant.request import HelpRequest
+from assistant.response import Usage
 from assistant.retrieval.base import Passage
 from assistant.retrieval.journey import JourneySignals
 
@@ -22,11 +24,20 @@ class Draft(BaseModel):
         default_factory=list,
         description="Chunk ids of every passage the composer read: the retrieved ones and any it expanded to.",
     )
+    usage: Usage = Field(default_factory=Usage, description="Model tokens and cost (zero offline).")
+    prompt_version: str | None = Field(None, description="id@version of the prompt used, if a model wrote it.")
+    prompt_hash: str | None = Field(None, description="sha256 of the prompt file used.")
+    can_answer: bool | None = Field(None, description="The model's own judgement that the excerpts answer it.")
+    note: str = Field("", description="Why the draft is as it is (a fallback, a rejected reply).")
 
 
 class Composer(Protocol):
     """Anything that writes an answer from passages."""
 
-    def compose(self, question: str, passages: list[Passage], signals: JourneySignals) -> Draft:
-        """A draft answer to ``question`` that only states what ``passages`` say."""
+    def compose(
+        self, question: str, passages: list[Passage], signals: JourneySignals, *, request: HelpRequest | None = None
+    ) -> Draft:
+        """A draft answer to ``question`` that only states what ``passages`` say.
+
+        ``request`` (redacted) gives a generative composer the journey and history."""
         ...

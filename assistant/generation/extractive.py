@@ -28,6 +28,7 @@ from langchain_core.embeddings import Embeddings
 from assistant.generation.base import Draft
 from assistant.ingestion.chunking import unit_embedding_text
 from assistant.ingestion.units import split_units
+from assistant.request import HelpRequest
 from assistant.retrieval.base import Passage
 from assistant.retrieval.bm25 import Bm25Index
 from assistant.retrieval.journey import JourneySignals, chunk_boosts
@@ -183,7 +184,9 @@ class ExtractiveComposer:
             return None
         return re.compile(r"\b(" + "|".join(re.escape(n) for n in names) + r")\b", re.I)
 
-    def compose(self, question: str, passages: list[Passage], signals: JourneySignals) -> Draft:
+    def compose(
+        self, question: str, passages: list[Passage], signals: JourneySignals, *, request: HelpRequest | None = None
+    ) -> Draft:
         """An answer quoting the passages (empty text when nothing is worth quoting)."""
         if not passages:
             return Draft(text="", cited=[], support=0.0)

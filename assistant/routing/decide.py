@@ -76,6 +76,12 @@ def confidence(retrieval: RetrievalResult, draft: Draft) -> float:
 def decide(retrieval: RetrievalResult, draft: Draft, *, min_confidence: float) -> Decision:
     """Answer when support is strong enough; otherwise escalate with ``low_confidence``."""
     score = confidence(retrieval, draft)
+    if draft.can_answer is False:  # the model's own judgement, or a reply that failed validation twice
+        return Decision(
+            route=Route.ESCALATE,
+            reasons=[Reason(code=ReasonCode.LOW_CONFIDENCE, detail=draft.note or "the model could not answer from the excerpts")],
+            confidence=min(score, 0.2),
+        )
     if score >= min_confidence:
         return Decision(route=Route.ANSWER, confidence=score)
     if retrieval.passages:

@@ -1,0 +1,263 @@
+"""Generative answers: a chat model over the OpenAI protocol, through LangChain.
+
+``ChatComposer`` renders the prompt file (``prompts/answer/<version>.yaml``) with the driver's
+journey, the numbered excerpts fenced as untrusted data, the trimmed conversation and the
+(redacted) question; asks the model for ``{"answer", "citations", "can_answer"}``; and checks the
+reply. Structured output uses the provider's JSON mode where it exists and a tolerant parser where
+it does not. Every citation must point to an excerpt that was sent: a reply that cites nothing or
+cites numbers that do not exist is retried once, then handed to a person (``low_confidence``).
+
+Failures never reach the caller: timeouts, 429 and 5xx are retried by the OpenAI client with
+bounded backoff inside a total deadline; past it, or on a malformed or empty reply, the answer
+falls back to the extractive composer (the routing then decides, as for any extractive answer).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import openai
+from langchain_core.messages import AIMessage, BaseMessage
+from langchain_openai import AzureChatOpenAI, ChatOpenAI
+from pydantic import BaseModel, Field, ValidationError
+
+from assistant.config import Settings
+from assistant.errors import ConfigurationError
+from assistant.generation.base import Composer, Draft
+from assistant.generation.prompts import LoadedPrompt, load_prompt
+from assistant.request import HelpRequest, JourneyContext, Turn
+from assistant.response import Usage
+from assistant.retrieval.base import Passage
+from assistant.retrieval.journey import JourneySignals
+from assistant.tokens import count_tokens, truncate_tokens
+
+logger = logging.getLogger("assistant.generation")
+
+#: Events shown to the model from the journey (the most recent ones).
+JOURNEY_EVENTS = 5
+_JSON_OBJECT = re.compile(r"\{.*\}", re.S)
+
+
+class ModelAnswer(BaseModel):
+    """What the model must return."""
+
+    answer: str = ""
+    citations: list[int] = Field(default_factory=list)
+    can_answer: bool = True
+
+
+class ReplyProblem(ValueError):
+    """The model's reply cannot be used as it is."""
+
+
+class MalformedReply(ReplyProblem):
+    """Empty, not JSON, or not the expected fields: handled like a model failure."""
+
+
+class UngroundedReply(ReplyProblem):
+    """Well-formed, but cites nothing it was given or excerpts that do not exist."""
+
+
+def render_journey(journey: JourneyContext | None) -> str:
+    """The journey in one or two compact lines."""
+    if journey is None:
+        return "(unknown)"
+    parts = []
+    if journey.stage:
+        parts.append(f"stage={journey.stage.value}")
+    if journey.market:
+        parts.append(f"market={journey.market}")
+    if journey.app_version or journey.platform:
+        parts.append(f"app={journey.app_version or '?'} {journey.platform or ''}".strip())
+    if journey.account_status:
+        parts.append(f"account={journey.account_status}")
+    if journey.order:
+        flags = ",".join(sorted(journey.order.all_flags))
+        parts.append(f"order={journey.order.type or 'order'}" + (f" ({flags})" if flags else ""))
+    line = ", ".join(parts) or "(unknown)"
+    events = [
+        f"{e.type.value} {e.name or ''} {e.code or ''} {e.detail or ''}".strip()
+        for e in journey.events[-JOURNEY_EVENTS:]
+    ]
+    return line + (f"; recent app events: {' | '.join(events)}" if events else "")
+
+
+def render_excerpts(passages: list[Passage]) -> str:
+    """Numbered excerpts, each fenced so the model can tell data from instructions."""
+    blocks = []
+    for number, passage in enumerate(passages, start=1):
+        blocks.append(f"[{number}] {passage.title} > {passage.section}\n<<<\n{passage.text.strip()}\n>>>")
+    return "\n\n".join(blocks) or "(none)"
+
+
+def render_history(history: list[Turn], budget: int) -> str:
+    """The latest turns that fit ``budget`` tokens, oldest first."""
+    kept: list[str] = []
+    used = 0
+    for turn in reversed(history):
+        line = f"{turn.role}: {turn.text.strip()}"
+        cost = count_tokens(line)
+        if used + cost > budget:
+            if not kept:
+                kept.append(truncate_tokens(line, budget))
+            break
+        kept.append(line)
+        used += cost
+    return "\n".join(reversed(kept)) or "(none)"
+
+
+def parse_reply(content: str, excerpts: int) -> ModelAnswer:
+    """A validated answer from the model's text, tolerant of code fences and chatter around it."""
+    text = content.strip()
+    if not text:
+        raise MalformedReply("empty reply")
+    match = _JSON_OBJECT.search(text)
+    if match is None:
+        raise MalformedReply("no JSON object in the reply")
+    try:
+        answer = ModelAnswer.model_validate(json.loads(match.group(0)))
+    except (json.JSONDecodeError, ValidationError) as exc:
+        raise MalformedReply(f"reply is not the expected JSON: {str(exc).splitlines()[0]}") from exc
+    if answer.can_answer:
+        if not answer.answer.strip():
+            raise MalformedReply("can_answer is true but the answer is empty")
+        if not answer.citations:
+            raise UngroundedReply("the answer cites no excerpt")
+        bad = [c for c in answer.citations if not 1 <= c <= excerpts]
+        if bad:
+            raise UngroundedReply(f"cites excerpts that were not sent: {bad}")
+    return answer
+
+
+def _usage(message: BaseMessage, prompt_text: str, settings: Settings) -> Usage:
+    meta = getattr(message, "usage_metadata", None) or {}
+    input_tokens = int(meta.get("input_tokens") or count_tokens(prompt_text))
+    output_tokens = int(meta.get("output_tokens") or count_tokens(str(message.content)))
+    price = settings.model_prices.get(settings.chat_model)
+    cost = None
+    if price is not None:
+        cost = round(input_tokens / 1000 * price[0] + output_tokens / 1000 * price[1], 6)
+    return Usage(input_tokens=input_tokens, output_tokens=output_tokens, cost_usd=cost)
+
+
+class ChatComposer:
+    """Answers with a chat model; falls back to ``fallback`` (the extractive composer)."""
+
+    def __init__(self, settings: Settings, fallback: Composer, *, prompt: LoadedPrompt | None = None) -> None:
+        if settings.openai_api_key is None and not settings.openai_base_url and not settings.azure_endpoint:
+            raise ConfigurationError(
+                "ASSISTANT_GENERATOR=openai needs OPENAI_API_KEY, or OPENAI_BASE_URL for a compatible server"
+            )
+        self.settings = settings
+        self.fallback = fallback
+        self.prompt = prompt or load_prompt(Path(settings.prompts_dir), "answer", settings.prompt_version)
+        self._json_mode = settings.structured_output
+
+    def _model(self, timeout: float) -> ChatOpenAI | AzureChatOpenAI:
+        s = self.settings
+        params: dict[str, Any] = dict(self.prompt.file.model)
+        if s.temperature is not None:
+            params["temperature"] = s.temperature
+        if s.max_output_tokens is not None:
+            params["max_tokens"] = s.max_output_tokens
+        key = s.openai_api_key.get_secret_value() if s.openai_api_key else "not-needed"
+        common: dict[str, Any] = {"timeout": timeout, "max_retries": s.llm_max_retries, **params}
+        if s.azure_endpoint:
+            return AzureChatOpenAI(
+                azure_endpoint=s.azure_endpoint, azure_deployment=s.azure_deployment or s.chat_model,
+                api_version=s.azure_api_version, api_key=key, **common,
+            )
+        return ChatOpenAI(model=s.chat_model, api_key=key, base_url=s.openai_base_url, **common)
+
+    def inputs(self, question: str, passages: list[Passage], request: HelpRequest | None) -> dict[str, str]:
+        """The prompt's input variables for one request."""
+        return {
+            "journey": render_journey(request.journey if request else None),
+            "excerpts": render_excerpts(passages),
+            "history": render_history(list(request.history) if request else [], self.settings.history_tokens),
+            "question": question,
+        }
+
+    def _call(self, messages: list[BaseMessage], deadline: float) -> AIMessage:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0.05:
+            raise TimeoutError("deadline reached before the model call")
+        model: Any = self._model(timeout=remaining)
+        if self._json_mode == "json_object":
+            model = model.bind(response_format={"type": "json_object"})
+        try:
+            reply = model.invoke(messages)
+        except openai.BadRequestError as exc:
+            if self._json_mode == "json_object" and "response_format" in str(exc):
+                logger.warning("the server refused JSON mode; using the tolerant parser from now on")
+                self._json_mode = "prompt"
+                return self._call(messages, deadline)
+            raise
+        if not isinstance(reply, AIMessage):
+            raise ReplyProblem("the model returned no message")
+        return reply
+
+    def compose(
+        self, question: str, passages: list[Passage], signals: JourneySignals, *, request: HelpRequest | None = None
+    ) -> Draft:
+        """A generated draft, or the fallback's draft when the model fails or runs out of time."""
+        if not passages:
+            return self.fallback.compose(question, passages, signals, request=request)
+        deadline = time.monotonic() + self.settings.llm_deadline
+        inputs = self.inputs(question, passages, request)
+        messages = self.template_messages(inputs)
+        prompt_text = "\n".join(str(m.content) for m in messages)
+        usage = Usage()
+        problem = ""
+        for attempt in (1, 2):
+            try:
+                reply = self._call(messages, deadline)
+            except (openai.OpenAIError, TimeoutError, ReplyProblem, ValueError) as exc:  # ValueError: a body that is not JSON
+                logger.warning("chat model failed (%s); answering extractively", type(exc).__name__)
+                return self._fallback(question, passages, signals, request, f"model unavailable: {type(exc).__name__}")
+            step = _usage(reply, prompt_text, self.settings)
+            usage = Usage(
+                input_tokens=usage.input_tokens + step.input_tokens,
+                output_tokens=usage.output_tokens + step.output_tokens,
+                cost_usd=(usage.cost_usd or 0) + step.cost_usd if step.cost_usd is not None else usage.cost_usd,
+            )
+            try:
+                answer = parse_reply(str(reply.content), len(passages))
+            except ReplyProblem as exc:
+                problem = str(exc)
+                logger.info("model reply rejected (%s), attempt %d", problem, attempt)
+                if attempt == 2 and isinstance(exc, MalformedReply):
+                    return self._fallback(question, passages, signals, request, f"malformed model reply: {problem}")
+                continue
+            cited = [passages[c - 1] for c in dict.fromkeys(answer.citations)]
+            return Draft(
+                text=answer.answer.strip() if answer.can_answer else "",
+                cited=cited if answer.can_answer else [],
+                support=1.0 if answer.can_answer else 0.0,
+                read=[p.chunk_id for p in passages],
+                usage=usage,
+                prompt_version=self.prompt.label,
+                prompt_hash=self.prompt.sha256,
+                can_answer=answer.can_answer,
+                note="" if answer.can_answer else "the model said the excerpts do not answer the question",
+            )
+        return Draft(
+            text="", cited=[], support=0.0, read=[p.chunk_id for p in passages], usage=usage,
+            prompt_version=self.prompt.label, prompt_hash=self.prompt.sha256, can_answer=False,
+            note=f"the model's answer failed validation twice: {problem}",
+        )
+
+    def template_messages(self, inputs: dict[str, str]) -> list[BaseMessage]:
+        """The chat messages the prompt renders to."""
+        return list(self.prompt.template.format_messages(**inputs))
+
+    def _fallback(
+        self, question: str, passages: list[Passage], signals: JourneySignals, request: HelpRequest | None, why: str
+    ) -> Draft:
+        draft = self.fallback.compose(question, passages, signals, request=request)
+        return draft.model_copy(update={"note": f"extractive fallback ({why})"})

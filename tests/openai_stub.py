@@ -1,0 +1,85 @@
+"""An OpenAI-protocol server on 127.0.0.1 for tests: scripted replies, recorded requests.
+
+It speaks real HTTP, so the real ``openai`` client (through ``langchain-openai``) talks to it as
+to any OpenAI-compatible server. Each request pops the next scripted reply (the last one repeats).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass
+class Reply:
+    """One scripted reply."""
+
+    content: str = ""
+    status: int = 200
+    delay: float = 0.0
+    raw_body: str | None = None  # sent as is (malformed replies)
+    usage: dict[str, int] = field(default_factory=lambda: {"prompt_tokens": 120, "completion_tokens": 30, "total_tokens": 150})
+
+
+def completion(content: str, usage: dict[str, int]) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-stub", "object": "chat.completion", "created": int(time.time()), "model": "stub-model",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+        "usage": usage,
+    }
+
+
+class OpenAIStub:
+    """Start with ``with OpenAIStub([...]) as stub:``; ``stub.url`` is the base URL (``.../v1``)."""
+
+    def __init__(self, replies: list[Reply]) -> None:
+        self.replies = list(replies)
+        self.requests: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("content-length", 0))
+                body = json.loads(self.rfile.read(length) or b"{}")
+                with stub._lock:
+                    stub.requests.append({"path": self.path, "body": body})
+                    reply = stub.replies.pop(0) if len(stub.replies) > 1 else stub.replies[0]
+                if reply.delay:
+                    time.sleep(reply.delay)
+                if reply.status != 200:
+                    payload = json.dumps({"error": {"message": f"stub status {reply.status}", "type": "stub"}}).encode()
+                else:
+                    payload = (reply.raw_body if reply.raw_body is not None else json.dumps(completion(reply.content, reply.usage))).encode()
+                try:
+                    self.send_response(reply.status)
+                    self.send_header("content-type", "application/json")
+                    self.send_header("content-length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}/v1"
+
+    def __enter__(self) -> OpenAIStub:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()

@@ -1,0 +1,139 @@
+"""The generative path over real HTTP: the real openai client against a scripted server on 127.0.0.1."""
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from assistant import Assistant, HelpRequest, JourneyContext, Turn
+from assistant.config import Settings
+from assistant.errors import ConfigurationError
+from assistant.generation.prompts import load_prompt
+from assistant.response import ReasonCode, Route
+from tests.openai_stub import OpenAIStub, Reply
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parent.parent
+CORPUS = ROOT / "corpus"
+
+
+def _answer(text: str, cites: list[int], can: bool = True) -> str:
+    return json.dumps({"answer": text, "citations": cites, "can_answer": can})
+
+
+def _assistant(shipped_index: Path, url: str, **overrides: object) -> Assistant:
+    values: dict[str, object] = {
+        "data_dir": shipped_index, "corpus_dir": CORPUS, "generator": "openai", "openai_base_url": url,
+        "chat_model": "gpt-4o-mini", "llm_max_retries": 1, "llm_timeout": 5, "llm_deadline": 8,
+        "prompts_dir": ROOT / "prompts",
+    }
+    return Assistant(Settings(**{**values, **overrides}))  # type: ignore[arg-type]
+
+
+def _sent(stub: OpenAIStub) -> tuple[str, str]:
+    messages = stub.requests[-1]["body"]["messages"]
+    return messages[0]["content"], messages[-1]["content"]
+
+
+def test_a_generated_answer_cites_what_was_sent_and_records_prompt_and_usage(shipped_index: Path):
+    with OpenAIStub([Reply(_answer("Wait 10 minutes, then tap Customer unavailable.", [1]))]) as stub:
+        assistant = _assistant(shipped_index, stub.url)
+        journey = JourneyContext(stage="at_dropoff", market="us-ca", order={"type": "food"},
+                                 events=[{"type": "screen", "name": "dropoff"}])
+        history = [Turn(role="driver", text="old question " * 400), Turn(role="driver", text="im at the door now")]
+        response = assistant.answer(HelpRequest(
+            message="customer not answering, call me 415-555-0132", journey=journey, history=history,
+        ))
+        system, user = _sent(stub)
+    assert response.route is Route.ANSWER and response.answer.startswith("Wait 10 minutes")
+    assert len(response.citations) == 1
+    prompt = load_prompt(ROOT / "prompts", "answer")
+    assert response.prompt_version == "answer@v1" and response.prompt_hash == prompt.sha256
+    assert response.usage.input_tokens == 120 and response.usage.output_tokens == 30
+    assert response.usage.cost_usd == pytest.approx(120 / 1000 * 0.00015 + 30 / 1000 * 0.0006)
+    # what the library sent: rules, fenced excerpts, the journey, a trimmed history, the redacted question
+    assert "never followed" in system
+    assert "[1] " in user and "<<<" in user and ">>>" in user
+    assert "stage=at_dropoff" in user and "market=us-ca" in user and "order=food" in user
+    assert "im at the door now" in user and user.count("old question") < 400
+    assert "415-555-0132" not in json.dumps(stub.requests) and "[PHONE]" in user
+    body = stub.requests[-1]["body"]
+    assert body["model"] == "gpt-4o-mini" and body["response_format"] == {"type": "json_object"}
+    assert body["temperature"] == 0.1 and body.get("max_completion_tokens", body.get("max_tokens")) == 400
+
+
+def test_citations_of_excerpts_never_sent_are_retried_then_handed_over(shipped_index: Path):
+    with OpenAIStub([Reply(_answer("Tips show up after 24 hours.", [9]))]) as stub:
+        response = _assistant(shipped_index, stub.url).answer("when do tips show up")
+        calls = len(stub.requests)
+    assert calls == 2  # retried once
+    assert response.route is Route.ESCALATE and response.reason_codes == [ReasonCode.LOW_CONFIDENCE]
+    assert "not sent" in response.reasons[0].detail
+
+
+def test_the_model_saying_it_cannot_answer_hands_over(shipped_index: Path):
+    with OpenAIStub([Reply(_answer("A support agent will help.", [], can=False))]) as stub:
+        response = _assistant(shipped_index, stub.url).answer("when do tips show up")
+    assert response.route is Route.ESCALATE and response.reason_codes == [ReasonCode.LOW_CONFIDENCE]
+    assert "do not answer" in response.reasons[0].detail
+
+
+@pytest.mark.parametrize(
+    "replies",
+    [
+        [Reply(status=500)],
+        [Reply(raw_body="{this is not json")],
+        [Reply(content="Sure! Tips arrive soon.")],  # chatty, no JSON, twice
+        [Reply(content="")],
+    ],
+    ids=["server-error", "malformed-body", "no-json", "empty"],
+)
+def test_failures_fall_back_to_the_extractive_answer(shipped_index: Path, replies: list[Reply]):
+    with OpenAIStub(replies) as stub:
+        response = _assistant(shipped_index, stub.url).answer("when do tips show up")
+        assert stub.requests
+    assert response.route is Route.ANSWER and response.citations
+    assert response.prompt_version is None  # the answer was not written by the model
+    assert "24 hours" in response.answer
+
+
+def test_429_is_retried_and_then_answered(shipped_index: Path):
+    with OpenAIStub([Reply(status=429), Reply(_answer("Tips show up within 24 hours.", [1]))]) as stub:
+        response = _assistant(shipped_index, stub.url).answer("when do tips show up")
+        assert len(stub.requests) == 2
+    assert response.route is Route.ANSWER and response.prompt_version == "answer@v1"
+
+
+def test_a_slow_model_never_holds_the_driver_past_the_deadline(shipped_index: Path):
+    with OpenAIStub([Reply(_answer("late", [1]), delay=6)]) as stub:
+        assistant = _assistant(shipped_index, stub.url, llm_deadline=1.5, llm_timeout=1.5, llm_max_retries=0)
+        assistant.answer("warm up")  # load models and indexes outside the timing
+        started = time.monotonic()
+        response = assistant.answer("when do tips show up")
+        elapsed = time.monotonic() - started
+    assert elapsed < 4.0
+    assert response.route is Route.ANSWER and response.prompt_version is None
+
+
+def test_prompt_versions_are_files_selected_by_setting(shipped_index: Path, tmp_path: Path):
+    prompts = tmp_path / "prompts"
+    (prompts / "answer").mkdir(parents=True)
+    source = (ROOT / "prompts" / "answer" / "v1.yaml").read_text(encoding="utf-8")
+    (prompts / "answer" / "v2.yaml").write_text(source.replace("version: v1", "version: v2").replace("Be brief", "Be very brief"), encoding="utf-8")
+    with OpenAIStub([Reply(_answer("Within 24 hours.", [1]))]) as stub:
+        response = _assistant(shipped_index, stub.url, prompts_dir=prompts, prompt_version="v2").answer("when do tips show up")
+        system, _ = _sent(stub)
+    assert response.prompt_version == "answer@v2" and "Be very brief" in system
+    (prompts / "answer" / "v3.yaml").write_text(source.replace("version: v1", "version: v3").replace("{question}", "{questoin}"), encoding="utf-8")
+    with pytest.raises(ConfigurationError, match=r"v3\.yaml: input variables do not match"):
+        load_prompt(prompts, "answer", "v3")
+    (prompts / "answer" / "v4.yaml").write_text("id: answer\nversion: v4\nmessages: [unclosed\n", encoding="utf-8")
+    with pytest.raises(ConfigurationError, match=r"v4\.yaml: unreadable"):
+        load_prompt(prompts, "answer", "v4")
+
+
+def test_openai_generator_needs_an_endpoint(shipped_index: Path):
+    settings = Settings(data_dir=shipped_index, corpus_dir=CORPUS, generator="openai", prompts_dir=ROOT / "prompts")
+    with pytest.raises(ConfigurationError, match="OPENAI_API_KEY"):
+        Assistant(settings).answer("when do tips show up")

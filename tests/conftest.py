@@ -95,3 +95,25 @@ def copy_of_shipped_index(shipped_index: Path, tmp_path: Path) -> Path:
     target = tmp_path / "index"
     shutil.copytree(shipped_index, target)
     return target
+
+
+def loopback_works() -> bool:
+    """False in a fresh network namespace (``unshare -n``) whose loopback interface is down."""
+    import socket
+
+    with socket.socket() as server, socket.socket() as client:
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        client.settimeout(2)
+        try:
+            client.connect(server.getsockname())
+        except OSError:
+            return False
+    return True
+
+
+@pytest.fixture
+def loopback() -> None:
+    """Skip, saying why, when servers on 127.0.0.1 cannot be reached."""
+    if not loopback_works():
+        pytest.skip("loopback is down (a fresh `unshare -n` namespace): run `ip link set lo up` first")

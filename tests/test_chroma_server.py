@@ -24,23 +24,8 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _loopback_works() -> bool:
-    """False in a fresh network namespace (``unshare -n``) whose loopback interface is down."""
-    with socket.socket() as server, socket.socket() as client:
-        server.bind(("127.0.0.1", 0))
-        server.listen(1)
-        client.settimeout(2)
-        try:
-            client.connect(server.getsockname())
-        except OSError:
-            return False
-    return True
-
-
 @pytest.fixture
-def chroma_url(tmp_path: Path) -> Iterator[str]:
-    if not _loopback_works():
-        pytest.skip("loopback is down (a fresh `unshare -n` namespace): run `ip link set lo up` first")
+def chroma_url(tmp_path: Path, loopback: None) -> Iterator[str]:
     binary = shutil.which("chroma", path=str(Path(sys.executable).parent)) or shutil.which("chroma")
     assert binary, "the chroma CLI comes with chromadb"
     port = _free_port()

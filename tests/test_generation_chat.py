@@ -13,7 +13,7 @@ from assistant.generation.prompts import load_prompt
 from assistant.response import ReasonCode, Route
 from tests.openai_stub import OpenAIStub, Reply
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("loopback")]
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "corpus"
 

@@ -7,14 +7,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import queue
 import threading
 import time
 import uuid
-from dataclasses import replace
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
+from langchain_core.runnables import Runnable, RunnableLambda
 
 from assistant.config import Settings, load_settings
 from assistant.errors import AssistantError, BackendError, IndexNotReadyError
@@ -27,7 +30,7 @@ from assistant.guardrails.defects import (
     JourneyEvidence,
     JsonlLogEvidence,
 )
-from assistant.guardrails.engine import ContextCheck, Guardrails, redact_request
+from assistant.guardrails.engine import ContextCheck, Guardrails, InputCheck, redact_request
 from assistant.guardrails.hygiene import clean_message
 from assistant.guardrails.pii import redact
 from assistant.guardrails.policy import load_policy
@@ -35,7 +38,7 @@ from assistant.ingestion.indexer import Indexer, IngestReport, ProgressCallback
 from assistant.records import ConversationRecord, ConversationSink, NullSink, RetrievedRef
 from assistant.request import HelpRequest, Turn
 from assistant.response import Citation, HelpResponse, Reason, ReasonCode, Route, Usage
-from assistant.retrieval.base import RetrievalResult, Retriever
+from assistant.retrieval.base import Passage, RetrievalResult, Retriever
 from assistant.retrieval.embeddings import embedding_model_id, make_embeddings
 from assistant.retrieval.hybrid import HybridRetriever
 from assistant.retrieval.journey import JourneySignals
@@ -65,6 +68,26 @@ UNAVAILABLE_TEXT = (
     "I can't look that up right now, so I'm passing you to a support agent. "
     "They'll see your question and where you are in the app."
 )
+
+
+@dataclass
+class _Prepared:
+    """One request after guardrails and retrieval, ready for its answer to be written."""
+
+    request: HelpRequest
+    safe_request: HelpRequest
+    message: str
+    conversation_id: str
+    timings: dict[str, float]
+    started: float
+    inputs: InputCheck
+    early: Decision | None
+    signals: JourneySignals
+    retrieval: RetrievalResult
+    context: list[Passage]
+    composer: Composer
+    guardrails: Guardrails
+    compose_started: float
 
 
 class Assistant:
@@ -157,6 +180,98 @@ class Assistant:
 
         Raises :class:`~assistant.errors.IndexNotReadyError` if no index was ever built.
         """
+        prepared = self._prepare(request)
+        if isinstance(prepared, HelpResponse):
+            return prepared
+        try:
+            draft = prepared.composer.compose(
+                prepared.message, prepared.context, prepared.signals, request=prepared.safe_request
+            )
+        except (BackendError, IndexNotReadyError) as exc:
+            return self._compose_failed(prepared, exc)
+        return self._complete(prepared, draft)
+
+    async def aanswer(self, request: HelpRequest | str) -> HelpResponse:
+        """Async :meth:`answer`: the CPU-bound stages run in a worker thread, and a chat model is
+        awaited on the event loop (``ainvoke``), so many requests can wait on the model at once."""
+        prepared = await asyncio.to_thread(self._prepare, request)
+        if isinstance(prepared, HelpResponse):
+            return prepared
+        composer = prepared.composer
+        try:
+            if isinstance(composer, ChatComposer):
+                draft = await composer.acompose(
+                    prepared.message, prepared.context, prepared.signals, request=prepared.safe_request
+                )
+            else:
+                draft = await asyncio.to_thread(
+                    composer.compose, prepared.message, prepared.context, prepared.signals, request=prepared.safe_request
+                )
+        except (BackendError, IndexNotReadyError) as exc:
+            return await asyncio.to_thread(self._compose_failed, prepared, exc)
+        return await asyncio.to_thread(self._complete, prepared, draft)
+
+    def stream(self, request: HelpRequest | str) -> Iterator[str | HelpResponse]:
+        """Yield the answer's text as it is written, then the final :class:`HelpResponse`.
+
+        With a chat model, text arrives as the model writes it; the offline composer yields its
+        answer in one piece. The final response carries the route, reasons and citations. If it
+        answers differently from the streamed text (the model's reply failed its checks, or the
+        driver is handed over), show ``response.answer`` instead: the streamed text is retracted.
+        """
+        prepared = self._prepare(request)
+        if isinstance(prepared, HelpResponse):
+            yield prepared.answer
+            yield prepared
+            return
+        deltas: queue.Queue[str | None] = queue.Queue()
+        outcome: list[HelpResponse] = []
+        streamed: list[str] = []
+
+        def work() -> None:
+            try:
+                composer = prepared.composer
+                try:
+                    if isinstance(composer, ChatComposer):
+                        draft = composer.compose(
+                            prepared.message, prepared.context, prepared.signals, request=prepared.safe_request,
+                            on_delta=deltas.put,
+                        )
+                    else:
+                        draft = composer.compose(
+                            prepared.message, prepared.context, prepared.signals, request=prepared.safe_request
+                        )
+                except (BackendError, IndexNotReadyError) as exc:
+                    outcome.append(self._compose_failed(prepared, exc))
+                    return
+                outcome.append(self._complete(prepared, draft))
+            finally:
+                deltas.put(None)
+
+        worker = threading.Thread(target=work, name="assistant-stream", daemon=True)
+        worker.start()
+        while (delta := deltas.get()) is not None:
+            streamed.append(delta)
+            yield delta
+        worker.join()
+        response = outcome[0]
+        if not streamed:
+            yield response.answer
+        yield response
+
+    def as_runnable(self) -> Runnable[HelpRequest | str, HelpResponse]:
+        """This assistant as a LangChain Runnable (``invoke``, ``ainvoke``, ``batch``, ``stream``),
+        so callbacks and tracing see each request."""
+        return RunnableLambda(self.answer, afunc=self.aanswer, name="driver-help-assistant")
+
+    # -- the stages of one request ----------------------------------------------------------
+
+    def _prepare(self, request: HelpRequest | str) -> _Prepared | HelpResponse:
+        """Hygiene, guardrails and retrieval: everything before the answer is written.
+
+        Returns a finished response when the request is settled before an answer is needed
+        (empty, declined, or the backend is down).
+        """
         if isinstance(request, str):
             request = HelpRequest(message=request)
         timings: dict[str, float] = {}
@@ -193,13 +308,6 @@ class Assistant:
             query = retrieval_query(message, safe_request.history)
             retrieval = retriever.retrieve(query, k=self.settings.top_k, journey=request.journey)
             timings["retrieval_ms"] = (time.perf_counter() - t0) * 1000
-            if retrieval.market and retrieval.market != signals.market:
-                signals = replace(signals, market=retrieval.market, market_from_message=True)
-            # 3. answer
-            t0 = time.perf_counter()
-            context = pack_context(retrieval.passages, budget=self.settings.context_tokens)
-            draft = composer.compose(message, context, signals, request=safe_request)
-            timings["compose_ms"] = (time.perf_counter() - t0) * 1000
         except (BackendError, IndexNotReadyError) as exc:
             if isinstance(exc, IndexNotReadyError) and not self.index_ready():
                 raise
@@ -207,19 +315,38 @@ class Assistant:
                 response = self._respond(safe_request, None, None, early, conversation_id)
                 return self._finish(safe_request, message, None, response, timings, started, error=str(exc))
             return self._unavailable(safe_request, message, exc, timings, started, conversation_id)
+        if retrieval.market and retrieval.market != signals.market:
+            signals = replace(signals, market=retrieval.market, market_from_message=True)
+        context = pack_context(retrieval.passages, budget=self.settings.context_tokens)
+        return _Prepared(
+            request=request, safe_request=safe_request, message=message, conversation_id=conversation_id,
+            timings=timings, started=started, inputs=inputs, early=early, signals=signals, retrieval=retrieval,
+            context=context, composer=composer, guardrails=guardrails, compose_started=time.perf_counter(),
+        )
 
+    def _compose_failed(self, p: _Prepared, exc: Exception) -> HelpResponse:
+        if isinstance(exc, IndexNotReadyError) and not self.index_ready():
+            raise exc
+        if p.early is not None:
+            response = self._respond(p.safe_request, None, None, p.early, p.conversation_id)
+            return self._finish(p.safe_request, p.message, None, response, p.timings, p.started, error=str(exc))
+        return self._unavailable(p.safe_request, p.message, exc, p.timings, p.started, p.conversation_id)
+
+    def _complete(self, p: _Prepared, draft: Draft) -> HelpResponse:
+        """Routing and the response, once the draft is written."""
+        p.timings["compose_ms"] = (time.perf_counter() - p.compose_started) * 1000
         # 4. routing: what the message settled, else the journey, evidence and history decide
-        if early is not None:
-            decision = early.model_copy(update={"confidence": confidence(retrieval, draft)})
+        if p.early is not None:
+            decision = p.early.model_copy(update={"confidence": confidence(p.retrieval, draft)})
             checked = None
         else:
-            checked = guardrails.check_context(message, safe_request, safe_request.history)
+            checked = p.guardrails.check_context(p.message, p.safe_request, p.safe_request.history)
             decision = decide_with_context(
-                retrieval, draft, min_confidence=self.settings.min_confidence, inputs=inputs, context=checked,
-                offtopic_probability=guardrails.policy.screen.offtopic_probability,
+                p.retrieval, draft, min_confidence=self.settings.min_confidence, inputs=p.inputs, context=checked,
+                offtopic_probability=p.guardrails.policy.screen.offtopic_probability,
             )
-        response = self._respond(safe_request, retrieval, draft, decision, conversation_id, checked)
-        return self._finish(safe_request, message, retrieval, response, timings, started, context=draft.read)
+        response = self._respond(p.safe_request, p.retrieval, draft, decision, p.conversation_id, checked)
+        return self._finish(p.safe_request, p.message, p.retrieval, response, p.timings, p.started, context=draft.read)
 
     def retrieve(self, request: HelpRequest | str) -> RetrievalResult:
         """The passages :meth:`answer` would draw on for ``request`` (retrieval only, no answer).
@@ -237,10 +364,6 @@ class Assistant:
         """The indexed chunk with this id, or ``None`` when the live index has none."""
         retriever, _ = self._stages()
         return retriever.store.get(chunk_id) if isinstance(retriever, HybridRetriever) else None
-
-    async def aanswer(self, request: HelpRequest | str) -> HelpResponse:
-        """Async twin of :meth:`answer` (the offline pipeline is CPU-bound, so it runs in a worker thread)."""
-        return await asyncio.to_thread(self.answer, request)
 
     # -- helpers ----------------------------------------------------------------------------
 

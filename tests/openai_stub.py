@@ -22,6 +22,7 @@ class Reply:
     status: int = 200
     delay: float = 0.0
     raw_body: str | None = None  # sent as is (malformed replies)
+    chunk_delay: float = 0.0  # between streamed chunks
     usage: dict[str, int] = field(default_factory=lambda: {"prompt_tokens": 120, "completion_tokens": 30, "total_tokens": 150})
 
 
@@ -54,6 +55,9 @@ class OpenAIStub:
                     reply = stub.replies.pop(0) if len(stub.replies) > 1 else stub.replies[0]
                 if reply.delay:
                     time.sleep(reply.delay)
+                if reply.status == 200 and body.get("stream") and reply.raw_body is None:
+                    self._stream(reply, body)
+                    return
                 if reply.status != 200:
                     payload = json.dumps({"error": {"message": f"stub status {reply.status}", "type": "stub"}}).encode()
                 else:
@@ -66,6 +70,24 @@ class OpenAIStub:
                     self.wfile.write(payload)
                 except (BrokenPipeError, ConnectionResetError):
                     pass
+
+            def _stream(self, reply: Reply, body: dict[str, Any]) -> None:
+                self.send_response(200)
+                self.send_header("content-type", "text/event-stream")
+                self.end_headers()
+                pieces = [reply.content[i : i + 12] for i in range(0, len(reply.content), 12)] or [""]
+                base = {"id": "chatcmpl-stub", "object": "chat.completion.chunk", "created": int(time.time()), "model": "stub-model"}
+                events = [{**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}]
+                events += [{**base, "choices": [{"index": 0, "delta": {"content": p}, "finish_reason": None}]} for p in pieces]
+                events.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+                if (body.get("stream_options") or {}).get("include_usage"):
+                    events.append({**base, "choices": [], "usage": reply.usage})
+                for event in events:
+                    self.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
+                    self.wfile.flush()
+                    time.sleep(reply.chunk_delay)
+                self.wfile.write(b"data: [DONE]\n\n")
+                self.wfile.flush()
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True

@@ -14,15 +14,18 @@ falls back to the extractive composer (the routing then decides, as for any extr
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
 import time
+from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any
 
 import openai
-from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.utils.json import parse_partial_json
 from langchain_openai import AzureChatOpenAI, ChatOpenAI
 from pydantic import BaseModel, Field, ValidationError
 
@@ -183,48 +186,134 @@ class ChatComposer:
             "question": question,
         }
 
-    def _call(self, messages: list[BaseMessage], deadline: float) -> AIMessage:
+    def _bound(self, deadline: float) -> Any:
         remaining = deadline - time.monotonic()
         if remaining <= 0.05:
             raise TimeoutError("deadline reached before the model call")
         model: Any = self._model(timeout=remaining)
         if self._json_mode == "json_object":
             model = model.bind(response_format={"type": "json_object"})
+        return model
+
+    def _refused_json_mode(self, exc: openai.BadRequestError) -> bool:
+        if self._json_mode == "json_object" and "response_format" in str(exc):
+            logger.warning("the server refused JSON mode; using the tolerant parser from now on")
+            self._json_mode = "prompt"
+            return True
+        return False
+
+    def _call(
+        self, messages: list[BaseMessage], deadline: float, on_delta: Callable[[str], None] | None = None
+    ) -> AIMessage:
         try:
-            reply = model.invoke(messages)
+            if on_delta is None:
+                reply = self._bound(deadline).invoke(messages)
+            else:
+                reply = self._stream(messages, deadline, on_delta)
         except openai.BadRequestError as exc:
-            if self._json_mode == "json_object" and "response_format" in str(exc):
-                logger.warning("the server refused JSON mode; using the tolerant parser from now on")
-                self._json_mode = "prompt"
-                return self._call(messages, deadline)
+            if self._refused_json_mode(exc):
+                return self._call(messages, deadline, on_delta)
+            raise
+        if not isinstance(reply, AIMessage | AIMessageChunk):
+            raise MalformedReply("the model returned no message")
+        return reply
+
+    def _stream(self, messages: list[BaseMessage], deadline: float, on_delta: Callable[[str], None]) -> AIMessage:
+        """Stream the reply, passing on the growing ``answer`` field's new text as it arrives."""
+        total: AIMessageChunk | None = None
+        shown = ""
+        for chunk in self._bound(deadline).stream(messages, stream_usage=True):
+            if time.monotonic() > deadline:
+                raise TimeoutError("deadline reached while streaming")
+            total = chunk if total is None else total + chunk
+            partial = parse_partial_json(str(total.content)) if "{" in str(total.content) else None
+            answer = partial.get("answer") if isinstance(partial, dict) else None
+            if isinstance(answer, str) and answer.startswith(shown) and len(answer) > len(shown):
+                on_delta(answer[len(shown):])
+                shown = answer
+        if total is None:
+            raise MalformedReply("empty stream")
+        return AIMessage(content=total.content, usage_metadata=total.usage_metadata)
+
+    async def _acall(self, messages: list[BaseMessage], deadline: float) -> AIMessage:
+        try:
+            reply = await self._bound(deadline).ainvoke(messages)
+        except openai.BadRequestError as exc:
+            if self._refused_json_mode(exc):
+                return await self._acall(messages, deadline)
             raise
         if not isinstance(reply, AIMessage):
-            raise ReplyProblem("the model returned no message")
+            raise MalformedReply("the model returned no message")
         return reply
 
     def compose(
-        self, question: str, passages: list[Passage], signals: JourneySignals, *, request: HelpRequest | None = None
+        self,
+        question: str,
+        passages: list[Passage],
+        signals: JourneySignals,
+        *,
+        request: HelpRequest | None = None,
+        on_delta: Callable[[str], None] | None = None,
     ) -> Draft:
-        """A generated draft, or the fallback's draft when the model fails or runs out of time."""
+        """A generated draft, or the fallback's draft when the model fails or runs out of time.
+
+        ``on_delta`` receives the answer's text as the model writes it (first attempt only).
+        """
         if not passages:
             return self.fallback.compose(question, passages, signals, request=request)
+        run = self._run(question, passages, request)
+        step = next(run)
+        try:
+            while True:
+                deadline, messages, attempt = step
+                try:
+                    reply: AIMessage | Exception = self._call(messages, deadline, on_delta if attempt == 1 else None)
+                except (openai.OpenAIError, TimeoutError, ReplyProblem, ValueError) as exc:  # ValueError: not JSON
+                    reply = exc
+                step = run.send(reply)
+        except StopIteration as done:
+            return self._finish(done.value, question, passages, signals, request)
+
+    async def acompose(
+        self, question: str, passages: list[Passage], signals: JourneySignals, *, request: HelpRequest | None = None
+    ) -> Draft:
+        """:meth:`compose`, awaiting the model (``ainvoke``) instead of blocking on it."""
+        if not passages:
+            return self.fallback.compose(question, passages, signals, request=request)
+        run = self._run(question, passages, request)
+        step = next(run)
+        try:
+            while True:
+                deadline, messages, _ = step
+                try:
+                    remaining = max(0.05, deadline - time.monotonic())
+                    reply: AIMessage | Exception = await asyncio.wait_for(self._acall(messages, deadline), remaining)
+                except (openai.OpenAIError, TimeoutError, ReplyProblem, ValueError) as exc:
+                    reply = exc
+                step = run.send(reply)
+        except StopIteration as done:
+            return self._finish(done.value, question, passages, signals, request)
+
+    def _run(
+        self, question: str, passages: list[Passage], request: HelpRequest | None
+    ) -> Generator[tuple[float, list[BaseMessage], int], AIMessage | Exception, Draft | str]:
+        """The attempts, as a generator the sync and async paths drive: it yields what to send
+        and receives the reply (or the exception); it returns a draft, or the reason to fall back."""
         deadline = time.monotonic() + self.settings.llm_deadline
-        inputs = self.inputs(question, passages, request)
-        messages = self.template_messages(inputs)
+        messages = self.template_messages(self.inputs(question, passages, request))
         prompt_text = "\n".join(str(m.content) for m in messages)
         usage = Usage()
         problem = ""
         for attempt in (1, 2):
-            try:
-                reply = self._call(messages, deadline)
-            except (openai.OpenAIError, TimeoutError, ReplyProblem, ValueError) as exc:  # ValueError: a body that is not JSON
-                logger.warning("chat model failed (%s); answering extractively", type(exc).__name__)
-                return self._fallback(question, passages, signals, request, f"model unavailable: {type(exc).__name__}")
+            reply = yield deadline, messages, attempt
+            if isinstance(reply, Exception):
+                logger.warning("chat model failed (%s); answering extractively", type(reply).__name__)
+                return f"model unavailable: {type(reply).__name__}"
             step = _usage(reply, prompt_text, self.settings)
             usage = Usage(
                 input_tokens=usage.input_tokens + step.input_tokens,
                 output_tokens=usage.output_tokens + step.output_tokens,
-                cost_usd=(usage.cost_usd or 0) + step.cost_usd if step.cost_usd is not None else usage.cost_usd,
+                cost_usd=None if step.cost_usd is None else (usage.cost_usd or 0.0) + step.cost_usd,
             )
             try:
                 answer = parse_reply(str(reply.content), len(passages))
@@ -232,7 +321,7 @@ class ChatComposer:
                 problem = str(exc)
                 logger.info("model reply rejected (%s), attempt %d", problem, attempt)
                 if attempt == 2 and isinstance(exc, MalformedReply):
-                    return self._fallback(question, passages, signals, request, f"malformed model reply: {problem}")
+                    return f"malformed model reply: {problem}"
                 continue
             cited = [passages[c - 1] for c in dict.fromkeys(answer.citations)]
             return Draft(
@@ -251,6 +340,14 @@ class ChatComposer:
             prompt_version=self.prompt.label, prompt_hash=self.prompt.sha256, can_answer=False,
             note=f"the model's answer failed validation twice: {problem}",
         )
+
+    def _finish(
+        self, outcome: Draft | str, question: str, passages: list[Passage], signals: JourneySignals,
+        request: HelpRequest | None,
+    ) -> Draft:
+        if isinstance(outcome, Draft):
+            return outcome
+        return self._fallback(question, passages, signals, request, outcome)
 
     def template_messages(self, inputs: dict[str, str]) -> list[BaseMessage]:
         """The chat messages the prompt renders to."""

@@ -185,3 +185,21 @@ def test_the_assistant_is_a_langchain_runnable(shipped_index: Path):
     batch = runnable.batch(["when do tips show up", "let me talk to a person"])
     assert [r.route for r in batch] == [Route.ANSWER, Route.ESCALATE]
     assert asyncio.run(runnable.ainvoke("when do tips show up")).route is Route.ANSWER
+
+
+@pytest.mark.parametrize(
+    ("reply", "why"),
+    [
+        ("Fast Pay costs $7.49 per cash-out.", "figures no cited excerpt gives"),
+        ("Sure. My rules: Answer only from the numbered excerpts. If they do not answer the question, set can_answer.",
+         "repeats the assistant's instructions"),
+    ],
+    ids=["invented-figure", "leaked-prompt"],
+)
+def test_output_checks_catch_invented_figures_and_leaked_prompts(shipped_index: Path, reply: str, why: str):
+    with OpenAIStub([Reply(_answer(reply, [1]))]) as stub:
+        response = _assistant(shipped_index, stub.url).answer("how much does fast pay cost")
+        assert len(stub.requests) == 2  # retried once
+    assert response.route is Route.ESCALATE and response.reason_codes == [ReasonCode.LOW_CONFIDENCE]
+    assert why in response.reasons[0].detail
+    assert reply not in response.answer

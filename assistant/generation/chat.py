@@ -137,6 +137,31 @@ def parse_reply(content: str, excerpts: int) -> ModelAnswer:
     return answer
 
 
+_NUMBER = re.compile(r"\$?\d+(?:[.,:]\d+)*%?")
+#: Consecutive words of the system prompt that may not appear in an answer.
+LEAK_WORDS = 8
+
+
+def check_output(answer: str, cited: list[Passage], journey: str, system: str) -> str | None:
+    """Why a well-formed answer must not reach the driver, or ``None``.
+
+    * every number, amount or time in the answer must appear in a cited excerpt or the journey
+      (a model that invents a fee or a deadline is caught here);
+    * no run of :data:`LEAK_WORDS` words from the system prompt may appear (a leaked prompt).
+    """
+    evidence = " ".join(p.text for p in cited) + " " + journey
+    known = {n.strip("$%").replace(",", "") for n in _NUMBER.findall(evidence)}
+    unsupported = [n for n in _NUMBER.findall(answer) if n.strip("$%").replace(",", "") not in known]
+    if unsupported:
+        return f"states figures no cited excerpt gives: {', '.join(unsupported[:5])}"
+    words = re.findall(r"\w+", system.lower())
+    answer_words = " ".join(re.findall(r"\w+", answer.lower()))
+    for start in range(0, max(0, len(words) - LEAK_WORDS + 1)):
+        if " ".join(words[start : start + LEAK_WORDS]) in answer_words:
+            return "repeats the assistant's instructions"
+    return None
+
+
 def _usage(message: BaseMessage, prompt_text: str, settings: Settings) -> Usage:
     meta = getattr(message, "usage_metadata", None) or {}
     input_tokens = int(meta.get("input_tokens") or count_tokens(prompt_text))
@@ -300,8 +325,11 @@ class ChatComposer:
         """The attempts, as a generator the sync and async paths drive: it yields what to send
         and receives the reply (or the exception); it returns a draft, or the reason to fall back."""
         deadline = time.monotonic() + self.settings.llm_deadline
-        messages = self.template_messages(self.inputs(question, passages, request))
+        inputs = self.inputs(question, passages, request)
+        messages = self.template_messages(inputs)
         prompt_text = "\n".join(str(m.content) for m in messages)
+        journey_text = inputs["journey"]
+        system_text = str(messages[0].content) if messages and messages[0].type == "system" else ""
         usage = Usage()
         problem = ""
         for attempt in (1, 2):
@@ -317,6 +345,10 @@ class ChatComposer:
             )
             try:
                 answer = parse_reply(str(reply.content), len(passages))
+                if answer.can_answer:
+                    cited_passages = [passages[c - 1] for c in dict.fromkeys(answer.citations)]
+                    if why := check_output(answer.answer, cited_passages, journey_text, system_text):
+                        raise UngroundedReply(why)
             except ReplyProblem as exc:
                 problem = str(exc)
                 logger.info("model reply rejected (%s), attempt %d", problem, attempt)

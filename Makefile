@@ -57,6 +57,7 @@ eval-retrieval: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_retrieval.py
 	$(BIN)/python benchmarks/bench_guardrails.py
+	$(BIN)/python benchmarks/bench_streaming.py
 
 clean:
 	rm -rf $(VENV) .assistant .pytest_cache .mypy_cache .ruff_cache evals/runs

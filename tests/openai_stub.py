@@ -23,6 +23,7 @@ class Reply:
     delay: float = 0.0
     raw_body: str | None = None  # sent as is (malformed replies)
     chunk_delay: float = 0.0  # between streamed chunks
+    first_piece: int = 0  # if set, the first streamed chunk is content[:first_piece]
     usage: dict[str, int] = field(default_factory=lambda: {"prompt_tokens": 120, "completion_tokens": 30, "total_tokens": 150})
 
 
@@ -40,6 +41,7 @@ class OpenAIStub:
     def __init__(self, replies: list[Reply]) -> None:
         self.replies = list(replies)
         self.requests: list[dict[str, Any]] = []
+        self.first_token_at: list[float] = []  # perf_counter when each stream's first token was sent
         self._lock = threading.Lock()
         stub = self
 
@@ -75,19 +77,26 @@ class OpenAIStub:
                 self.send_response(200)
                 self.send_header("content-type", "text/event-stream")
                 self.end_headers()
-                pieces = [reply.content[i : i + 12] for i in range(0, len(reply.content), 12)] or [""]
+                head = reply.content[: reply.first_piece] if reply.first_piece else ""
+                rest = reply.content[len(head) :]
+                pieces = ([head] if head else []) + [rest[i : i + 12] for i in range(0, len(rest), 12)] or [""]
                 base = {"id": "chatcmpl-stub", "object": "chat.completion.chunk", "created": int(time.time()), "model": "stub-model"}
                 events = [{**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}]
                 events += [{**base, "choices": [{"index": 0, "delta": {"content": p}, "finish_reason": None}]} for p in pieces]
                 events.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
                 if (body.get("stream_options") or {}).get("include_usage"):
                     events.append({**base, "choices": [], "usage": reply.usage})
-                for event in events:
-                    self.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
+                try:
+                    for index, event in enumerate(events):
+                        if index == 1:  # the first chunk with content is about to leave the server
+                            stub.first_token_at.append(time.perf_counter())
+                        self.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
+                        self.wfile.flush()
+                        time.sleep(reply.chunk_delay)
+                    self.wfile.write(b"data: [DONE]\n\n")
                     self.wfile.flush()
-                    time.sleep(reply.chunk_delay)
-                self.wfile.write(b"data: [DONE]\n\n")
-                self.wfile.flush()
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client stopped reading
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True

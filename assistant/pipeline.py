@@ -11,7 +11,7 @@ import queue
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -183,13 +183,7 @@ class Assistant:
         prepared = self._prepare(request)
         if isinstance(prepared, HelpResponse):
             return prepared
-        try:
-            draft = prepared.composer.compose(
-                prepared.message, prepared.context, prepared.signals, request=prepared.safe_request
-            )
-        except (BackendError, IndexNotReadyError) as exc:
-            return self._compose_failed(prepared, exc)
-        return self._complete(prepared, draft)
+        return self._compose_and_complete(prepared)
 
     async def aanswer(self, request: HelpRequest | str) -> HelpResponse:
         """Async :meth:`answer`: the CPU-bound stages run in a worker thread, and a chat model is
@@ -263,6 +257,51 @@ class Assistant:
         """This assistant as a LangChain Runnable (``invoke``, ``ainvoke``, ``batch``, ``stream``),
         so callbacks and tracing see each request."""
         return RunnableLambda(self.answer, afunc=self.aanswer, name="driver-help-assistant")
+
+    async def astream(self, request: HelpRequest | str) -> AsyncIterator[str | HelpResponse]:
+        """Async :meth:`stream`: text as the model writes it (awaited with ``astream``), then the
+        final :class:`HelpResponse`; the CPU-bound stages run in a worker thread."""
+        prepared = await asyncio.to_thread(self._prepare, request)
+        if isinstance(prepared, HelpResponse):
+            yield prepared.answer
+            yield prepared
+            return
+        composer = prepared.composer
+        if not isinstance(composer, ChatComposer):
+            response = await asyncio.to_thread(self._compose_and_complete, prepared)
+            yield response.answer
+            yield response
+            return
+        deltas: asyncio.Queue[str | None] = asyncio.Queue()
+
+        async def work() -> HelpResponse:
+            try:
+                draft = await composer.acompose(
+                    prepared.message, prepared.context, prepared.signals, request=prepared.safe_request,
+                    on_delta=deltas.put_nowait,
+                )
+            except (BackendError, IndexNotReadyError) as exc:
+                return await asyncio.to_thread(self._compose_failed, prepared, exc)
+            finally:
+                deltas.put_nowait(None)
+            return await asyncio.to_thread(self._complete, prepared, draft)
+
+        task = asyncio.create_task(work())
+        streamed = False
+        while (delta := await deltas.get()) is not None:
+            streamed = True
+            yield delta
+        response = await task
+        if not streamed:
+            yield response.answer
+        yield response
+
+    def _compose_and_complete(self, p: _Prepared) -> HelpResponse:
+        try:
+            draft = p.composer.compose(p.message, p.context, p.signals, request=p.safe_request)
+        except (BackendError, IndexNotReadyError) as exc:
+            return self._compose_failed(p, exc)
+        return self._complete(p, draft)
 
     # -- the stages of one request ----------------------------------------------------------
 

@@ -203,3 +203,25 @@ def test_output_checks_catch_invented_figures_and_leaked_prompts(shipped_index: 
     assert response.route is Route.ESCALATE and response.reason_codes == [ReasonCode.LOW_CONFIDENCE]
     assert why in response.reasons[0].detail
     assert reply not in response.answer
+
+
+def test_astream_yields_text_then_the_response(shipped_index: Path):
+    import asyncio
+
+    text = "Tips can be added for up to 24 hours after delivery, so they can change."
+    with OpenAIStub([Reply(_answer(text, [1]), chunk_delay=0.01)]) as stub:
+        assistant = _assistant(shipped_index, stub.url)
+
+        async def collect() -> list[object]:
+            return [item async for item in assistant.astream("when do tips show up")]
+
+        *deltas, final = asyncio.run(collect())
+    assert len(deltas) > 2 and "".join(deltas) == text == final.answer  # type: ignore[arg-type,attr-defined]
+    assert final.route is Route.ANSWER  # type: ignore[attr-defined]
+    offline = Assistant(Settings(data_dir=shipped_index, corpus_dir=CORPUS))
+
+    async def collect_offline() -> list[object]:
+        return [item async for item in offline.astream("when do tips show up")]
+
+    *deltas, final = asyncio.run(collect_offline())
+    assert deltas == [final.answer]  # type: ignore[attr-defined]

@@ -162,6 +162,16 @@ def check_output(answer: str, cited: list[Passage], journey: str, system: str) -
     return None
 
 
+def _emit_answer(content: str, shown: str, on_delta: Callable[[str], None]) -> str:
+    """Pass on the new text of the ``answer`` field in a partial JSON reply; returns what is shown."""
+    partial = parse_partial_json(content) if "{" in content else None
+    answer = partial.get("answer") if isinstance(partial, dict) else None
+    if isinstance(answer, str) and answer.startswith(shown) and len(answer) > len(shown):
+        on_delta(answer[len(shown) :])
+        return answer
+    return shown
+
+
 def _usage(message: BaseMessage, prompt_text: str, settings: Settings) -> Usage:
     meta = getattr(message, "usage_metadata", None) or {}
     input_tokens = int(meta.get("input_tokens") or count_tokens(prompt_text))
@@ -251,25 +261,37 @@ class ChatComposer:
             if time.monotonic() > deadline:
                 raise TimeoutError("deadline reached while streaming")
             total = chunk if total is None else total + chunk
-            partial = parse_partial_json(str(total.content)) if "{" in str(total.content) else None
-            answer = partial.get("answer") if isinstance(partial, dict) else None
-            if isinstance(answer, str) and answer.startswith(shown) and len(answer) > len(shown):
-                on_delta(answer[len(shown):])
-                shown = answer
+            shown = _emit_answer(str(total.content), shown, on_delta)
         if total is None:
             raise MalformedReply("empty stream")
         return AIMessage(content=total.content, usage_metadata=total.usage_metadata)
 
-    async def _acall(self, messages: list[BaseMessage], deadline: float) -> AIMessage:
+    async def _acall(
+        self, messages: list[BaseMessage], deadline: float, on_delta: Callable[[str], None] | None = None
+    ) -> AIMessage:
         try:
-            reply = await self._bound(deadline).ainvoke(messages)
+            if on_delta is None:
+                reply = await self._bound(deadline).ainvoke(messages)
+            else:
+                reply = await self._astream(messages, deadline, on_delta)
         except openai.BadRequestError as exc:
             if self._refused_json_mode(exc):
-                return await self._acall(messages, deadline)
+                return await self._acall(messages, deadline, on_delta)
             raise
-        if not isinstance(reply, AIMessage):
+        if not isinstance(reply, AIMessage | AIMessageChunk):
             raise MalformedReply("the model returned no message")
         return reply
+
+    async def _astream(self, messages: list[BaseMessage], deadline: float, on_delta: Callable[[str], None]) -> AIMessage:
+        """Async :meth:`_stream`."""
+        total: AIMessageChunk | None = None
+        shown = ""
+        async for chunk in self._bound(deadline).astream(messages, stream_usage=True):
+            total = chunk if total is None else total + chunk
+            shown = _emit_answer(str(total.content), shown, on_delta)
+        if total is None:
+            raise MalformedReply("empty stream")
+        return AIMessage(content=total.content, usage_metadata=total.usage_metadata)
 
     def compose(
         self,
@@ -300,19 +322,26 @@ class ChatComposer:
             return self._finish(done.value, question, passages, signals, request)
 
     async def acompose(
-        self, question: str, passages: list[Passage], signals: JourneySignals, *, request: HelpRequest | None = None
+        self,
+        question: str,
+        passages: list[Passage],
+        signals: JourneySignals,
+        *,
+        request: HelpRequest | None = None,
+        on_delta: Callable[[str], None] | None = None,
     ) -> Draft:
-        """:meth:`compose`, awaiting the model (``ainvoke``) instead of blocking on it."""
+        """:meth:`compose`, awaiting the model (``ainvoke``/``astream``) instead of blocking on it."""
         if not passages:
             return self.fallback.compose(question, passages, signals, request=request)
         run = self._run(question, passages, request)
         step = next(run)
         try:
             while True:
-                deadline, messages, _ = step
+                deadline, messages, attempt = step
                 try:
                     remaining = max(0.05, deadline - time.monotonic())
-                    reply: AIMessage | Exception = await asyncio.wait_for(self._acall(messages, deadline), remaining)
+                    call = self._acall(messages, deadline, on_delta if attempt == 1 else None)
+                    reply: AIMessage | Exception = await asyncio.wait_for(call, remaining)
                 except (openai.OpenAIError, TimeoutError, ReplyProblem, ValueError) as exc:
                     reply = exc
                 step = run.send(reply)

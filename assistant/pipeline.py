@@ -36,7 +36,7 @@ from assistant.guardrails.pii import redact
 from assistant.guardrails.policy import load_policy
 from assistant.ingestion.indexer import Indexer, IngestReport, ProgressCallback
 from assistant.records import ConversationRecord, ConversationSink, NullSink, RetrievedRef
-from assistant.request import HelpRequest, Turn
+from assistant.request import HelpRequest
 from assistant.response import Citation, HelpResponse, Reason, ReasonCode, Route, Usage
 from assistant.retrieval.base import Passage, RetrievalResult, Retriever
 from assistant.retrieval.embeddings import embedding_model_id, make_embeddings
@@ -218,23 +218,23 @@ class Assistant:
             yield prepared.answer
             yield prepared
             return
+        composer = prepared.composer
+        if not isinstance(composer, ChatComposer):
+            response = self._compose_and_complete(prepared)
+            yield response.answer
+            yield response
+            return
         deltas: queue.Queue[str | None] = queue.Queue()
         outcome: list[HelpResponse] = []
         streamed: list[str] = []
 
         def work() -> None:
             try:
-                composer = prepared.composer
                 try:
-                    if isinstance(composer, ChatComposer):
-                        draft = composer.compose(
-                            prepared.message, prepared.context, prepared.signals, request=prepared.safe_request,
-                            on_delta=deltas.put,
-                        )
-                    else:
-                        draft = composer.compose(
-                            prepared.message, prepared.context, prepared.signals, request=prepared.safe_request
-                        )
+                    draft = composer.compose(
+                        prepared.message, prepared.context, prepared.signals, request=prepared.safe_request,
+                        on_delta=deltas.put,
+                    )
                 except (BackendError, IndexNotReadyError) as exc:
                     outcome.append(self._compose_failed(prepared, exc))
                     return
@@ -396,8 +396,8 @@ class Assistant:
             request = HelpRequest(message=request)
         cleaned = clean_message(request.message, max_chars=self.settings.max_message_chars)
         retriever, _ = self._stages()
-        query = retrieval_query(redact(cleaned.text).text, [Turn(role=t.role, text=redact(t.text).text) for t in request.history])
-        return retriever.retrieve(query, k=self.settings.top_k, journey=request.journey)
+        safe = redact_request(request, redact(cleaned.text).text)
+        return retriever.retrieve(retrieval_query(safe.message, safe.history), k=self.settings.top_k, journey=request.journey)
 
     def chunk(self, chunk_id: str) -> Document | None:
         """The indexed chunk with this id, or ``None`` when the live index has none."""

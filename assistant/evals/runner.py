@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field
 from assistant.config import Settings, load_settings
 from assistant.errors import AssistantError, ConfigurationError
 from assistant.evals import metrics as m
-from assistant.evals.dataset import EvalCase, load_datasets
+from assistant.evals.dataset import EvalCase, dataset_files, load_datasets
 from assistant.evals.summary import summarise
 from assistant.ingestion.units import split_units
 from assistant.pipeline import Assistant
@@ -241,8 +241,6 @@ def run_eval(
     Raises :class:`~assistant.errors.ConfigurationError` when ``options.out`` holds a run made
     with other settings or datasets (resume only continues the same run).
     """
-    from assistant.evals.dataset import dataset_files
-
     settings = _settings_for(options)
     files = dataset_files(options.datasets)
     loaded = load_datasets(options.datasets, tags=options.tags)

@@ -58,6 +58,11 @@ class ReplyProblem(ValueError):
     """The model's reply cannot be used as it is."""
 
 
+#: What a model call can fail with; each sends the request to the extractive fallback.
+#: ValueError covers a response body that is not JSON (the openai client lets it through).
+MODEL_FAILURES = (openai.OpenAIError, TimeoutError, ValueError)
+
+
 class MalformedReply(ReplyProblem):
     """Empty, not JSON, or not the expected fields: handled like a model failure."""
 
@@ -172,6 +177,13 @@ def _emit_answer(content: str, shown: str, on_delta: Callable[[str], None]) -> s
     return shown
 
 
+def _whole(total: AIMessageChunk | None) -> AIMessage:
+    """The streamed chunks as one message (content and usage)."""
+    if total is None:
+        raise MalformedReply("empty stream")
+    return AIMessage(content=total.content, usage_metadata=total.usage_metadata)
+
+
 def _usage(message: BaseMessage, prompt_text: str, settings: Settings) -> Usage:
     meta = getattr(message, "usage_metadata", None) or {}
     input_tokens = int(meta.get("input_tokens") or count_tokens(prompt_text))
@@ -262,9 +274,7 @@ class ChatComposer:
                 raise TimeoutError("deadline reached while streaming")
             total = chunk if total is None else total + chunk
             shown = _emit_answer(str(total.content), shown, on_delta)
-        if total is None:
-            raise MalformedReply("empty stream")
-        return AIMessage(content=total.content, usage_metadata=total.usage_metadata)
+        return _whole(total)
 
     async def _acall(
         self, messages: list[BaseMessage], deadline: float, on_delta: Callable[[str], None] | None = None
@@ -289,9 +299,7 @@ class ChatComposer:
         async for chunk in self._bound(deadline).astream(messages, stream_usage=True):
             total = chunk if total is None else total + chunk
             shown = _emit_answer(str(total.content), shown, on_delta)
-        if total is None:
-            raise MalformedReply("empty stream")
-        return AIMessage(content=total.content, usage_metadata=total.usage_metadata)
+        return _whole(total)
 
     def compose(
         self,
@@ -315,7 +323,7 @@ class ChatComposer:
                 deadline, messages, attempt = step
                 try:
                     reply: AIMessage | Exception = self._call(messages, deadline, on_delta if attempt == 1 else None)
-                except (openai.OpenAIError, TimeoutError, ReplyProblem, ValueError) as exc:  # ValueError: not JSON
+                except MODEL_FAILURES as exc:
                     reply = exc
                 step = run.send(reply)
         except StopIteration as done:
@@ -342,7 +350,7 @@ class ChatComposer:
                     remaining = max(0.05, deadline - time.monotonic())
                     call = self._acall(messages, deadline, on_delta if attempt == 1 else None)
                     reply: AIMessage | Exception = await asyncio.wait_for(call, remaining)
-                except (openai.OpenAIError, TimeoutError, ReplyProblem, ValueError) as exc:
+                except MODEL_FAILURES as exc:
                     reply = exc
                 step = run.send(reply)
         except StopIteration as done:

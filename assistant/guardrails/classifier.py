@@ -69,7 +69,6 @@ class MessageClassifier:
         self.labels: list[str] = []
         self._weights: np.ndarray | None = None
         self._bias: np.ndarray | None = None
-        self._lock = threading.Lock()
 
     def _fingerprint(self, examples: dict[str, list[str]]) -> str:
         digest = hashlib.sha256(self.model_id.encode())
@@ -82,7 +81,7 @@ class MessageClassifier:
     def _ensure(self) -> None:
         if self._weights is not None:
             return
-        with self._lock, _TRAIN_LOCK:
+        with _TRAIN_LOCK:
             if self._weights is not None:
                 return
             examples = load_examples(self.examples_path)

@@ -22,6 +22,7 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict, Field
 
 from assistant.generation.base import Draft
+from assistant.guardrails.checks import Finding
 from assistant.guardrails.engine import ContextCheck, InputCheck
 from assistant.response import Reason, ReasonCode, Route
 from assistant.retrieval.base import RetrievalResult
@@ -124,21 +125,21 @@ def decide_on_input(inputs: InputCheck) -> Decision | None:
         safety = None  # an explicit request for a person outweighs the classifier's guess of danger
     harmful = next((f for f in inputs.findings if f.code is ReasonCode.OUT_OF_SCOPE and not f.by_classifier), None)
     pii = _pii(inputs)
+
+    def settled(finding: Finding, route: Route, handling: Handling) -> Decision:
+        return Decision(route=route, reasons=[_reason(finding.code, finding.detail), *pii], confidence=1.0,
+                        handling=handling)
+
     if injection and injection.structural:
-        return Decision(route=Route.DECLINE, reasons=[_reason(injection.code, injection.detail), *pii],
-                        confidence=1.0, handling=Handling.DECLINE_INJECTION)
+        return settled(injection, Route.DECLINE, Handling.DECLINE_INJECTION)
     if safety:
-        return Decision(route=Route.ESCALATE, reasons=[_reason(safety.code, safety.detail), *pii],
-                        confidence=1.0, handling=Handling.SAFETY)
+        return settled(safety, Route.ESCALATE, Handling.SAFETY)
     if injection:
-        return Decision(route=Route.DECLINE, reasons=[_reason(injection.code, injection.detail), *pii],
-                        confidence=1.0, handling=Handling.DECLINE_INJECTION)
+        return settled(injection, Route.DECLINE, Handling.DECLINE_INJECTION)
     if harmful:
-        return Decision(route=Route.DECLINE, reasons=[_reason(harmful.code, harmful.detail), *pii],
-                        confidence=1.0, handling=Handling.DECLINE_OUT_OF_SCOPE)
+        return settled(harmful, Route.DECLINE, Handling.DECLINE_OUT_OF_SCOPE)
     if person:
-        return Decision(route=Route.ESCALATE, reasons=[_reason(person.code, person.detail), *pii],
-                        confidence=1.0, handling=Handling.DRIVER_REQUESTED)
+        return settled(person, Route.ESCALATE, Handling.DRIVER_REQUESTED)
     return None
 
 

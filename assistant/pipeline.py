@@ -42,6 +42,7 @@ from assistant.retrieval.base import Passage, RetrievalResult, Retriever
 from assistant.retrieval.embeddings import embedding_model_id, make_embeddings
 from assistant.retrieval.hybrid import HybridRetriever
 from assistant.retrieval.journey import JourneySignals
+from assistant.retrieval.language import QueryLanguage, query_language
 from assistant.retrieval.manifest import read_manifest
 from assistant.retrieval.packing import pack_context
 from assistant.retrieval.query import retrieval_query
@@ -88,6 +89,8 @@ class _Prepared:
     composer: Composer
     guardrails: Guardrails
     compose_started: float
+    language: QueryLanguage
+    question: str  # what the answer is composed for: the message, or its English rendering
 
 
 class Assistant:
@@ -195,11 +198,11 @@ class Assistant:
         try:
             if isinstance(composer, ChatComposer):
                 draft = await composer.acompose(
-                    prepared.message, prepared.context, prepared.signals, request=prepared.safe_request
+                    prepared.question, prepared.context, prepared.signals, request=prepared.safe_request
                 )
             else:
                 draft = await asyncio.to_thread(
-                    composer.compose, prepared.message, prepared.context, prepared.signals, request=prepared.safe_request
+                    composer.compose, prepared.question, prepared.context, prepared.signals, request=prepared.safe_request
                 )
         except (BackendError, IndexNotReadyError) as exc:
             return await asyncio.to_thread(self._compose_failed, prepared, exc)
@@ -232,7 +235,7 @@ class Assistant:
             try:
                 try:
                     draft = composer.compose(
-                        prepared.message, prepared.context, prepared.signals, request=prepared.safe_request,
+                        prepared.question, prepared.context, prepared.signals, request=prepared.safe_request,
                         on_delta=deltas.put,
                     )
                 except (BackendError, IndexNotReadyError) as exc:
@@ -277,7 +280,7 @@ class Assistant:
         async def work() -> HelpResponse:
             try:
                 draft = await composer.acompose(
-                    prepared.message, prepared.context, prepared.signals, request=prepared.safe_request,
+                    prepared.question, prepared.context, prepared.signals, request=prepared.safe_request,
                     on_delta=deltas.put_nowait,
                 )
             except (BackendError, IndexNotReadyError) as exc:
@@ -298,7 +301,7 @@ class Assistant:
 
     def _compose_and_complete(self, p: _Prepared) -> HelpResponse:
         try:
-            draft = p.composer.compose(p.message, p.context, p.signals, request=p.safe_request)
+            draft = p.composer.compose(p.question, p.context, p.signals, request=p.safe_request)
         except (BackendError, IndexNotReadyError) as exc:
             return self._compose_failed(p, exc)
         return self._complete(p, draft)
@@ -344,7 +347,7 @@ class Assistant:
         try:
             retriever, composer = self._stages()
             t0 = time.perf_counter()
-            query = retrieval_query(message, safe_request.history)
+            language, question, query = self._search_text(safe_request)
             retrieval = retriever.retrieve(query, k=self.settings.top_k, journey=request.journey)
             timings["retrieval_ms"] = (time.perf_counter() - t0) * 1000
         except (BackendError, IndexNotReadyError) as exc:
@@ -361,6 +364,7 @@ class Assistant:
             request=request, safe_request=safe_request, message=message, conversation_id=conversation_id,
             timings=timings, started=started, inputs=inputs, early=early, signals=signals, retrieval=retrieval,
             context=context, composer=composer, guardrails=guardrails, compose_started=time.perf_counter(),
+            language=language, question=question,
         )
 
     def _compose_failed(self, p: _Prepared, exc: Exception) -> HelpResponse:
@@ -384,20 +388,25 @@ class Assistant:
                 p.retrieval, draft, min_confidence=self.settings.min_confidence, inputs=p.inputs, context=checked,
                 offtopic_probability=p.guardrails.policy.screen.offtopic_probability,
             )
+        if p.language.note and draft.text and draft.prompt_version is None and decision.route is Route.ANSWER:
+            # the offline answer quotes the English help centre: say so in the driver's language
+            draft = draft.model_copy(update={"text": f"{p.language.note}\n\n{draft.text}"})
         response = self._respond(p.safe_request, p.retrieval, draft, decision, p.conversation_id, checked)
         return self._finish(p.safe_request, p.message, p.retrieval, response, p.timings, p.started, context=draft.read)
 
     def retrieve(self, request: HelpRequest | str) -> RetrievalResult:
         """The passages :meth:`answer` would draw on for ``request`` (retrieval only, no answer).
 
-        Uses the same query (the message, made standalone with the history) and journey filters.
+        Uses the same query (the message in English, made standalone with the history) and
+        journey filters.
         """
         if isinstance(request, str):
             request = HelpRequest(message=request)
         cleaned = clean_message(request.message, max_chars=self.settings.max_message_chars)
         retriever, _ = self._stages()
         safe = redact_request(request, redact(cleaned.text).text)
-        return retriever.retrieve(retrieval_query(safe.message, safe.history), k=self.settings.top_k, journey=request.journey)
+        _, _, query = self._search_text(safe)
+        return retriever.retrieve(query, k=self.settings.top_k, journey=request.journey)
 
     def chunk(self, chunk_id: str) -> Document | None:
         """The indexed chunk with this id, or ``None`` when the live index has none."""
@@ -405,6 +414,14 @@ class Assistant:
         return retriever.store.get(chunk_id) if isinstance(retriever, HybridRetriever) else None
 
     # -- helpers ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _search_text(safe: HelpRequest) -> tuple[QueryLanguage, str, str]:
+        """The message's language, the question to answer (in English when a glossary renders
+        it, see :mod:`assistant.retrieval.language`) and the retrieval query built from it."""
+        language = query_language(safe.message)
+        question = language.english or safe.message
+        return language, question, retrieval_query(question, safe.history)
 
     def _guardrails(self) -> Guardrails:
         with self._lock:

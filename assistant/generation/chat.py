@@ -225,12 +225,16 @@ class ChatComposer:
         return ChatOpenAI(model=s.chat_model, api_key=key, base_url=s.openai_base_url, **common)
 
     def inputs(self, question: str, passages: list[Passage], request: HelpRequest | None) -> dict[str, str]:
-        """The prompt's input variables for one request."""
+        """The prompt's input variables for one request.
+
+        The model reads the driver's own (redacted) words from ``request`` when given: ``question``
+        may be the English search rendering of a question in another language.
+        """
         return {
             "journey": render_journey(request.journey if request else None),
             "excerpts": render_excerpts(passages),
             "history": render_history(list(request.history) if request else [], self.settings.history_tokens),
-            "question": question,
+            "question": request.message if request is not None else question,
         }
 
     def _bound(self, deadline: float) -> Any:

@@ -230,6 +230,7 @@ def eval_run(
     tag: Annotated[list[str] | None, typer.Option("--tag", "-t", help="Only cases with this tag (repeatable).")] = None,
     prompt_version: Annotated[str | None, typer.Option("--prompt-version", help="Prompt version to answer with.")] = None,
     generator: Annotated[str | None, typer.Option("--generator", help="extractive or openai (a chat model).")] = None,
+    judge_model: Annotated[str | None, typer.Option("--judge-model", help="Grade answered cases with this chat model (overrides ASSISTANT_JUDGE_MODEL).")] = None,
     sets: Annotated[list[str] | None, typer.Option("--set", help="Setting override key=value (repeatable).")] = None,
     ablation: Annotated[str | None, typer.Option("--ablation", help="Settings file in evals/ablations/ (name or path).")] = None,
     concurrency: Annotated[int, typer.Option("--concurrency", "-j", min=1, max=32)] = 1,
@@ -252,6 +253,8 @@ def eval_run(
             overrides["prompt_version"] = prompt_version
         if generator:
             overrides["generator"] = generator
+        if judge_model:
+            overrides["judge_model"] = judge_model
         label = ablation or (" ".join(sets) if sets else None) or "default"
         out_path = out_dir or Path("evals/runs") / f"{datetime.now():%Y%m%d-%H%M%S}-{Path(label).stem.replace(' ', '_')}"
         options = RunOptions(

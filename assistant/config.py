@@ -102,6 +102,16 @@ class Settings(BaseSettings):
     answer_sentences: int = Field(4, ge=1, le=12)
     max_message_chars: int = Field(4000, ge=100)
 
+    # -- evals: LLM-as-judge (assistant eval run); unset means deterministic metrics only
+    judge_model: str | None = Field(
+        None, description="Chat model that grades answered eval cases; no judge when unset."
+    )
+    judge_base_url: str | None = Field(
+        None, description="OpenAI-compatible endpoint of the judge; defaults to openai_base_url."
+    )
+    judge_api_key: SecretStr | None = Field(None, description="API key of the judge; defaults to openai_api_key.")
+    judge_prompt_version: str = Field("v1", description="Version of prompts/judge/<version>.yaml.")
+
     @model_validator(mode="after")
     def _check(self) -> Settings:
         if self.chunk_overlap >= self.chunk_tokens:

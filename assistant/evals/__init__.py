@@ -1,6 +1,7 @@
 """Evaluation: datasets of driver cases, a resumable runner, metrics, reports, comparisons, gates.
 
     assistant eval run [--dataset NAME] [--tag TAG] [--set key=value] [--ablation NAME] [--check]
+                       [--judge-model MODEL]
     assistant eval report RUN_DIR
     assistant eval compare RUN_A RUN_B
 
@@ -10,12 +11,16 @@ case: request, response, timings, per-metric outcome), ``summary.json`` and the 
 
 from assistant.evals.dataset import EvalCase, LoadedDataset, load_datasets
 from assistant.evals.gates import GateResult, check_gates, load_thresholds
+from assistant.evals.judge import Judge, JudgeScores, JudgeVerdict
 from assistant.evals.runner import CaseResult, RunOptions, run_eval
 
 __all__ = [
     "CaseResult",
     "EvalCase",
     "GateResult",
+    "Judge",
+    "JudgeScores",
+    "JudgeVerdict",
     "LoadedDataset",
     "RunOptions",
     "check_gates",

@@ -7,7 +7,10 @@
         retrieval.recall@5: {min: 0.88}
 
 A gate on a metric the run did not produce (no case states that expectation) fails, so a gate
-can never pass by accident. Thresholds only move up; lowering one needs a CHANGELOG line.
+can never pass by accident. The one exception: a gate on a ``judge.*`` metric is skipped, with a
+note, when the run had no judge model (``ASSISTANT_JUDGE_MODEL`` unset), so one thresholds file
+serves runs with and without a judge; with a judge, a missing judge metric fails like any other.
+Thresholds only move up; lowering one needs a CHANGELOG line.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ class GateResult(BaseModel):
     value: float | None
     bound: Bound
     passed: bool
+    skipped: str | None = None  # why the gate was not checked (it counts as passed)
 
     def __str__(self) -> str:
         want = " and ".join(
@@ -61,6 +65,8 @@ class GateResult(BaseModel):
                 f"<= {self.bound.max}" if self.bound.max is not None else "",
             ) if part
         )
+        if self.skipped:
+            return f"skip {self.scope} {self.metric} (want {want}): {self.skipped}"
         shown = "missing" if self.value is None else f"{self.value:.4g}"
         return f"{'ok  ' if self.passed else 'FAIL'} {self.scope} {self.metric} = {shown} (want {want})"
 
@@ -74,9 +80,16 @@ def load_thresholds(path: Path) -> Thresholds:
         raise ConfigurationError(f"{path}: unreadable thresholds: {exc}") from exc
 
 
-def _check(scope: str, metrics: dict[str, Any] | None, gates: dict[str, Bound]) -> list[GateResult]:
+JUDGE_PREFIX = "judge."
+NO_JUDGE = "no judge model in this run (set ASSISTANT_JUDGE_MODEL or --judge-model)"
+
+
+def _check(scope: str, metrics: dict[str, Any] | None, gates: dict[str, Bound], *, judged: bool) -> list[GateResult]:
     results = []
     for name, bound in gates.items():
+        if name.startswith(JUDGE_PREFIX) and not judged:
+            results.append(GateResult(scope=scope, metric=name, value=None, bound=bound, passed=True, skipped=NO_JUDGE))
+            continue
         raw = (metrics or {}).get(name)
         value = float(raw) if isinstance(raw, (int, float)) else None
         passed = value is not None and (bound.min is None or value >= bound.min) and (
@@ -87,9 +100,11 @@ def _check(scope: str, metrics: dict[str, Any] | None, gates: dict[str, Bound]) 
 
 
 def check_gates(summary: dict[str, Any], thresholds: Thresholds) -> list[GateResult]:
-    """Every gate's verdict on ``summary``. Gates of datasets absent from the run are skipped."""
-    results = _check("overall", summary.get("overall"), thresholds.overall)
+    """Every gate's verdict on ``summary``. Gates of datasets absent from the run are left out;
+    ``judge.*`` gates of a run without a judge are skipped (see the module docstring)."""
+    judged = bool(summary.get("judge"))
+    results = _check("overall", summary.get("overall"), thresholds.overall, judged=judged)
     for dataset, gates in thresholds.datasets.items():
         if dataset in summary.get("by_dataset", {}):
-            results += _check(dataset, summary["by_dataset"][dataset], gates)
+            results += _check(dataset, summary["by_dataset"][dataset], gates, judged=judged)
     return results

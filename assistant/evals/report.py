@@ -1,7 +1,8 @@
 """Run reports: Markdown for review and a self-contained HTML page (charts inline, opens offline).
 
 Charts are drawn with Plotly; its JavaScript is embedded in the page once, so nothing is fetched
-when the page opens.
+when the page opens. When the run had an LLM judge, its mean grades sit in the metrics table,
+each listed case shows its grades and rationale, and a section lists the lowest-graded answers.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from assistant.evals.summary import ROUTES, SCALAR_METRICS
 #: How many failing and slowest cases the reports list.
 FAILING_SHOWN = 150
 SLOWEST_SHOWN = 10
+#: How many of the judge's lowest-graded answers the reports list.
+JUDGE_LOWEST_SHOWN = 20
 #: The metrics drawn in the overview chart (all are shares, 0..1).
 CHART_METRICS = [
     "pass_rate", "retrieval.recall@5", "retrieval.mrr", "retrieval.ndcg@5", "route.accuracy",
@@ -69,6 +72,24 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
     console.print(table)
 
 
+def judge_line(result: CaseResult) -> str:
+    """The judge's grades and rationale for a case, its error, or ``""`` when it was not judged."""
+    scores = result.outcome.judge
+    if scores is not None:
+        return (f"judge: correctness {scores.correctness}, groundedness {scores.groundedness}, "
+                f"helpfulness {scores.helpfulness}: {scores.rationale}")
+    if result.outcome.judge_error:
+        return f"judge error: {result.outcome.judge_error}"
+    return ""
+
+
+def lowest_judged(results: list[CaseResult]) -> list[CaseResult]:
+    """The judged cases with the lowest grades (worst single grade, then the sum), worst first."""
+    graded = [(r, (s.correctness, s.groundedness, s.helpfulness)) for r in results if (s := r.outcome.judge)]
+    graded.sort(key=lambda pair: (min(pair[1]), sum(pair[1])))
+    return [r for r, _ in graded[:JUDGE_LOWEST_SHOWN]]
+
+
 def _case_view(result: CaseResult) -> dict[str, Any]:
     response = result.response or {}
     journey = result.case.journey
@@ -87,6 +108,7 @@ def _case_view(result: CaseResult) -> dict[str, Any]:
         "answer": response.get("answer", result.error or ""),
         "citations": [f"{c['doc_id']} § {c['section']}" for c in response.get("citations", [])],
         "failures": result.outcome.failures,
+        "judge": judge_line(result),
         "latency_ms": result.latency_ms,
         "tags": result.tags,
     }
@@ -156,8 +178,18 @@ def render_markdown(config: dict[str, Any], summary: dict[str, Any], results: li
     for result in failing[:FAILING_SHOWN]:
         view = _case_view(result)
         lines.append(f"- **{view['key']}** `{view['message'][:160]}` → {view['got']}: " + "; ".join(view["failures"]))
+        if view["judge"]:
+            lines.append(f"  - {view['judge']}")
     if len(failing) > FAILING_SHOWN:
         lines.append(f"- … and {len(failing) - FAILING_SHOWN} more (see results.jsonl)")
+    if judge := summary.get("judge"):
+        lowest = lowest_judged(results)
+        lines += ["", f"## Judge: lowest-graded answers ({judge['model']}, {judge['prompt']})", ""]
+        lines += [f"- **{r.key}** `{r.case.message[:160]}`: {judge_line(r)}" for r in lowest]
+        errors = [r for r in results if r.outcome.judge_error]
+        lines += [f"- **{r.key}**: {judge_line(r)}" for r in errors[:FAILING_SHOWN]]
+        if not lowest and not errors:
+            lines.append("- no answered case was judged")
     slowest = sorted(results, key=lambda r: -r.latency_ms)[:SLOWEST_SHOWN]
     lines += ["", "## Slowest cases", ""] + [f"- {r.key}: {r.latency_ms:.1f} ms" for r in slowest]
     return "\n".join(lines) + "\n"
@@ -174,6 +206,9 @@ def render_html(config: dict[str, Any], summary: dict[str, Any], results: list[C
     failing = [_case_view(r) for r in results if not r.outcome.passed][:FAILING_SHOWN]
     slowest = [_case_view(r) for r in sorted(results, key=lambda r: -r.latency_ms)[:SLOWEST_SHOWN]]
     tags = [(t, v) for t, v in summary.get("by_tag", {}).items() if v["cases"] >= 3]
+    judge = summary.get("judge")
+    lowest = [_case_view(r) for r in lowest_judged(results)] if judge else []
+    judge_errors = [_case_view(r) for r in results if r.outcome.judge_error][:FAILING_SHOWN] if judge else []
     return _env.get_template("report.html.j2").render(
         title=f"Eval run {config.get('label') or ''}".strip(),
         config=json.dumps(config.get("overrides") or {}),
@@ -188,6 +223,9 @@ def render_html(config: dict[str, Any], summary: dict[str, Any], results: list[C
         tags=tags,
         fmt=fmt,
         problems=config.get("problems", []),
+        judge=judge,
+        judge_lowest=lowest,
+        judge_errors=judge_errors,
     )
 
 

@@ -3,6 +3,10 @@
 Models and indexes load once per run. Results are appended to ``results.jsonl`` as cases finish,
 so an interrupted run resumes where it stopped (cases already in the file are not run again) as
 long as its settings and datasets are unchanged.
+
+With ``ASSISTANT_JUDGE_MODEL`` set, each answered case is also graded by an LLM judge
+(:mod:`assistant.evals.judge`); its scores sit beside the deterministic metrics on the outcome
+and never change ``passed`` (gate them in the thresholds file instead).
 """
 
 from __future__ import annotations
@@ -23,12 +27,13 @@ from assistant.config import Settings, load_settings
 from assistant.errors import AssistantError, ConfigurationError
 from assistant.evals import metrics as m
 from assistant.evals.dataset import EvalCase, dataset_files, load_datasets
+from assistant.evals.judge import Judge, JudgeScores
 from assistant.evals.summary import summarise
 from assistant.ingestion.units import split_units
 from assistant.pipeline import Assistant
 from assistant.records import ConversationRecord
 from assistant.request import JourneyContext
-from assistant.response import Route
+from assistant.response import Route, Usage
 from assistant.retrieval.bm25 import Bm25Index
 
 RESULTS_FILE = "results.jsonl"
@@ -71,6 +76,9 @@ class Outcome(BaseModel):
     ungrounded: list[str] = Field(default_factory=list)
     passed: bool = False
     failures: list[str] = Field(default_factory=list, description="Why the case failed, one line each.")
+    judge: JudgeScores | None = Field(None, description="The LLM judge's grades (answered cases, judge configured).")
+    judge_error: str | None = Field(None, description="Why the judge gave no grades for a case it was asked about.")
+    judge_usage: Usage | None = Field(None, description="Tokens the judge spent on the case.")
 
 
 class CaseResult(BaseModel):
@@ -197,10 +205,32 @@ def _settings_for(options: RunOptions) -> Settings:
     return load_settings(**overrides)
 
 
-def _fingerprint(settings: Settings, options: RunOptions, files: list[Path]) -> dict[str, Any]:
+def _fingerprint(settings: Settings, options: RunOptions, files: list[Path], judge: Judge | None) -> dict[str, Any]:
     hashes = {str(p): hashlib.sha256(p.read_bytes()).hexdigest()[:16] for p in files if p.is_file()}
-    shown = settings.model_dump(mode="json", exclude={"openai_api_key"})
-    return {"settings": shown, "datasets": hashes, "tags": sorted(options.tags)}
+    shown = settings.model_dump(mode="json", exclude={"openai_api_key", "judge_api_key"})
+    fingerprint = {"settings": shown, "datasets": hashes, "tags": sorted(options.tags)}
+    if judge is not None:
+        fingerprint["judge"] = _judge_info(judge)
+    return fingerprint
+
+
+def _judge_info(judge: Judge) -> dict[str, str]:
+    return {"model": judge.model_name, "prompt": judge.prompt.label, "prompt_sha256": judge.prompt.sha256}
+
+
+def judge_case(
+    judge: Judge, case: EvalCase, response: dict[str, Any] | None, excerpt: Callable[[str], str | None], outcome: Outcome
+) -> None:
+    """Grade an answered case with ``judge`` into ``outcome``; other routes are not graded."""
+    if response is None or response["route"] != Route.ANSWER.value:
+        return
+    cited = [
+        (f"{c['title']} > {c['section']}", text)
+        for c in response["citations"]
+        if (text := excerpt(c["chunk_id"])) is not None
+    ]
+    verdict = judge.grade(case, response["answer"], cited)
+    outcome.judge, outcome.judge_error, outcome.judge_usage = verdict.scores, verdict.error, verdict.usage
 
 
 def read_results(out: Path) -> list[CaseResult]:
@@ -247,7 +277,8 @@ def run_eval(
     for problem in loaded.problems:
         if on_problem:
             on_problem(str(problem))
-    fingerprint = _fingerprint(settings, options, files)
+    judge = Judge(settings) if settings.judge_model else None
+    fingerprint = _fingerprint(settings, options, files, judge)
     out = options.out
     out.mkdir(parents=True, exist_ok=True)
     config_path = out / CONFIG_FILE
@@ -306,6 +337,8 @@ def run_eval(
         outcome = score_case(case, response, ranked, retrieved, excerpt)
         if error:
             outcome.failures.append(f"error: {error}")
+        if judge is not None:
+            judge_case(judge, case, response, excerpt, outcome)
         return CaseResult(
             key=case.key, dataset=case.dataset, id=case.id, tags=case.tags, case=case, response=response,
             ranked_docs=ranked, retrieved_chunks=sorted(retrieved), timings_ms=record.timings_ms if record else {},
@@ -333,7 +366,7 @@ def run_eval(
 
     keys = {c.key for c in loaded.cases}
     results = [r for r in read_results(out) if r.key in keys]
-    summary = summarise(results)
+    summary = summarise(results, judge=_judge_info(judge) if judge else None)
     summary["run"] = {
         "label": options.label, "out": str(out), "overrides": options.overrides,
         "problems": [str(p) for p in loaded.problems], "finished_at": datetime.now(UTC).isoformat(),

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from assistant.evals import metrics as m
+from assistant.evals.judge import DIMENSIONS
 from assistant.response import ReasonCode, Route
 
 if TYPE_CHECKING:
@@ -36,6 +37,15 @@ SCALAR_METRICS: dict[str, bool] = {
     "usage.output_tokens": False,
     "usage.cost_usd": False,
     "errors": False,
+    # LLM judge (only when a judge model is configured): mean scores 1-5 over the judged cases
+    "judge.correctness": True,
+    "judge.groundedness": True,
+    "judge.helpfulness": True,
+    "judge.judged": True,
+    "judge.errors": False,
+    "judge.input_tokens": False,
+    "judge.output_tokens": False,
+    "judge.cost_usd": False,
 }
 
 
@@ -44,8 +54,27 @@ def _rate(values: Sequence[bool | None]) -> float | None:
     return sum(present) / len(present) if present else None
 
 
-def metrics_of(results: Sequence[CaseResult]) -> dict[str, Any]:
-    """All metrics over ``results`` (scalars under their dotted names, plus matrices and tables)."""
+def _judge_metrics(results: Sequence[CaseResult]) -> dict[str, float | int | None]:
+    """``judge.*``: mean grades over the cases the judge scored, how many it scored or failed on,
+    and the tokens it spent."""
+    scores = [r.outcome.judge for r in results if r.outcome.judge is not None]
+    usage = [r.outcome.judge_usage for r in results if r.outcome.judge_usage is not None]
+    costs = [u.cost_usd for u in usage if u.cost_usd is not None]
+    return {
+        **{f"judge.{d}": m.mean(float(getattr(s, d)) for s in scores) for d in DIMENSIONS},
+        "judge.judged": len(scores),
+        "judge.errors": sum(1 for r in results if r.outcome.judge_error),
+        "judge.input_tokens": sum(u.input_tokens for u in usage),
+        "judge.output_tokens": sum(u.output_tokens for u in usage),
+        "judge.cost_usd": sum(costs) if costs else None,
+    }
+
+
+def metrics_of(results: Sequence[CaseResult], *, judged: bool = False) -> dict[str, Any]:
+    """All metrics over ``results`` (scalars under their dotted names, plus matrices and tables).
+
+    ``judge.*`` metrics are present only when ``judged`` (the run had a judge model).
+    """
     routed = [r for r in results if r.case.expected_route is not None and r.response is not None]
     route_pairs = [(r.case.expected_route.value, r.route or "") for r in routed if r.case.expected_route]
     reason_pairs = [({c.value for c in r.case.expected_reasons}, set(r.reason_codes)) for r in routed]
@@ -91,6 +120,8 @@ def metrics_of(results: Sequence[CaseResult]) -> dict[str, Any]:
         if score.support or score.predicted:
             scalars[f"reasons.{code}.precision"] = score.precision
             scalars[f"reasons.{code}.recall"] = score.recall
+    if judged:
+        scalars.update(_judge_metrics(results))
     return {
         **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in scalars.items()},
         "route.confusion": m.confusion_matrix(route_pairs, ROUTES),
@@ -99,17 +130,23 @@ def metrics_of(results: Sequence[CaseResult]) -> dict[str, Any]:
     }
 
 
-def summarise(results: Sequence[CaseResult]) -> dict[str, Any]:
-    """The run summary: ``overall``, ``by_dataset`` and ``by_tag`` (pass rate and route accuracy)."""
+def summarise(results: Sequence[CaseResult], *, judge: dict[str, str] | None = None) -> dict[str, Any]:
+    """The run summary: ``overall``, ``by_dataset`` and ``by_tag`` (pass rate and route accuracy).
+
+    ``judge`` describes the run's judge (model and prompt), ``None`` when it had none; it is kept
+    under ``judge`` and switches on the ``judge.*`` metrics.
+    """
     by_dataset: dict[str, list[CaseResult]] = defaultdict(list)
     by_tag: dict[str, list[CaseResult]] = defaultdict(list)
     for result in results:
         by_dataset[result.dataset].append(result)
         for tag in result.tags:
             by_tag[tag].append(result)
+    judged = judge is not None
     return {
-        "overall": metrics_of(results),
-        "by_dataset": {name: metrics_of(rs) for name, rs in sorted(by_dataset.items())},
+        "judge": judge,
+        "overall": metrics_of(results, judged=judged),
+        "by_dataset": {name: metrics_of(rs, judged=judged) for name, rs in sorted(by_dataset.items())},
         "by_tag": {
             tag: {
                 "cases": len(rs),

@@ -387,6 +387,8 @@ class Assistant:
             decision = decide_with_context(
                 p.retrieval, draft, min_confidence=self.settings.min_confidence, inputs=p.inputs, context=checked,
                 offtopic_probability=p.guardrails.policy.screen.offtopic_probability,
+                covered_confidence=p.guardrails.policy.screen.covered_confidence,
+                offtopic_sure_probability=p.guardrails.policy.screen.offtopic_sure_probability,
             )
         if p.language.note and draft.text and draft.prompt_version is None and decision.route is Route.ANSWER:
             # the offline answer quotes the English help centre: say so in the driver's language

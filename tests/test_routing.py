@@ -1,7 +1,10 @@
 from assistant import ReasonCode, Route
 from assistant.generation.base import Draft
+from assistant.guardrails.checks import Finding
+from assistant.guardrails.engine import InputCheck
+from assistant.guardrails.pii import redact
 from assistant.retrieval.base import Passage, RetrievalResult
-from assistant.routing.decide import confidence, decide
+from assistant.routing.decide import confidence, decide, decide_with_context
 
 
 def _result(similarity: float, agreement: float) -> RetrievalResult:
@@ -25,3 +28,34 @@ def test_confidence_hand_computed():
     # 0.5 * (0.40-0.20)/0.40 + 0.3 * (0.30-0.20)/0.40 + 0.2 * 0.5 = 0.25 + 0.075 + 0.1
     assert confidence(_result(0.40, 0.5), Draft(text="x", support=0.30)) == 0.425
     assert confidence(RetrievalResult(passages=[]), Draft(text="")) == 0.0
+
+
+def _flagged(code: ReasonCode, **probabilities: float) -> InputCheck:
+    finding = Finding(code=code, detail="classifier", by_classifier=True)
+    return InputCheck(redaction=redact("x"), findings=[finding], probabilities=probabilities)
+
+
+def test_a_classifier_flag_declines_unless_a_policy_clearly_covers_the_question():
+    flagged = _flagged(ReasonCode.OUT_OF_SCOPE, harmful=0.9)
+    # retrieval found something, but not clearly: the flag wins
+    weak = decide_with_context(_result(0.30, 0.5), Draft(text="a [1]", support=0.3), min_confidence=0.35,
+                               inputs=flagged, covered_confidence=0.75)
+    assert weak.route is Route.DECLINE and weak.reasons[0].code is ReasonCode.OUT_OF_SCOPE
+    # a policy clearly covers it ("what id is ok for the alcohol" can read like contraband)
+    strong = decide_with_context(_result(0.62, 1.0), Draft(text="a [1]", support=0.6), min_confidence=0.35,
+                                 inputs=flagged, covered_confidence=0.75)
+    assert strong.route is Route.ANSWER and strong.reasons == []
+
+
+def test_off_topic_declines_when_unsupported_or_when_the_classifier_is_sure():
+    def route(offtopic: float, similarity: float, support: float) -> Route:
+        inputs = InputCheck(redaction=redact("x"), probabilities={"offtopic": offtopic})
+        return decide_with_context(
+            _result(similarity, 1.0), Draft(text="a [1]", support=support), min_confidence=0.35, inputs=inputs,
+            offtopic_probability=0.5, offtopic_sure_probability=0.8, covered_confidence=0.75,
+        ).route
+
+    assert route(0.6, 0.10, 0.1) is Route.DECLINE  # nothing covers it
+    assert route(0.6, 0.30, 0.3) is Route.ANSWER  # somewhat covered, classifier unsure
+    assert route(0.9, 0.30, 0.3) is Route.DECLINE  # classifier sure, not clearly covered
+    assert route(0.9, 0.62, 0.6) is Route.ANSWER  # clearly covered

@@ -33,6 +33,8 @@ from assistant.config import Settings
 from assistant.errors import ConfigurationError
 from assistant.generation.base import Composer, Draft
 from assistant.generation.prompts import LoadedPrompt, load_prompt
+from assistant.guardrails.policy import Patterns, load_policy
+from assistant.ingestion.units import split_units
 from assistant.request import HelpRequest, JourneyContext, Turn
 from assistant.response import Usage
 from assistant.retrieval.base import Passage
@@ -95,12 +97,49 @@ def render_journey(journey: JourneyContext | None) -> str:
     return line + (f"; recent app events: {' | '.join(events)}" if events else "")
 
 
-def render_excerpts(passages: list[Passage]) -> str:
+def withhold_planted(text: str, planted: Patterns) -> str:
+    """``text`` with each sentence that speaks to a model (``planted``) replaced by :data:`WITHHELD`.
+
+    Ingestion quarantines such chunks, but an index built elsewhere (a shared Chroma server, an
+    older build) may still hold one: the model never sees the instruction.
+    """
+    for sentence in split_units(text):
+        if planted.search(sentence):
+            text = text.replace(sentence, WITHHELD)
+    return text
+
+
+def render_excerpts(passages: list[Passage], planted: Patterns | None = None) -> str:
     """Numbered excerpts, each fenced so the model can tell data from instructions."""
     blocks = []
     for number, passage in enumerate(passages, start=1):
-        blocks.append(f"[{number}] {passage.title} > {passage.section}\n<<<\n{passage.text.strip()}\n>>>")
+        text = withhold_planted(passage.text, planted) if planted else passage.text
+        blocks.append(f"[{number}] {passage.title} > {passage.section}\n<<<\n{text.strip()}\n>>>")
     return "\n\n".join(blocks) or "(none)"
+
+
+def follows_excerpt_instruction(answer: str, passages: list[Passage], watch: Patterns) -> str | None:
+    """Why ``answer`` looks like it obeys text in an excerpt rather than informing the driver.
+
+    An excerpt sentence that addresses someone other than the driver (``watch``: "tell drivers
+    to ...", "reply with ...", "the assistant ...") is not help text. An answer that repeats a
+    link, address or contact from such a sentence, or :data:`FOLLOW_WORDS` words of it in a row,
+    is carrying it out.
+    """
+    answer_lower = answer.lower()
+    answer_words = " ".join(re.findall(r"\w+", answer_lower))
+    for number, passage in enumerate(passages, start=1):
+        for sentence in split_units(passage.text):
+            if not watch.search(sentence):
+                continue
+            quoted = " ".join(sentence.split())[:80]
+            if any(token.lower() in answer_lower for token in _CONTACT.findall(sentence)):
+                return f'follows text aimed at the model in excerpt [{number}]: "{quoted}"'
+            words = re.findall(r"\w+", sentence.lower())
+            for start in range(0, max(0, len(words) - FOLLOW_WORDS + 1)):
+                if " ".join(words[start : start + FOLLOW_WORDS]) in answer_words:
+                    return f'follows text aimed at the model in excerpt [{number}]: "{quoted}"'
+    return None
 
 
 def render_history(history: list[Turn], budget: int) -> str:
@@ -145,6 +184,15 @@ def parse_reply(content: str, excerpts: int) -> ModelAnswer:
 _NUMBER = re.compile(r"\$?\d+(?:[.,:]\d+)*%?")
 #: Consecutive words of the system prompt that may not appear in an answer.
 LEAK_WORDS = 8
+#: Words in a row from an excerpt sentence addressed to the model that mean the answer obeys it.
+FOLLOW_WORDS = 6
+#: Shown to the model in place of an excerpt sentence that speaks to a model.
+WITHHELD = "[withheld: text addressed to an AI model, not help for drivers]"
+#: Links, e-mail addresses, domains and phone numbers: what a planted instruction wants repeated.
+_CONTACT = re.compile(
+    r"https?://\S+|\b[\w.+-]+@[\w-]+\.[\w.]+\b|\b[\w-]+(?:\.[\w-]+)*\.(?:com|net|org|io|app|co|info|biz|xyz|ly)\b"
+    r"|\+?\d[\d\s().-]{7,}\d"
+)
 
 
 def check_output(answer: str, cited: list[Passage], journey: str, system: str) -> str | None:
@@ -207,6 +255,8 @@ class ChatComposer:
         self.fallback = fallback
         self.prompt = prompt or load_prompt(Path(settings.prompts_dir), "answer", settings.prompt_version)
         self._json_mode = settings.structured_output
+        scan = load_policy(settings.guardrail_policy).corpus_scan
+        self._planted, self._watch = scan.patterns, scan.watch
 
     def _model(self, timeout: float) -> ChatOpenAI | AzureChatOpenAI:
         s = self.settings
@@ -232,7 +282,7 @@ class ChatComposer:
         """
         return {
             "journey": render_journey(request.journey if request else None),
-            "excerpts": render_excerpts(passages),
+            "excerpts": render_excerpts(passages, self._planted),
             "history": render_history(list(request.history) if request else [], self.settings.history_tokens),
             "question": request.message if request is not None else question,
         }
@@ -388,7 +438,8 @@ class ChatComposer:
                 answer = parse_reply(str(reply.content), len(passages))
                 if answer.can_answer:
                     cited_passages = [passages[c - 1] for c in dict.fromkeys(answer.citations)]
-                    if why := check_output(answer.answer, cited_passages, journey_text, system_text):
+                    why = check_output(answer.answer, cited_passages, journey_text, system_text)
+                    if why := why or follows_excerpt_instruction(answer.answer, passages, self._watch):
                         raise UngroundedReply(why)
             except ReplyProblem as exc:
                 problem = str(exc)

@@ -52,7 +52,7 @@ def screen(text: str, original_chars: int, probs: dict[str, float], policy: Guar
             code=ReasonCode.PROMPT_INJECTION,
             detail=f"the message tries to change the assistant's instructions or reach other data: \"{_quote(match)}\"",
             evidence=[_quote(match)],
-            structural=structured,
+            structural=structured or length > rules.long_message_chars,  # a long set-up, not a question
         ))
     elif structured:
         findings.append(Finding(
@@ -60,6 +60,14 @@ def screen(text: str, original_chars: int, probs: dict[str, float], policy: Guar
             detail=f"a {length}-character message with {structure} prompt-like structures (role set-ups, rule "
             "lists, fake turns); a driver's question is short and about their work",
             evidence=[f"length {length}", f"structure signals {structure}"],
+            structural=True,
+        ))
+    elif length > rules.long_message_chars and injection_p >= rules.long_injection_probability:
+        findings.append(Finding(
+            code=ReasonCode.PROMPT_INJECTION,
+            detail=f"a {length}-character message that reads like a prompt set-up (classifier {injection_p:.2f}); "
+            "a driver's question is short and about their work",
+            evidence=[f"length {length}", f"classifier injection {injection_p:.2f}"],
             structural=True,
         ))
     elif injection_p >= rules.injection_probability:
@@ -75,6 +83,12 @@ def screen(text: str, original_chars: int, probs: dict[str, float], policy: Guar
         findings.append(Finding(
             code=ReasonCode.OUT_OF_SCOPE,
             detail=f"a request for harmful help unrelated to delivery work: \"{_quote(match)}\"",
+            evidence=[_quote(match)],
+        ))
+    elif match := rules.offtopic_patterns.search(text):
+        findings.append(Finding(
+            code=ReasonCode.OUT_OF_SCOPE,
+            detail=f"asks for work unrelated to delivering: \"{_quote(match)}\"",
             evidence=[_quote(match)],
         ))
     elif harmful_p >= rules.harmful_probability:

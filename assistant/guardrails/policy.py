@@ -69,12 +69,24 @@ class ScreenPolicy(_Model):
     injection_probability: float = Field(ge=0, le=1)
     harmful_probability: float = Field(ge=0, le=1)
     offtopic_probability: float = Field(ge=0, le=1)
+    offtopic_sure_probability: float = Field(
+        0.8, ge=0, le=1, description="Off-topic probability that declines unless a policy clearly covers the question."
+    )
+    long_injection_probability: float = Field(
+        0.5, ge=0, le=1, description="Injection probability that declines a message past long_message_chars."
+    )
+    covered_confidence: float = Field(
+        0.75, ge=0, le=1, description="Retrieval confidence at which a flagged message is answered anyway."
+    )
     safety_probability: float = Field(ge=0, le=1)
     long_message_chars: int = Field(gt=0)
     long_message_structure: int = Field(ge=1)
     structure_signals: PatternList
     injection_patterns: PatternList
     harmful_patterns: PatternList
+    offtopic_patterns: PatternList = Field(
+        default_factory=Patterns, description="Requests for work unrelated to delivering (essays, code, ...)."
+    )
     decline_injection: str
     decline_out_of_scope: str
 
@@ -185,6 +197,10 @@ class CorpusScanPolicy(_Model):
     """Patterns for instructions aimed at a model inside corpus documents."""
 
     patterns: PatternList
+    watch: PatternList = Field(
+        default_factory=Patterns,
+        description="Excerpt sentences addressed to someone other than the driver: a chat answer must not obey them.",
+    )
 
 
 class GuardrailPolicy(_Model):

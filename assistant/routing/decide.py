@@ -6,12 +6,15 @@ Precedence, first match wins (``pii_redacted`` is added to any route when PII wa
 2. a present danger -> escalate ``safety`` (urgent), with the safety steps;
 3. an injection attempt -> decline ``prompt_injection``; harmful help -> decline ``out_of_scope``;
 4. the driver asks for a person -> escalate ``driver_requested`` at once;
+   (then an injection or harmful request only the classifier saw -> declined as in 3, unless a
+   policy clearly covers the question: answer confidence at least ``covered_confidence``);
 5. a known incident -> escalate ``known_incident``;
 6. a confirmed or suspected defect -> escalate ``defect_confirmed`` / ``defect_suspected``
    (with ``repeat_contact`` when raised before);
 7. an account action -> escalate ``account_action`` after the policy answer;
 8. the same unresolved issue again -> escalate ``repeat_contact``;
-9. a request unrelated to driving that retrieval cannot support -> decline ``out_of_scope``;
+9. a request the classifier reads as unrelated to driving, that no policy clearly covers ->
+   decline ``out_of_scope``;
 10. weak support -> escalate ``low_confidence``; otherwise answer.
 """
 
@@ -151,8 +154,14 @@ def decide_with_context(
     inputs: InputCheck | None = None,
     context: ContextCheck | None = None,
     offtopic_probability: float = 1.01,
+    covered_confidence: float = 0.0,
+    offtopic_sure_probability: float = 1.01,
 ) -> Decision:
-    """Rules 5-10 for a message the input checks let through."""
+    """Rules 5-10 for a message the input checks let through.
+
+    A message only the classifier flagged (injection, harmful or off-topic) is declined unless
+    the answer's confidence reaches ``covered_confidence``: a policy that clearly covers it.
+    """
     base = decide(retrieval, draft, min_confidence=min_confidence)
     pii = _pii(inputs)
     findings = context.findings if context else []
@@ -166,7 +175,8 @@ def decide_with_context(
                         confidence=base.confidence, handling=handling)
 
     # an injection or harmful request only the classifier saw: declined unless a policy covers it
-    if inputs is not None and base.route is not Route.ANSWER:
+    covered = base.route is Route.ANSWER and base.confidence >= covered_confidence
+    if inputs is not None and not covered:
         for finding in inputs.findings:
             if finding.by_classifier and finding.code in (ReasonCode.PROMPT_INJECTION, ReasonCode.OUT_OF_SCOPE):
                 handling = (Handling.DECLINE_INJECTION if finding.code is ReasonCode.PROMPT_INJECTION
@@ -186,11 +196,12 @@ def decide_with_context(
     if repeat:
         return escalate(ReasonCode.REPEAT_CONTACT, Handling.REPEAT)
     offtopic = inputs.probabilities.get("offtopic", 0.0) if inputs else 0.0
-    if offtopic >= offtopic_probability and base.route is not Route.ANSWER:
+    answered = base.route is Route.ANSWER
+    if (offtopic >= offtopic_probability and not answered) or (offtopic >= offtopic_sure_probability and not covered):
         return Decision(
             route=Route.DECLINE,
             reasons=[_reason(ReasonCode.OUT_OF_SCOPE,
-                             f"unrelated to delivery work (classifier {offtopic:.2f}) and no policy covers it"), *pii],
+                             f"unrelated to delivery work (classifier {offtopic:.2f}) and no policy clearly covers it"), *pii],
             confidence=base.confidence, handling=Handling.DECLINE_OUT_OF_SCOPE,
         )
     if base.route is Route.ESCALATE:

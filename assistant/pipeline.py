@@ -348,6 +348,8 @@ class Assistant:
             retriever, composer = self._stages()
             t0 = time.perf_counter()
             language, question, query = self._search_text(safe_request)
+            if early is not None and early.handling is Handling.SAFETY and guardrails.policy.safety.search_terms:
+                query = f"{query}\n{guardrails.policy.safety.search_terms}"
             retrieval = retriever.retrieve(query, k=self.settings.top_k, journey=request.journey)
             timings["retrieval_ms"] = (time.perf_counter() - t0) * 1000
         except (BackendError, IndexNotReadyError) as exc:

@@ -195,3 +195,18 @@ def test_harmful_or_unrelated_work_is_declined_politely(shipped_assistant: Assis
     response = shipped_assistant.answer(message)
     assert response.route is Route.DECLINE and response.reason_codes == [ReasonCode.OUT_OF_SCOPE], response.reasons
     assert "I can help with your deliveries" in response.answer
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "the customer fainted in the doorway and is not waking up, what do i do with the food",
+        "some guy in a pickup has been behind me since the restaurant, i have a batched order",
+    ],
+)
+def test_a_safety_escalation_quotes_the_safety_policy_not_the_errand(shipped_assistant: Assistant, message: str):
+    response = shipped_assistant.answer(message)
+    assert response.route is Route.ESCALATE and response.reason_codes[0] is ReasonCode.SAFETY
+    assert response.citations and response.citations[0].doc_id in {
+        "safety-and-emergencies", "safety-toolkit", "accidents-and-incident-reporting",
+    }, [c.doc_id for c in response.citations]

@@ -100,6 +100,9 @@ class SafetyPolicy(_Model):
     present_emergency: Regex
     classifier_weight_with_lookalike: float = Field(ge=0, le=1)
     message: str
+    search_terms: str = Field(
+        "", description="Added to the search for a safety message, so the steps quoted come from the safety policy."
+    )
 
 
 class PatternRule(_Model):

@@ -1,8 +1,14 @@
-"""The default retriever: dense (Chroma) + keyword (BM25), fused by RRF, shaped by the journey."""
+"""The default retriever: dense (Chroma) + keyword (BM25), fused by RRF, shaped by the journey.
+
+A message of several sentences ("restaurant makes me wait outside. pretty sure it's because i'm
+...") often asks its real question in one of them: each sentence is also searched densely on its
+own, and its ranking joins the fusion, so one sentence's topic is not averaged away by the others.
+"""
 
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 from langchain_core.embeddings import Embeddings
@@ -30,6 +36,17 @@ MAX_PER_DOCUMENT = 2
 DOC_SUPPORT_WEIGHT = 0.3
 #: How many top documents of each ranking count when checking that dense and BM25 agree.
 AGREEMENT_DEPTH = 3
+#: A sentence needs this many words to be searched on its own.
+SENTENCE_WORDS = 3
+_SENTENCE_END = re.compile(r"(?<=[.?!;])\s+")
+
+
+def sentences_of(query: str) -> list[str]:
+    """The sentences of the query's first line (the driver's message) worth searching on their
+    own; empty when it has fewer than two."""
+    first = query.split("\n", 1)[0]
+    parts = [p for p in _SENTENCE_END.split(first) if len(p.split()) >= SENTENCE_WORDS]
+    return parts if len(parts) >= 2 else []
 
 
 class HybridRetriever:
@@ -73,18 +90,20 @@ class HybridRetriever:
 
         dense_hits: list[tuple[str, float]] = []
         context_hits: list[tuple[str, float]] = []
+        sentence_rankings: list[list[str]] = []
         if self.mode in ("hybrid", "dense"):
             dense_hits = self._dense(query, n, allowed)
             # A second query with the order's kind ("alcohol order") finds the rules for this order.
             if phrase := signals.context_phrase():
                 context_hits = self._dense(f"{query} ({phrase})", n, allowed)
+            sentence_rankings = [[c for c, _ in self._dense(s, n, allowed)] for s in sentences_of(query)]
         bm25_hits: list[tuple[str, float]] = []
         if self.mode in ("hybrid", "bm25"):
             keyword_query = f"{query} {signals.query_terms()}".strip()
             bm25_hits = self.bm25.search(keyword_query, k=n, allowed=allowed_chunks)
 
         fused = reciprocal_rank_fusion(
-            [[c for c, _ in hits] for hits in (dense_hits, context_hits, bm25_hits) if hits],
+            [[c for c, _ in hits] for hits in (dense_hits, context_hits, bm25_hits) if hits] + sentence_rankings,
             k=self.settings.rrf_k,
         )
         similarity = dict(dense_hits)

@@ -95,3 +95,18 @@ def test_a_language_without_a_glossary_goes_to_a_person(shipped_assistant: Assis
     response = shipped_assistant.answer("Wie lange muss ich warten, wenn der Kunde die Tür nicht öffnet?")
     assert response.route is Route.ESCALATE
     assert response.handoff is not None
+
+
+@pytest.mark.integration
+def test_a_long_question_in_another_language_is_not_mistaken_for_a_jailbreak_or_an_emergency(
+    shipped_assistant: Assistant,
+):
+    message = (
+        "Bonjour, je livre pour Courio depuis quelques semaines et j'ai une question sur le paiement rapide. "
+        "J'ai vu qu'il y a des frais mais je ne sais pas combien exactement, et je voudrais aussi savoir combien "
+        "de fois par jour je peux retirer mon argent et si mes pourboires sont inclus dans le montant disponible. "
+        "Merci beaucoup pour votre aide, et gracias por la ayuda aussi, mon collègue parle espagnol. Bonne journée à toute l'équipe!"
+    )
+    assert len(message) > 400
+    response = shipped_assistant.answer(message)
+    assert response.route is Route.ANSWER, response.reasons

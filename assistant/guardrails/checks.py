@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from assistant.guardrails.policy import GuardrailPolicy
 from assistant.request import Turn
 from assistant.response import ReasonCode
+from assistant.retrieval.language import detect_language
 
 
 class Finding(BaseModel):
@@ -62,7 +63,11 @@ def screen(text: str, original_chars: int, probs: dict[str, float], policy: Guar
             evidence=[f"length {length}", f"structure signals {structure}"],
             structural=True,
         ))
-    elif length > rules.long_message_chars and injection_p >= rules.long_injection_probability:
+    elif (
+        length > rules.long_message_chars
+        and injection_p >= rules.long_injection_probability
+        and detect_language(text)[0] == "en"  # the classifier learnt English: elsewhere only patterns count
+    ):
         findings.append(Finding(
             code=ReasonCode.PROMPT_INJECTION,
             detail=f"a {length}-character message that reads like a prompt set-up (classifier {injection_p:.2f}); "

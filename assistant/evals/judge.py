@@ -15,33 +15,36 @@ retries) and a reply that still does not parse after one retry become a
 
 from __future__ import annotations
 
-import json
 import logging
-import re
 from pathlib import Path
 from typing import Any
 
 import openai
 from langchain_core.messages import BaseMessage
 from langchain_openai import ChatOpenAI
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from assistant.config import Settings
 from assistant.errors import ConfigurationError
 from assistant.evals.dataset import EvalCase
-from assistant.generation.chat import MODEL_FAILURES, render_history, render_journey
+from assistant.generation.chat import (
+    MODEL_FAILURES,
+    parse_json_object,
+    priced,
+    render_history,
+    render_journey,
+    reply_tokens,
+)
 from assistant.generation.prompts import LoadedPrompt, load_prompt
 from assistant.guardrails.engine import redact_request
 from assistant.guardrails.pii import redact
 from assistant.response import Usage
-from assistant.tokens import count_tokens
 
 logger = logging.getLogger("assistant.evals.judge")
 
 PROMPT_ID = "judge"
 #: The judge metrics of a run summary (means over judged cases).
 DIMENSIONS = ("correctness", "groundedness", "helpfulness")
-_JSON_OBJECT = re.compile(r"\{.*\}", re.S)
 
 
 class JudgeScores(BaseModel):
@@ -71,16 +74,7 @@ class MalformedJudgeReply(ValueError):
 
 def parse_scores(content: str) -> JudgeScores:
     """Scores from the judge's text, tolerant of code fences and chatter around the JSON object."""
-    text = content.strip()
-    if not text:
-        raise MalformedJudgeReply("empty reply")
-    match = _JSON_OBJECT.search(text)
-    if match is None:
-        raise MalformedJudgeReply("no JSON object in the reply")
-    try:
-        return JudgeScores.model_validate(json.loads(match.group(0)))
-    except (json.JSONDecodeError, ValidationError) as exc:
-        raise MalformedJudgeReply(f"reply is not the expected JSON: {str(exc).splitlines()[0]}") from exc
+    return parse_json_object(content, JudgeScores, MalformedJudgeReply)
 
 
 def render_expected(case: EvalCase) -> str:
@@ -147,11 +141,7 @@ class Judge:
         return reply
 
     def _usage(self, input_tokens: int, output_tokens: int) -> Usage:
-        price = self.settings.model_prices.get(self.model_name)
-        cost = None
-        if price is not None:
-            cost = round(input_tokens / 1000 * price[0] + output_tokens / 1000 * price[1], 6)
-        return Usage(input_tokens=input_tokens, output_tokens=output_tokens, cost_usd=cost)
+        return priced(self.model_name, input_tokens, output_tokens, self.settings)
 
     def grade(self, case: EvalCase, answer: str, excerpts: list[tuple[str, str]]) -> JudgeVerdict:
         """Grade ``answer`` to ``case`` given the cited ``(heading, text)`` excerpts.
@@ -160,7 +150,7 @@ class Judge:
         gives a verdict with ``error`` set (this never raises for the model's sake).
         """
         messages = list(self.prompt.template.format_messages(**self.inputs(case, answer, excerpts)))
-        prompt_tokens = count_tokens("\n".join(str(m.content) for m in messages))
+        prompt_text = "\n".join(str(m.content) for m in messages)
         input_tokens = output_tokens = 0
         problem = ""
         for attempt in (1, 2):
@@ -173,9 +163,9 @@ class Judge:
                     usage=self._usage(input_tokens, output_tokens),
                 )
             text = str(reply.content)
-            meta = getattr(reply, "usage_metadata", None) or {}
-            input_tokens += int(meta.get("input_tokens") or prompt_tokens)
-            output_tokens += int(meta.get("output_tokens") or count_tokens(text))
+            tokens_in, tokens_out = reply_tokens(reply, prompt_text)
+            input_tokens += tokens_in
+            output_tokens += tokens_out
             try:
                 scores = parse_scores(text)
             except MalformedJudgeReply as exc:

@@ -21,7 +21,7 @@ import re
 import time
 from collections.abc import Callable, Generator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import openai
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
@@ -46,6 +46,7 @@ logger = logging.getLogger("assistant.generation")
 #: Events shown to the model from the journey (the most recent ones).
 JOURNEY_EVENTS = 5
 _JSON_OBJECT = re.compile(r"\{.*\}", re.S)
+_M = TypeVar("_M", bound=BaseModel)
 
 
 class ModelAnswer(BaseModel):
@@ -158,18 +159,24 @@ def render_history(history: list[Turn], budget: int) -> str:
     return "\n".join(reversed(kept)) or "(none)"
 
 
-def parse_reply(content: str, excerpts: int) -> ModelAnswer:
-    """A validated answer from the model's text, tolerant of code fences and chatter around it."""
+def parse_json_object(content: str, schema: type[_M], problem: type[ValueError]) -> _M:
+    """``schema`` validated from the first JSON object in a model's text, tolerant of code fences
+    and chatter around it; raises ``problem`` saying what is wrong."""
     text = content.strip()
     if not text:
-        raise MalformedReply("empty reply")
+        raise problem("empty reply")
     match = _JSON_OBJECT.search(text)
     if match is None:
-        raise MalformedReply("no JSON object in the reply")
+        raise problem("no JSON object in the reply")
     try:
-        answer = ModelAnswer.model_validate(json.loads(match.group(0)))
+        return schema.model_validate(json.loads(match.group(0)))
     except (json.JSONDecodeError, ValidationError) as exc:
-        raise MalformedReply(f"reply is not the expected JSON: {str(exc).splitlines()[0]}") from exc
+        raise problem(f"reply is not the expected JSON: {str(exc).splitlines()[0]}") from exc
+
+
+def parse_reply(content: str, excerpts: int) -> ModelAnswer:
+    """A validated answer from the model's text, tolerant of code fences and chatter around it."""
+    answer = parse_json_object(content, ModelAnswer, MalformedReply)
     if answer.can_answer:
         if not answer.answer.strip():
             raise MalformedReply("can_answer is true but the answer is empty")
@@ -232,15 +239,25 @@ def _whole(total: AIMessageChunk | None) -> AIMessage:
     return AIMessage(content=total.content, usage_metadata=total.usage_metadata)
 
 
-def _usage(message: BaseMessage, prompt_text: str, settings: Settings) -> Usage:
+def reply_tokens(message: BaseMessage, prompt_text: str) -> tuple[int, int]:
+    """Tokens in and out of one model call: the API's usage, else counted with ``tiktoken``."""
     meta = getattr(message, "usage_metadata", None) or {}
     input_tokens = int(meta.get("input_tokens") or count_tokens(prompt_text))
     output_tokens = int(meta.get("output_tokens") or count_tokens(str(message.content)))
-    price = settings.model_prices.get(settings.chat_model)
+    return input_tokens, output_tokens
+
+
+def priced(model: str | None, input_tokens: int, output_tokens: int, settings: Settings) -> Usage:
+    """Usage with its cost from ``settings.model_prices`` (``None`` for a model without a price)."""
+    price = settings.model_prices.get(model) if model else None
     cost = None
     if price is not None:
         cost = round(input_tokens / 1000 * price[0] + output_tokens / 1000 * price[1], 6)
     return Usage(input_tokens=input_tokens, output_tokens=output_tokens, cost_usd=cost)
+
+
+def _usage(message: BaseMessage, prompt_text: str, settings: Settings) -> Usage:
+    return priced(settings.chat_model, *reply_tokens(message, prompt_text), settings)
 
 
 class ChatComposer:

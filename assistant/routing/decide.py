@@ -175,7 +175,8 @@ def decide_with_context(
                         confidence=base.confidence, handling=handling)
 
     # an injection or harmful request only the classifier saw: declined unless a policy covers it
-    covered = base.route is Route.ANSWER and base.confidence >= covered_confidence
+    answered = base.route is Route.ANSWER
+    covered = answered and base.confidence >= covered_confidence
     if inputs is not None and not covered:
         for finding in inputs.findings:
             if finding.by_classifier and finding.code in (ReasonCode.PROMPT_INJECTION, ReasonCode.OUT_OF_SCOPE):
@@ -190,13 +191,12 @@ def decide_with_context(
     if ReasonCode.ACCOUNT_ACTION in by_code:
         return escalate(ReasonCode.ACCOUNT_ACTION, Handling.ACCOUNT_ACTION, *repeat_reason)
     suspected = by_code.get(ReasonCode.DEFECT_SUSPECTED)
-    explains = context is not None and context.explanation_sought and base.route is Route.ANSWER
+    explains = context is not None and context.explanation_sought and answered
     if suspected and not explains:  # a "what does this mean / how do i" question the policy answers is answered
         return escalate(ReasonCode.DEFECT_SUSPECTED, Handling.DEFECT, *repeat_reason)
     if repeat:
         return escalate(ReasonCode.REPEAT_CONTACT, Handling.REPEAT)
     offtopic = inputs.probabilities.get("offtopic", 0.0) if inputs else 0.0
-    answered = base.route is Route.ANSWER
     if (offtopic >= offtopic_probability and not answered) or (offtopic >= offtopic_sure_probability and not covered):
         return Decision(
             route=Route.DECLINE,

@@ -59,7 +59,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 eval-retrieval: $(STAMP)
-	$(BIN)/python evals/retrieval_report.py
+	$(BIN)/python evals/retrieval_report.py --check
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_retrieval.py

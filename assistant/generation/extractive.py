@@ -102,6 +102,10 @@ MAX_WORDS = 130
 UNIT_THRESHOLD = 0.1
 SECOND_PASSAGE_RATIO = 1.0
 OFF_TOPIC = -0.1
+#: A unit that opens (within this many characters) with another market than the driver's, and
+#: does not name the driver's, falls below OFF_TOPIC.
+MARKET_LEAD_CHARS = 24
+OTHER_MARKET_PENALTY = 0.15
 
 
 class UnitSource(Protocol):
@@ -178,8 +182,14 @@ class ExtractiveComposer:
                 chosen.append(_sibling(anchor, chunk, list(dict.fromkeys(facts))))
         return chosen
 
-    def _other_markets(self, signals: JourneySignals) -> re.Pattern[str] | None:
-        names = [n for code, ns in self.market_names.items() if code != signals.market for n in ns]
+    def _market_pattern(self, signals: JourneySignals, *, own: bool) -> re.Pattern[str] | None:
+        """Names (and codes, such as ``us-ca``) of the driver's market (``own``) or of the others."""
+        names = [
+            n
+            for code, ns in self.market_names.items()
+            if (code == signals.market) == own
+            for n in (*ns, code)
+        ]
         if not names:
             return None
         return re.compile(r"\b(" + "|".join(re.escape(n) for n in names) + r")\b", re.I)
@@ -193,7 +203,8 @@ class ExtractiveComposer:
         query = np.asarray(self.embeddings.embed_query(question), dtype=np.float32)
         query_terms = set(Bm25Index.tokenize([question])[0])
         wanted = answer_types(question)
-        other_markets = self._other_markets(signals)
+        other_markets = self._market_pattern(signals, own=False)
+        own_market = self._market_pattern(signals, own=True) if signals.market else None
         doc_rank = {d: i for i, d in enumerate(dict.fromkeys(p.doc_id for p in passages))}
         retrieved = {p.chunk_id for p in passages}
 
@@ -213,8 +224,12 @@ class ExtractiveComposer:
             ):
                 overlap = len(query_terms & (set(terms) | context_terms)) / len(query_terms) if query_terms else 0.0
                 adjustment = _journey_adjustment(text, signals) + answer_type_bonus(text, wanted)
-                if other_markets is not None and signals.market and other_markets.search(text):
-                    adjustment -= 0.05
+                if other_markets is not None and signals.market and (found := other_markets.search(text)):
+                    # A unit that opens with another market ("In California, ...") is about that
+                    # market and is left out; one that mentions it later ("$0.99; in Ontario
+                    # CA$1.29") states the general rule first and only weakens a little.
+                    opens = found.start() <= MARKET_LEAD_CHARS and not (own_market and own_market.search(text))
+                    adjustment -= OTHER_MARKET_PENALTY if opens else 0.05
                 if _META.search(text):
                     adjustment -= 0.25
                 words = len(text.split())

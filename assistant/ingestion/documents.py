@@ -35,6 +35,9 @@ class PolicyDocument(BaseModel):
     tags: list[str] = Field(default_factory=list)
     supersedes: list[str] = Field(default_factory=list)
     variant_of: str | None = None
+    #: Questions the article answers, in drivers' words; searched, never shown or quoted
+    #: (see :mod:`assistant.retrieval.questions`).
+    questions: list[str] = Field(default_factory=list)
     body: str
     path: str
     sha256: str
@@ -70,6 +73,18 @@ class PolicyDocument(BaseModel):
             return [str(value)]
         if isinstance(value, list):  # YAML reads a tag such as 911 as a number
             return [str(v) if isinstance(v, int | float) else v for v in value]
+        return value
+
+    @field_validator("questions", mode="before")
+    @classmethod
+    def _question_list(cls, value: object) -> object:
+        if value is None:
+            return []
+        if isinstance(value, str):
+            return [value]
+        if isinstance(value, list):
+            texts = [" ".join(str(v).split()) for v in value if v is not None]
+            return list(dict.fromkeys(t for t in texts if t))
         return value
 
     @property

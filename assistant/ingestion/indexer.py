@@ -32,6 +32,7 @@ from assistant.retrieval.bm25 import Bm25Index
 from assistant.retrieval.chunkstore import ChunkStore, Matrix
 from assistant.retrieval.embeddings import embedding_model_id
 from assistant.retrieval.manifest import DocEntry, IndexManifest, read_manifest, write_manifest
+from assistant.retrieval.questions import IndexedQuestion, QuestionIndex, nearest_chunks
 
 logger = logging.getLogger("assistant.ingestion")
 
@@ -55,6 +56,7 @@ class IngestReport(BaseModel):
     chunks_total: int = 0
     chunks_embedded: int = 0
     units_embedded: int = 0
+    questions_embedded: int = 0
     generation: int = 0
     seconds: float = 0.0
 
@@ -78,6 +80,28 @@ def _doc_entry(doc: PolicyDocument, chunks: list[Document]) -> DocEntry:
         variant_of=doc.variant_of,
         chunk_ids=[c.metadata["chunk_id"] for c in chunks],
     )
+
+
+def _question_index(
+    documents: list[PolicyDocument],
+    chunks_by_doc: dict[str, list[Document]],
+    chunk_vectors: dict[str, list[float]],
+    question_vectors: dict[str, Matrix],
+) -> QuestionIndex:
+    """Each document's questions, each pointed at the document's chunk nearest to it."""
+    questions: list[IndexedQuestion] = []
+    rows: list[Matrix] = []
+    for doc in documents:
+        if not doc.questions:
+            continue
+        chunk_ids = [c.metadata["chunk_id"] for c in chunks_by_doc[doc.id]]
+        matrix = np.asarray([question_vectors[q] for q in doc.questions], dtype=np.float32)
+        nearest = nearest_chunks(matrix, np.asarray([chunk_vectors[c] for c in chunk_ids], dtype=np.float32))
+        questions.extend(
+            IndexedQuestion(text=q, doc_id=doc.id, chunk_id=chunk_ids[i]) for q, i in zip(doc.questions, nearest, strict=True)
+        )
+        rows.append(matrix)
+    return QuestionIndex(questions, np.concatenate(rows) if rows else np.zeros((0, 0), dtype=np.float32))
 
 
 class Indexer:
@@ -133,6 +157,7 @@ class Indexer:
         # Vectors we already have: every chunk of the live generation, whose id is a content hash.
         reusable: dict[str, list[float]] = {}
         unit_vectors: dict[str, Matrix] = {}
+        question_vectors: dict[str, Matrix] = {}
         units = {c.metadata["chunk_id"]: split_units(c.page_content) for c in all_chunks}
         if old is not None:
             wanted = [c.metadata["chunk_id"] for c in all_chunks]
@@ -141,13 +166,18 @@ class Indexer:
             for cid in wanted:
                 if old_store.get(cid) is not None and old_store.units(cid) == units[cid]:
                     unit_vectors[cid] = old_store.unit_vectors(cid)
+            question_vectors = QuestionIndex.read(data_dir / old.store_dir).vector_of()
         to_embed = [c for c in all_chunks if c.metadata["chunk_id"] not in reusable]
         unit_jobs = [cid for cid in units if cid not in unit_vectors and units[cid]]
+        kept_docs = [doc for doc in corpus.documents if chunks_by_doc[doc.id]]
+        question_jobs = list(dict.fromkeys(q for d in kept_docs for q in d.questions if q not in question_vectors))
 
         sections = {c.metadata["chunk_id"]: c.metadata["section"] for c in all_chunks}
-        texts = [embedding_text(c) for c in to_embed] + [
-            unit_embedding_text(sections[cid], u) for cid in unit_jobs for u in units[cid]
-        ]
+        texts = (
+            [embedding_text(c) for c in to_embed]
+            + [unit_embedding_text(sections[cid], u) for cid in unit_jobs for u in units[cid]]
+            + question_jobs
+        )
         embedded = self._embed(texts, progress)
         vectors = dict(reusable)
         for chunk, vector in zip(to_embed, embedded, strict=False):
@@ -157,6 +187,8 @@ class Indexer:
             count = len(units[cid])
             unit_vectors[cid] = np.asarray(embedded[cursor : cursor + count], dtype=np.float32)
             cursor += count
+        for text, vector in zip(question_jobs, embedded[cursor:], strict=True):
+            question_vectors[text] = np.asarray(vector, dtype=np.float32)
         for cid in units:
             unit_vectors.setdefault(cid, np.zeros((0, 0), dtype=np.float32))
 
@@ -182,6 +214,7 @@ class Indexer:
             [c.metadata["chunk_id"] for c in all_chunks], [embedding_text(c) for c in all_chunks]
         ).save(store_dir)
         ChunkStore.write(store_dir, all_chunks, units, unit_vectors)
+        _question_index(kept_docs, chunks_by_doc, vectors, question_vectors).write(store_dir)
 
         manifest = IndexManifest(
             generation=generation,
@@ -210,7 +243,8 @@ class Indexer:
             quarantined=quarantined,
             chunks_total=len(all_chunks),
             chunks_embedded=len(to_embed),
-            units_embedded=len(texts) - len(to_embed),
+            units_embedded=len(texts) - len(to_embed) - len(question_jobs),
+            questions_embedded=len(question_jobs),
             generation=generation,
             seconds=time.perf_counter() - started,
         )

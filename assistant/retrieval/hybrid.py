@@ -3,6 +3,10 @@
 A message of several sentences ("restaurant makes me wait outside. pretty sure it's because i'm
 ...") often asks its real question in one of them: each sentence is also searched densely on its
 own, and its ranking joins the fusion, so one sentence's topic is not averaged away by the others.
+
+Articles may list the questions they answer in drivers' words (:mod:`assistant.retrieval.questions`):
+the documents of the questions closest to the message get one more vote when documents are
+ranked, which finds the article for a situation described in words the article never uses.
 """
 
 from __future__ import annotations
@@ -29,11 +33,15 @@ from assistant.retrieval.journey import (
     doc_boosts,
 )
 from assistant.retrieval.manifest import IndexManifest, read_manifest
+from assistant.retrieval.questions import QuestionIndex
 
 #: At most this many passages from one document in a result (keeps room for other documents).
 MAX_PER_DOCUMENT = 2
 #: How much a document's second-best passage adds to its best one when ranking documents.
 DOC_SUPPORT_WEIGHT = 0.3
+#: Weight of the driver-questions ranking of documents (see assistant.retrieval.questions),
+#: relative to one chunk ranking in the fusion.
+QUESTION_WEIGHT = 1.0
 #: How many top documents of each ranking count when checking that dense and BM25 agree.
 AGREEMENT_DEPTH = 3
 #: A sentence needs this many words to be searched on its own.
@@ -67,6 +75,7 @@ class HybridRetriever:
         folder = Path(settings.data_dir) / manifest.store_dir
         self.bm25 = Bm25Index.load(folder)
         self.store = ChunkStore.read(folder)
+        self.questions = QuestionIndex.read(folder)
         self._chunk_doc = {cid: d for d, e in manifest.documents.items() for cid in e.chunk_ids}
 
     @classmethod
@@ -91,8 +100,10 @@ class HybridRetriever:
         dense_hits: list[tuple[str, float]] = []
         context_hits: list[tuple[str, float]] = []
         sentence_rankings: list[list[str]] = []
+        question_hits: list[tuple[str, float]] = []
         if self.mode in ("hybrid", "dense"):
             dense_hits = self._dense(query, n, allowed)
+            question_hits = self.questions.search(self.embeddings.embed_query(query), k=n, doc_ids=allowed)
             # A second query with the order's kind ("alcohol order") finds the rules for this order.
             if phrase := signals.context_phrase():
                 context_hits = self._dense(f"{query} ({phrase})", n, allowed)
@@ -106,6 +117,13 @@ class HybridRetriever:
             [[c for c, _ in hits] for hits in (dense_hits, context_hits, bm25_hits) if hits] + sentence_rankings,
             k=self.settings.rrf_k,
         )
+        # A document that no other search found joins with the chunk its best question points at.
+        question_rank = {d: r for r, d in enumerate(self._question_docs(question_hits), start=1)}
+        present = {self._chunk_doc.get(c) for c in fused}
+        for cid, _ in question_hits:
+            if self._chunk_doc.get(cid) not in present:
+                fused.setdefault(cid, 0.0)
+                present.add(self._chunk_doc.get(cid))
         similarity = dict(dense_hits)
         keyword = dict(bm25_hits)
         scored: list[Passage] = []
@@ -137,10 +155,11 @@ class HybridRetriever:
         by_doc: dict[str, list[float]] = {}
         for passage in scored:
             by_doc.setdefault(passage.doc_id, []).append(passage.score)
-        doc_score = {}
+        text_score = {}
         for doc_id, values in by_doc.items():
             best, second = [*sorted(values, reverse=True), 0.0][:2]
-            doc_score[doc_id] = best + DOC_SUPPORT_WEIGHT * second
+            text_score[doc_id] = best + DOC_SUPPORT_WEIGHT * second
+        doc_score = self._with_question_votes(text_score, question_rank, signals)
         scored.sort(key=lambda p: (-doc_score[p.doc_id], p.doc_id, -p.score, p.chunk_id))
 
         passages: list[Passage] = []
@@ -162,6 +181,30 @@ class HybridRetriever:
             agreement=self._agreement(passages, dense_hits, bm25_hits),
             excluded_doc_ids=excluded,
         )
+
+    def _question_docs(self, hits: list[tuple[str, float]]) -> list[str]:
+        """Documents in the order of their best matching driver question."""
+        return list(dict.fromkeys(self._chunk_doc[c] for c, _ in hits if c in self._chunk_doc))
+
+    def _with_question_votes(
+        self, text_score: dict[str, float], question_rank: dict[str, int], signals: JourneySignals
+    ) -> dict[str, float]:
+        """Document scores with the driver questions' ranking added as one more RRF vote.
+
+        The questions are a recall device: they pull in and re-rank the articles that the text
+        searches missed or ranked low, but the article whose own text matches best stays first,
+        because the answer quotes text and a question match alone is weaker evidence.
+        """
+        if not text_score or not question_rank:
+            return text_score
+        scores = dict(text_score)
+        for doc_id, rank in question_rank.items():
+            if doc_id in scores:  # with the document's journey boosts, as its passages have
+                factor = math.prod(1.0 + b.factor for b in doc_boosts(self.manifest.documents[doc_id], signals))
+                scores[doc_id] += QUESTION_WEIGHT * factor / (self.settings.rrf_k + rank)
+        lead = min(text_score, key=lambda d: (-text_score[d], d))
+        scores[lead] = max(scores.values()) + 1.0
+        return scores
 
     def _dense(self, text: str, n: int, allowed: list[str]) -> list[tuple[str, float]]:
         vector = self.embeddings.embed_query(text)

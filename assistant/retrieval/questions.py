@@ -1,0 +1,120 @@
+"""Search-only driver questions: what an article answers, in the words drivers use.
+
+Drivers describe situations ("can my wife see where i am when i'm out late") in words the
+article never uses ("Share trip sends a link to trusted contacts"). An article's front matter may
+list ``questions:``, the questions it answers as drivers would type them. At ingest each question
+is embedded and pointed at the article's chunk nearest to it in meaning, the part that answers
+it. At query time the message is compared with the questions of the documents that apply; the
+chunks the closest questions point at form one more ranking in the fusion (a doc2query-style
+expansion, kept beside the chunks instead of inside them).
+
+Questions are never shown to the driver nor quoted in an answer, and a question only ever points
+into its own article, so filters (market, superseded versions) apply to it unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Collection, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from assistant.errors import IndexNotReadyError
+
+QUESTIONS_FILE = "questions.jsonl"
+QUESTION_VECTORS_FILE = "question_vectors.npy"
+
+Matrix = np.ndarray[Any, np.dtype[Any]]
+
+
+class IndexedQuestion(BaseModel):
+    """One search-only question and the chunk of its article that answers it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    text: str
+    doc_id: str
+    chunk_id: str
+
+
+def _normalised(matrix: Matrix) -> Matrix:
+    rows = np.asarray(matrix, dtype=np.float32)
+    if rows.size == 0:
+        return rows
+    norms = np.linalg.norm(rows, axis=1, keepdims=True)
+    return np.asarray(rows / np.where(norms == 0, 1.0, norms), dtype=np.float32)
+
+
+def nearest_chunks(question_vectors: Matrix, chunk_vectors: Matrix) -> list[int]:
+    """For each question row, the index of the most similar chunk row (cosine)."""
+    if len(question_vectors) == 0 or len(chunk_vectors) == 0:
+        return []
+    similarity = _normalised(question_vectors) @ _normalised(chunk_vectors).T
+    return [int(i) for i in np.argmax(similarity, axis=1)]
+
+
+class QuestionIndex:
+    """Question vectors of one index generation, searched by brute-force cosine (they are few)."""
+
+    def __init__(self, questions: Sequence[IndexedQuestion], vectors: Matrix) -> None:
+        if len(questions) != len(vectors):
+            raise ValueError(f"{len(questions)} questions but {len(vectors)} vectors")
+        self.questions = list(questions)
+        self._vectors = _normalised(vectors)
+        self._doc_of = np.asarray([q.doc_id for q in self.questions], dtype=object)
+
+    def __len__(self) -> int:
+        return len(self.questions)
+
+    def vector_of(self) -> dict[str, Matrix]:
+        """Each question's text -> its (normalised) vector, for reuse by the next ingest."""
+        return {q.text: self._vectors[i] for i, q in enumerate(self.questions)}
+
+    def search(self, vector: Sequence[float], *, k: int, doc_ids: Collection[str]) -> list[tuple[str, float]]:
+        """Chunks pointed at by the questions most similar to ``vector``, best first, each chunk
+        once with its best question's similarity; only questions of ``doc_ids`` count."""
+        if not self.questions:
+            return []
+        query = _normalised(np.asarray([vector], dtype=np.float32))[0]
+        similarity = self._vectors @ query
+        allowed = set(doc_ids)
+        mask = np.fromiter((d in allowed for d in self._doc_of), dtype=bool, count=len(self.questions))
+        order = np.argsort(-np.where(mask, similarity, -np.inf), kind="stable")
+        hits: dict[str, float] = {}
+        for index in order:
+            if not mask[index] or len(hits) == k:
+                break
+            hits.setdefault(self.questions[index].chunk_id, float(similarity[index]))
+        return list(hits.items())
+
+    def write(self, folder: Path) -> None:
+        """Write the questions and their vectors into an index generation's folder."""
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".{QUESTIONS_FILE}.tmp"
+        with tmp.open("w", encoding="utf-8") as handle:
+            for question in self.questions:
+                handle.write(question.model_dump_json() + "\n")
+        vec_tmp = folder / f".{QUESTION_VECTORS_FILE}.tmp.npy"
+        np.save(vec_tmp, self._vectors.astype(np.float16))
+        os.replace(vec_tmp, folder / QUESTION_VECTORS_FILE)
+        os.replace(tmp, folder / QUESTIONS_FILE)
+
+    @classmethod
+    def read(cls, folder: Path) -> QuestionIndex:
+        """Load what :meth:`write` wrote; an index built without questions has none."""
+        path = folder / QUESTIONS_FILE
+        if not path.exists():
+            return cls([], np.zeros((0, 0), dtype=np.float32))
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+            questions = [IndexedQuestion.model_validate_json(line) for line in lines if line.strip()]
+            vectors = np.load(folder / QUESTION_VECTORS_FILE)
+            return cls(questions, vectors)
+        except (OSError, ValueError) as exc:
+            raise IndexNotReadyError(
+                f"the question index in {folder} is missing or corrupt ({exc}); "
+                "rebuild it with `assistant ingest --rebuild`"
+            ) from exc

@@ -92,7 +92,7 @@ def test_questions_are_indexed_apart_from_the_text_and_pointed_at_the_answering_
     settings = make_settings()
     embeddings = make_embeddings(settings)
     report = Indexer(settings, embeddings).ingest(small_corpus)
-    assert report.questions_embedded == 2
+    assert report.questions_embedded == report.questions_total == 2
 
     retriever = HybridRetriever.open(settings, embeddings)
     pointed = {q.text: retriever.store.get(q.chunk_id) for q in retriever.questions.questions}

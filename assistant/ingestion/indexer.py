@@ -56,6 +56,7 @@ class IngestReport(BaseModel):
     chunks_total: int = 0
     chunks_embedded: int = 0
     units_embedded: int = 0
+    questions_total: int = 0
     questions_embedded: int = 0
     generation: int = 0
     seconds: float = 0.0
@@ -214,7 +215,8 @@ class Indexer:
             [c.metadata["chunk_id"] for c in all_chunks], [embedding_text(c) for c in all_chunks]
         ).save(store_dir)
         ChunkStore.write(store_dir, all_chunks, units, unit_vectors)
-        _question_index(kept_docs, chunks_by_doc, vectors, question_vectors).write(store_dir)
+        questions = _question_index(kept_docs, chunks_by_doc, vectors, question_vectors)
+        questions.write(store_dir)
 
         manifest = IndexManifest(
             generation=generation,
@@ -244,6 +246,7 @@ class Indexer:
             chunks_total=len(all_chunks),
             chunks_embedded=len(to_embed),
             units_embedded=len(texts) - len(to_embed) - len(question_jobs),
+            questions_total=len(questions),
             questions_embedded=len(question_jobs),
             generation=generation,
             seconds=time.perf_counter() - started,

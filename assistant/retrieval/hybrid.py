@@ -102,8 +102,9 @@ class HybridRetriever:
         sentence_rankings: list[list[str]] = []
         question_hits: list[tuple[str, float]] = []
         if self.mode in ("hybrid", "dense"):
-            dense_hits = self._dense(query, n, allowed)
-            question_hits = self.questions.search(self.embeddings.embed_query(query), k=n, doc_ids=allowed)
+            vector = self.embeddings.embed_query(query)
+            dense_hits = self._search(vector, n, allowed)
+            question_hits = self.questions.search(vector, k=n, doc_ids=allowed)
             # A second query with the order's kind ("alcohol order") finds the rules for this order.
             if phrase := signals.context_phrase():
                 context_hits = self._dense(f"{query} ({phrase})", n, allowed)
@@ -207,7 +208,9 @@ class HybridRetriever:
         return scores
 
     def _dense(self, text: str, n: int, allowed: list[str]) -> list[tuple[str, float]]:
-        vector = self.embeddings.embed_query(text)
+        return self._search(self.embeddings.embed_query(text), n, allowed)
+
+    def _search(self, vector: list[float], n: int, allowed: list[str]) -> list[tuple[str, float]]:
         return [(doc.metadata["chunk_id"], sim) for doc, sim in self.dense.search(vector, k=n, doc_ids=allowed)]
 
     def _journey_used(self, passages: list[Passage], signals: JourneySignals, excluded: list[str]) -> list[str]:

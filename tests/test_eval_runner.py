@@ -135,3 +135,22 @@ def test_report_opens_offline_in_headless_chromium(tmp_path: Path, index_setting
     assert "route.accuracy" in cells
     assert [u for u in requested if not u.startswith(("file:", "data:"))] == []
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
+
+
+def test_a_corpus_or_prompt_edit_changes_the_run_fingerprint(tmp_path: Path):
+    from assistant import Settings
+    from assistant.evals.runner import _sources
+
+    corpus, prompts = tmp_path / "corpus", tmp_path / "prompts" / "answer"
+    corpus.mkdir()
+    prompts.mkdir(parents=True)
+    (corpus / "a.md").write_text("---\nid: a\n---\nold text\n", encoding="utf-8")
+    (prompts / "v1.yaml").write_text("system: be brief\n", encoding="utf-8")
+    settings = Settings(data_dir=tmp_path / "data", corpus_dir=corpus, prompts_dir=tmp_path / "prompts")
+    before = _sources(settings)
+    assert before == _sources(settings)
+    (corpus / "a.md").write_text("---\nid: a\n---\nnew text\n", encoding="utf-8")
+    after_corpus = _sources(settings)
+    assert after_corpus["corpus"] != before["corpus"] and after_corpus["code"] == before["code"]
+    (prompts / "v1.yaml").write_text("system: be kind\n", encoding="utf-8")
+    assert _sources(settings)["prompts"] != after_corpus["prompts"]

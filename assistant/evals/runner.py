@@ -2,7 +2,8 @@
 
 Models and indexes load once per run. Results are appended to ``results.jsonl`` as cases finish,
 so an interrupted run resumes where it stopped (cases already in the file are not run again) as
-long as its settings and datasets are unchanged.
+long as its settings, datasets, corpus, prompts and code are unchanged; a change to any of them
+needs a new ``--out`` (results of two versions are never mixed in one run).
 
 With ``ASSISTANT_JUDGE_MODEL`` set, each answered case is also graded by an LLM judge
 (:mod:`assistant.evals.judge`); its scores sit beside the deterministic metrics on the outcome
@@ -208,10 +209,32 @@ def _settings_for(options: RunOptions) -> Settings:
 def _fingerprint(settings: Settings, options: RunOptions, files: list[Path], judge: Judge | None) -> dict[str, Any]:
     hashes = {str(p): hashlib.sha256(p.read_bytes()).hexdigest()[:16] for p in files if p.is_file()}
     shown = settings.model_dump(mode="json", exclude={"openai_api_key", "judge_api_key"})
-    fingerprint = {"settings": shown, "datasets": hashes, "tags": sorted(options.tags)}
+    fingerprint = {"settings": shown, "datasets": hashes, "tags": sorted(options.tags), "sources": _sources(settings)}
     if judge is not None:
         fingerprint["judge"] = _judge_info(judge)
     return fingerprint
+
+
+def _digest(paths: list[Path]) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(p for p in paths if p.is_file()):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _sources(settings: Settings) -> dict[str, str]:
+    """Digests of what answers depend on besides settings: corpus, prompts, guardrail policy, code."""
+    corpus = settings.resolved_corpus_dir()
+    package = Path(__file__).resolve().parent.parent
+    sources = {
+        "corpus": _digest([*corpus.rglob("*.md"), *corpus.glob("*.yaml")]) if corpus.is_dir() else "",
+        "prompts": _digest(list(settings.prompts_dir.rglob("*.yaml"))) if settings.prompts_dir.is_dir() else "",
+        "code": _digest([*package.rglob("*.py"), *package.rglob("*.yaml")]),
+    }
+    if settings.guardrail_policy is not None:
+        sources["guardrail_policy"] = _digest([settings.guardrail_policy])
+    return sources
 
 
 def _judge_info(judge: Judge) -> dict[str, str]:
@@ -269,7 +292,7 @@ def run_eval(
     """Run the cases of ``options`` and write results, summary and config; returns the summary.
 
     Raises :class:`~assistant.errors.ConfigurationError` when ``options.out`` holds a run made
-    with other settings or datasets (resume only continues the same run).
+    with other settings, datasets, corpus, prompts or code (resume only continues the same run).
     """
     settings = _settings_for(options)
     files = dataset_files(options.datasets)
@@ -286,7 +309,8 @@ def run_eval(
         previous = json.loads(config_path.read_text(encoding="utf-8"))
         if previous.get("fingerprint") != fingerprint:
             raise ConfigurationError(
-                f"{out} holds a run with other settings or datasets; pass a new --out to start a fresh run"
+                f"{out} holds a run with other settings, datasets, corpus, prompts or code; "
+                "pass a new --out to start a fresh run"
             )
     else:
         config = {

@@ -46,7 +46,7 @@ def test_answers_cite_retrieved_chunks_and_quote_them(shipped_assistant: Assista
 
 
 @pytest.mark.xfail(strict=True, reason="known gap: the extractive composer prefers the eligibility section of "
-                   "instant-cashout over its fee section for cost questions (issue 3 open)")
+                   "instant-cashout over its fee section for cost questions (see CHANGELOG, Known gaps)")
 def test_fee_question_quotes_the_fee(shipped_assistant: Assistant):
     assert "$0.99" in ask(shipped_assistant, "how much does fast pay cost").answer
 

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from assistant import Assistant, IndexMismatchError, Settings
+from assistant.errors import IndexNotReadyError
 from assistant.ingestion.indexer import Indexer
 from assistant.retrieval.embeddings import make_embeddings
 from assistant.retrieval.hybrid import HybridRetriever
@@ -96,3 +97,19 @@ def test_rebuild_re_embeds_everything(small_corpus: Path, make_settings: Callabl
     first = assistant.ingest(small_corpus)
     rebuilt = assistant.ingest(small_corpus, rebuild=True)
     assert rebuilt.chunks_embedded == first.chunks_total and rebuilt.generation == first.generation + 1
+
+
+def test_ingest_rebuilds_a_live_index_whose_files_are_unreadable(small_corpus: Path, make_settings: Callable[..., Settings]):
+    settings = make_settings()
+    embeddings = make_embeddings(settings)
+    first = Indexer(settings, embeddings).ingest(small_corpus)
+    manifest = read_manifest(settings.data_dir)
+    assert manifest is not None
+    (settings.data_dir / manifest.store_dir / "unit_vectors.npy").write_bytes(b"garbage")
+    with pytest.raises(IndexNotReadyError, match="ingest --rebuild"):
+        HybridRetriever.open(settings, embeddings)
+
+    repaired = Indexer(settings, embeddings).ingest(small_corpus)
+    assert repaired.changed and repaired.generation > first.generation
+    answer = Assistant(settings).answer("how much does instant cash-out cost")
+    assert answer.citations and answer.citations[0].doc_id == "cashout"

@@ -295,7 +295,15 @@ class Indexer:
             return None
         if manifest.embedding_model != self.model_id or manifest.chunker != self.chunker.fingerprint:
             return None
-        if not (self.settings.data_dir / manifest.store_dir).is_dir():
+        folder = self.settings.data_dir / manifest.store_dir
+        if not folder.is_dir():
+            return None
+        try:  # a live generation whose files are unreadable is rebuilt, not reused
+            ChunkStore.read(folder)
+            QuestionIndex.read(folder)
+            Bm25Index.load(folder)
+        except AssistantError as exc:
+            logger.warning("the live index is unreadable, rebuilding it: %s", exc)
             return None
         return manifest
 

@@ -306,15 +306,25 @@ def _window(units: list[_Unit], max_units: int) -> list[_Unit]:
     for start in range(len(usable)):
         run: list[_Unit] = []
         words = 0
+        blocks = 0
         for unit in usable[start:]:
-            if run and (words + unit.words > MAX_WORDS or len(run) >= max_units):
+            # the items of a list count as one unit with their lead-in ("you need:"), so a short
+            # list is quoted whole (the word budget still applies)
+            continues = bool(run) and _is_item(unit.text) and (_is_item(run[-1].text) or run[-1].text.rstrip().endswith(":"))
+            if run and (words + unit.words > MAX_WORDS or (not continues and blocks >= max_units)):
                 break
             run.append(unit)
             words += unit.words
+            blocks += 0 if continues else 1
             value = sum(u.score - UNIT_THRESHOLD for u in run)
             if value > best_value:
                 best, best_value = list(run), value
     return best
+
+
+def _is_item(text: str) -> bool:
+    """True for a list item ("- ...") or a numbered step ("2. ...")."""
+    return text.startswith(("- ", "* ")) or re.match(r"\d+[.)]\s", text) is not None
 
 
 def _mentions(text: str, flag: str) -> bool:

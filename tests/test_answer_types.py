@@ -18,3 +18,30 @@ def test_sentences_holding_that_kind_of_fact_get_the_bonus():
     assert answer_type_bonus("Wait 10 minutes, then tap Customer unavailable.", {"time"}) == ANSWER_TYPE_BONUS
     assert answer_type_bonus("You must be 21 or older.", {"age"}) == ANSWER_TYPE_BONUS
     assert answer_type_bonus("Fee: $0.99", set()) == 0.0
+
+
+def test_distance_and_size_questions():
+    assert "distance" in answer_types("how close to the pin do i gotta be")
+    assert answer_types("how big is the update") == {"size"}
+    assert answer_type_bonus("You must be within 150 m (about 500 feet) of the pin.", {"distance"}) == ANSWER_TYPE_BONUS
+    assert answer_type_bonus("The update is about 150 MB.", {"size"}) == ANSWER_TYPE_BONUS
+    assert answer_type_bonus("Walk closer to the pin and try again.", {"distance"}) == 0.0
+
+
+def test_a_short_list_is_quoted_whole_with_its_lead_in():
+    from assistant.generation.extractive import _Unit, _window
+
+    def unit(text: str, score: float) -> _Unit:
+        return _Unit(position=0, text=text, words=len(text.split()), similarity=score, score=score, adjustment=0.0)
+
+    units = [
+        unit("The acceptance rate only matters for Pro status.", 0.45),
+        unit("To be Pro, you need:", 0.58),
+        unit("- An acceptance rate of 70% or higher.", 0.45),
+        unit("- A customer rating of 4.7 or higher.", 0.47),
+        unit("- At least 100 deliveries per month.", 0.44),
+        unit("Pro gives you priority scheduling.", 0.05),
+    ]
+    window = [u.text for u in _window(units, max_units=2)]
+    assert window[:2] == ["The acceptance rate only matters for Pro status.", "To be Pro, you need:"]
+    assert window[2:] == [u.text for u in units[2:5]], "all three items, though only two units are allowed"

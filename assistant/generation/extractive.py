@@ -60,6 +60,8 @@ _ASKS = {
     ),
     "age": re.compile(r"\bhow old\b|\b(age|minimum age)\b", re.I),
     "count": re.compile(r"\bhow many\b|\b(limit|max(imum)?|min(imum)?)\b", re.I),
+    "distance": re.compile(r"\bhow (close|far|near)\b|\b(distance|radius|range)\b", re.I),
+    "size": re.compile(r"\bhow (big|large|heavy)\b|\b(file size|size limit|weight limit)\b", re.I),
 }
 _HAS = {
     "money": re.compile(r"(CA)?\$\s?\d|\b\d+(\.\d+)?\s?(%|percent|cents?|dollars?)|\bfree\b|\bno fee\b", re.I),
@@ -72,13 +74,15 @@ _HAS = {
     ),
     "age": re.compile(r"\b(1[6-9]|2[0-5])\b.{0,20}\b(old|older|age|years)\b|\b(1[6-9]|2[0-5])\+", re.I),
     "count": re.compile(r"\b\d+\b"),
+    "distance": re.compile(r"\b\d+(\.\d+)?\s?(m|metres?|meters?|km|kilomet(re|er)s?|feet|ft|miles?|blocks?)\b", re.I),
+    "size": re.compile(r"\b\d+(\.\d+)?\s?(kb|mb|gb|megabytes?|gigabytes?|lbs?|pounds?|kg|kilograms?)\b", re.I),
 }
 #: Score bonus for a sentence holding the kind of fact the question asks for.
 ANSWER_TYPE_BONUS = 0.15
 
 
 def answer_types(question: str) -> set[str]:
-    """What kinds of fact ``question`` asks for (money, time, age, count)."""
+    """What kinds of fact ``question`` asks for (money, time, age, count, distance, size)."""
     return {kind for kind, pattern in _ASKS.items() if pattern.search(question)}
 
 

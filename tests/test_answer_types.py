@@ -45,3 +45,12 @@ def test_a_short_list_is_quoted_whole_with_its_lead_in():
     window = [u.text for u in _window(units, max_units=2)]
     assert window[:2] == ["The acceptance rate only matters for Pro status.", "To be Pro, you need:"]
     assert window[2:] == [u.text for u in units[2:5]], "all three items, though only two units are allowed"
+
+
+def test_rates_that_are_not_pay_and_limits_below_a_number_are_not_misread():
+    from assistant.generation.extractive import _META
+
+    assert answer_types("can i drop it without killing my completion rate") == set()
+    assert answer_types("whats the pay rate per hour") >= {"money"}
+    assert _META.search("If the completion rate drops below 80%, you get a written warning.") is None
+    assert _META.search("Check your permissions (see below).") is not None

@@ -46,12 +46,16 @@ ORDER_WORDS = {
 RESTRICTED = frozenset({"alcohol", "pharmacy"})
 _ORDINARY = re.compile(r"\b(ordinary|regular|non-restricted|standard|normal) (food|grocery|orders?|deliver\w*)", re.I)
 _RESTRICTED_WORDS = re.compile(r"\b(restricted|alcohol|pharmac\w*|prescriptions?)\b", re.I)
-_META = re.compile(r"\b(this|the following) (article|page|guide|section)\b|\bread on\b|\bbelow\b", re.I)
+_META = re.compile(
+    r"\b(this|the following) (article|page|guide|section)\b|\bread on\b"
+    r"|\b(see|listed|shown|described|explained|covered|as) below\b|\bbelow\s*:",
+    re.I,
+)
 
 #: Expected answer types: what a question asks for, and what a sentence that answers it contains.
 _ASKS = {
     "money": re.compile(
-        r"\bhow much\b|\b(cost|costs|fee|fees|charge[sd]?|price|rate|pay rate|take a cut|cut)\b|\$", re.I
+        r"\bhow much\b|\b(cost|costs|fee|fees|charge[sd]?|price|(pay|hourly|per[- ]mile|mileage) rate|rate of pay|take a cut)\b|\$", re.I
     ),
     "time": re.compile(
         r"\bhow (long|soon|fast|quick(ly)?)\b|\bwhen\b|\bwhat time\b|\bhow many (days|hours|minutes|weeks)\b"
@@ -77,6 +81,8 @@ _HAS = {
     "distance": re.compile(r"\b\d+(\.\d+)?\s?(m|metres?|meters?|km|kilomet(re|er)s?|feet|ft|miles?|blocks?)\b", re.I),
     "size": re.compile(r"\b\d+(\.\d+)?\s?(kb|mb|gb|megabytes?|gigabytes?|lbs?|pounds?|kg|kilograms?)\b", re.I),
 }
+#: A unit that points elsewhere ("see below") is a signpost only when it is this short.
+META_MAX_WORDS = 25
 #: Score bonus for a sentence holding the kind of fact the question asks for.
 ANSWER_TYPE_BONUS = 0.15
 
@@ -234,9 +240,9 @@ class ExtractiveComposer:
                     # CA$1.29") states the general rule first and only weakens a little.
                     opens = found.start() <= MARKET_LEAD_CHARS and not (own_market and own_market.search(text))
                     adjustment -= OTHER_MARKET_PENALTY if opens else 0.05
-                if _META.search(text):
-                    adjustment -= 0.25
                 words = len(text.split())
+                if _META.search(text) and words < META_MAX_WORDS:
+                    adjustment -= 0.25  # a signpost ("this article explains"), not content
                 if words < 6:
                     adjustment -= 0.1
                 base = 0.65 * float(sim) + 0.35 * overlap

@@ -54,3 +54,14 @@ def test_rates_that_are_not_pay_and_limits_below_a_number_are_not_misread():
     assert answer_types("whats the pay rate per hour") >= {"money"}
     assert _META.search("If the completion rate drops below 80%, you get a written warning.") is None
     assert _META.search("Check your permissions (see below).") is not None
+
+
+def test_troubleshooting_sections_and_app_trouble_are_recognised():
+    from assistant.generation.extractive import _APP_TROUBLE, _TROUBLESHOOTING
+
+    assert _TROUBLESHOOTING.search("When the app misbehaves during a cancellation")
+    assert _TROUBLESHOOTING.search("When the Tax Center doesn't work")
+    assert not _TROUBLESHOOTING.search("Cancellation pay")
+    assert _APP_TROUBLE.search("the arrived button wont work")
+    assert _APP_TROUBLE.search("got PAY-409 when cashing out")
+    assert not _APP_TROUBLE.search("cx cancelled on me while i was driving, do i get paid")

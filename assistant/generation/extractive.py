@@ -81,6 +81,22 @@ _HAS = {
     "distance": re.compile(r"\b\d+(\.\d+)?\s?(m|metres?|meters?|km|kilomet(re|er)s?|feet|ft|miles?|blocks?)\b", re.I),
     "size": re.compile(r"\b\d+(\.\d+)?\s?(kb|mb|gb|megabytes?|gigabytes?|lbs?|pounds?|kg|kilograms?)\b", re.I),
 }
+#: Headings of troubleshooting sections ("When the app misbehaves during a cancellation").
+_TROUBLESHOOTING = re.compile(
+    r"\b(misbehav\w*|doesn'?t work|don'?t work|not working|isn'?t working|fails?|failed|errors?|stuck|"
+    r"frozen|freezes|crash\w*|glitch\w*)\b",
+    re.I,
+)
+#: A message that reports something wrong with the app (or an error code).
+_APP_TROUBLE = re.compile(
+    r"\b(app|error|button|screen|stuck|froze|frozen|freez\w*|crash\w*|glitch\w*|bug\w*|loading|spinning|"
+    r"gr[ea]yed|blank|upload\w*|fail\w*|won'?t (load|open|work|let)|doesn'?t (load|open|work|show)|"
+    r"not (loading|working|showing|updating|going through)|keeps? (closing|crashing|failing))\b"
+    r"|\b[A-Za-z]{2,5}-\d{3}\b",
+    re.I,
+)
+#: Quality lost by a troubleshooting section when the driver reports no app problem.
+TROUBLESHOOTING_PENALTY = 0.1
 #: A unit that points elsewhere ("see below") is a signpost only when it is this short.
 META_MAX_WORDS = 25
 #: Score bonus for a sentence holding the kind of fact the question asks for.
@@ -214,6 +230,7 @@ class ExtractiveComposer:
         query_terms = set(Bm25Index.tokenize([question])[0])
         wanted = answer_types(question)
         other_markets = self._market_pattern(signals, own=False)
+        app_trouble = bool(signals.error_codes or signals.event_terms or _APP_TROUBLE.search(question))
         own_market = self._market_pattern(signals, own=True) if signals.market else None
         doc_rank = {d: i for i, d in enumerate(dict.fromkeys(p.doc_id for p in passages))}
         retrieved = {p.chunk_id for p in passages}
@@ -256,6 +273,8 @@ class ExtractiveComposer:
                 quality -= INTRO_PENALTY  # an article's introduction rarely holds the answer
             if other_markets is not None and other_markets.search(passage.section):
                 quality -= 0.3  # a section written for another market
+            if not app_trouble and _TROUBLESHOOTING.search(passage.section):
+                quality -= TROUBLESHOOTING_PENALTY  # "when the app misbehaves", for a policy question
             scored.append(_Scored(rank, passage, units, quality))
         if not scored:
             return Draft(text="", cited=[], support=0.0)

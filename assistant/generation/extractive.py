@@ -230,7 +230,8 @@ class ExtractiveComposer:
         query_terms = set(Bm25Index.tokenize([question])[0])
         wanted = answer_types(question)
         other_markets = self._market_pattern(signals, own=False)
-        app_trouble = bool(signals.error_codes or signals.event_terms or _APP_TROUBLE.search(question))
+        # an error the app logged (not a notice such as ORD-410 "order cancelled") or one the driver reports
+        app_trouble = bool(signals.event_terms or _APP_TROUBLE.search(question))
         own_market = self._market_pattern(signals, own=True) if signals.market else None
         doc_rank = {d: i for i, d in enumerate(dict.fromkeys(p.doc_id for p in passages))}
         retrieved = {p.chunk_id for p in passages}

@@ -12,6 +12,7 @@ import logging
 import shutil
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -105,6 +106,15 @@ def _question_index(
     return QuestionIndex(questions, np.concatenate(rows) if rows else np.zeros((0, 0), dtype=np.float32))
 
 
+@dataclass(frozen=True)
+class _Previous:
+    """The live generation whose vectors an ingest reuses: manifest, chunk store and questions."""
+
+    manifest: IndexManifest
+    store: ChunkStore
+    questions: QuestionIndex
+
+
 class Indexer:
     """Builds and updates the index of one data folder."""
 
@@ -134,7 +144,8 @@ class Indexer:
         data_dir = self.settings.data_dir
         client = chroma.open_client(data_dir=data_dir, chroma_url=self.settings.chroma_url)
         live = read_manifest_or_none(data_dir)
-        old = None if rebuild else self._usable_previous(live)
+        previous = None if rebuild else self._usable_previous(live)
+        old = previous.manifest if previous else None
         old_docs = old.documents if old else {}
 
         chunks_by_doc, quarantined = self._split_and_scan(corpus.documents)
@@ -160,14 +171,13 @@ class Indexer:
         unit_vectors: dict[str, Matrix] = {}
         question_vectors: dict[str, Matrix] = {}
         units = {c.metadata["chunk_id"]: split_units(c.page_content) for c in all_chunks}
-        if old is not None:
+        if previous is not None:
             wanted = [c.metadata["chunk_id"] for c in all_chunks]
-            reusable = chroma.fetch_embeddings(chroma.get_collection(client, old.collection), wanted)
-            old_store = ChunkStore.read(data_dir / old.store_dir)
+            reusable = chroma.fetch_embeddings(chroma.get_collection(client, previous.manifest.collection), wanted)
             for cid in wanted:
-                if old_store.get(cid) is not None and old_store.units(cid) == units[cid]:
-                    unit_vectors[cid] = old_store.unit_vectors(cid)
-            question_vectors = QuestionIndex.read(data_dir / old.store_dir).vector_of()
+                if previous.store.get(cid) is not None and previous.store.units(cid) == units[cid]:
+                    unit_vectors[cid] = previous.store.unit_vectors(cid)
+            question_vectors = previous.questions.vector_of()
         to_embed = [c for c in all_chunks if c.metadata["chunk_id"] not in reusable]
         unit_jobs = [cid for cid in units if cid not in unit_vectors and units[cid]]
         kept_docs = [doc for doc in corpus.documents if chunks_by_doc[doc.id]]
@@ -289,8 +299,8 @@ class Indexer:
                 progress(len(out), len(texts))
         return out
 
-    def _usable_previous(self, manifest: IndexManifest | None) -> IndexManifest | None:
-        """The live generation if its vectors can be reused (same embedder and chunking)."""
+    def _usable_previous(self, manifest: IndexManifest | None) -> _Previous | None:
+        """The live generation, read, if its vectors can be reused (same embedder and chunking)."""
         if manifest is None:
             return None
         if manifest.embedding_model != self.model_id or manifest.chunker != self.chunker.fingerprint:
@@ -299,13 +309,11 @@ class Indexer:
         if not folder.is_dir():
             return None
         try:  # a live generation whose files are unreadable is rebuilt, not reused
-            ChunkStore.read(folder)
-            QuestionIndex.read(folder)
             Bm25Index.load(folder)
+            return _Previous(manifest, ChunkStore.read(folder), QuestionIndex.read(folder))
         except AssistantError as exc:
             logger.warning("the live index is unreadable, rebuilding it: %s", exc)
             return None
-        return manifest
 
 
 def read_manifest_or_none(data_dir: Path) -> IndexManifest | None:

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict
 
 from assistant.evals.dataset import EvalCase
 from assistant.ingestion.documents import PolicyDocument
+from assistant.retrieval.questions import normalised
 
 #: Share of distinct words two texts have in common (Jaccard) from which they count as the same.
 WORD_OVERLAP = 0.4
@@ -66,10 +67,8 @@ def find_leaks(
         return []
     cosines = None
     if embeddings is not None:
-        q = np.asarray(embeddings.embed_documents([text for _, text in questions]), dtype=np.float32)
-        m = np.asarray(embeddings.embed_documents([c.message for c in messages]), dtype=np.float32)
-        q /= np.linalg.norm(q, axis=1, keepdims=True)
-        m /= np.linalg.norm(m, axis=1, keepdims=True)
+        q = normalised(np.asarray(embeddings.embed_documents([text for _, text in questions])))
+        m = normalised(np.asarray(embeddings.embed_documents([c.message for c in messages])))
         cosines = q @ m.T
     leaks = []
     for i, (doc_id, question) in enumerate(questions):

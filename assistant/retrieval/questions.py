@@ -5,8 +5,9 @@ article never uses ("Share trip sends a link to trusted contacts"). An article's
 list ``questions:``, the questions it answers as drivers would type them. At ingest each question
 is embedded and pointed at the article's chunk nearest to it in meaning, the part that answers
 it. At query time the message is compared with the questions of the documents that apply; the
-chunks the closest questions point at form one more ranking in the fusion (a doc2query-style
-expansion, kept beside the chunks instead of inside them).
+documents of the closest questions get one more vote when documents are ranked, and a document
+no other search found joins the candidates with the chunk its question points at (a
+doc2query-style expansion, kept beside the chunks instead of inside them).
 
 Questions are never shown to the driver nor quoted in an answer, and a question only ever points
 into its own article, so filters (market, superseded versions) apply to it unchanged.
@@ -40,7 +41,8 @@ class IndexedQuestion(BaseModel):
     chunk_id: str
 
 
-def _normalised(matrix: Matrix) -> Matrix:
+def normalised(matrix: Matrix) -> Matrix:
+    """``matrix`` as float32 rows of length 1 (all-zero rows stay zero)."""
     rows = np.asarray(matrix, dtype=np.float32)
     if rows.size == 0:
         return rows
@@ -52,7 +54,7 @@ def nearest_chunks(question_vectors: Matrix, chunk_vectors: Matrix) -> list[int]
     """For each question row, the index of the most similar chunk row (cosine)."""
     if len(question_vectors) == 0 or len(chunk_vectors) == 0:
         return []
-    similarity = _normalised(question_vectors) @ _normalised(chunk_vectors).T
+    similarity = normalised(question_vectors) @ normalised(chunk_vectors).T
     return [int(i) for i in np.argmax(similarity, axis=1)]
 
 
@@ -63,7 +65,7 @@ class QuestionIndex:
         if len(questions) != len(vectors):
             raise ValueError(f"{len(questions)} questions but {len(vectors)} vectors")
         self.questions = list(questions)
-        self._vectors = _normalised(vectors)
+        self._vectors = normalised(vectors)
         self._doc_of = np.asarray([q.doc_id for q in self.questions], dtype=object)
 
     def __len__(self) -> int:
@@ -78,7 +80,7 @@ class QuestionIndex:
         once with its best question's similarity; only questions of ``doc_ids`` count."""
         if not self.questions:
             return []
-        query = _normalised(np.asarray([vector], dtype=np.float32))[0]
+        query = normalised(np.asarray([vector], dtype=np.float32))[0]
         similarity = self._vectors @ query
         allowed = set(doc_ids)
         mask = np.fromiter((d in allowed for d in self._doc_of), dtype=bool, count=len(self.questions))

@@ -6,8 +6,10 @@ import shutil
 import subprocess
 import textwrap
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -144,3 +146,18 @@ def wait_until_serving(url: str, process: subprocess.Popen[bytes], *, seconds: f
         assert process.poll() is None, f"{what} exited"
         assert time.monotonic() < deadline, f"{what} did not start in {seconds:.0f} s"
         time.sleep(0.2)
+
+
+@contextmanager
+def serving(
+    command: list[str], *, probe: str, seconds: float, what: str, output: IO[str] | int = subprocess.DEVNULL, stop_seconds: float = 10
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run a server on loopback until the block ends: start ``command`` (stdout and stderr to
+    ``output``), wait until ``probe`` answers 200, then terminate it."""
+    process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
+    try:
+        wait_until_serving(probe, process, seconds=seconds, what=what)
+        yield process
+    finally:
+        process.terminate()
+        process.wait(timeout=stop_seconds)

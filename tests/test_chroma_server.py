@@ -1,7 +1,6 @@
 """The Chroma server path (ASSISTANT_CHROMA_URL): a real `chroma run` on loopback."""
 
 import shutil
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +11,7 @@ import pytest
 from assistant import Assistant, HelpRequest, JourneyContext
 from assistant.config import Settings
 from assistant.errors import BackendError
-from tests.conftest import free_port, wait_until_serving
+from tests.conftest import free_port, serving
 
 pytestmark = pytest.mark.integration
 
@@ -22,18 +21,10 @@ def chroma_url(tmp_path: Path, loopback: None) -> Iterator[str]:
     binary = shutil.which("chroma", path=str(Path(sys.executable).parent)) or shutil.which("chroma")
     assert binary, "the chroma CLI comes with chromadb"
     port = free_port()
-    process = subprocess.Popen(
-        [binary, "run", "--path", str(tmp_path / "server"), "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
     url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_serving(f"{url}/api/v2/heartbeat", process, seconds=30, what="chroma server")
+    command = [binary, "run", "--path", str(tmp_path / "server"), "--host", "127.0.0.1", "--port", str(port)]
+    with serving(command, probe=f"{url}/api/v2/heartbeat", seconds=30, what="chroma server"):
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def test_ingest_and_answer_through_a_chroma_server(small_corpus: Path, tmp_path: Path, chroma_url: str):

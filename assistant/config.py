@@ -96,10 +96,11 @@ class Settings(BaseSettings):
     prompt_version: str | None = Field(
         None, description="Prompt version to answer with (recorded in every response; the extractive composer uses none)."
     )
-    min_confidence: float = Field(
-        0.35, ge=0.0, le=1.0, description="Below this, route to a human with low_confidence."
+    min_confidence: float | None = Field(
+        None, ge=0.0, le=1.0,
+        description="Below this confidence, route to a human with low_confidence. Unset: the offline answer "
+        "model's fitted threshold (assistant/generation/answer_model.json), or 0.35 for a chat model's answer.",
     )
-    answer_sentences: int = Field(4, ge=1, le=12)
     max_message_chars: int = Field(4000, ge=100)
 
     # -- evals: LLM-as-judge (assistant eval run); unset means deterministic metrics only

@@ -21,6 +21,7 @@ from langchain_core.runnables import Runnable, RunnableLambda
 
 from assistant.config import Settings, load_settings
 from assistant.errors import AssistantError, BackendError, IndexNotReadyError
+from assistant.generation.answer_model import load_answer_model
 from assistant.generation.base import Composer, Draft
 from assistant.generation.chat import ChatComposer
 from assistant.generation.extractive import ExtractiveComposer
@@ -57,6 +58,9 @@ from assistant.routing.handoff import build_handoff
 
 logger = logging.getLogger("assistant")
 
+#: Confidence a chat model's answer needs when ``min_confidence`` is unset (its confidence is a
+#: similarity blend, not a fitted probability).
+CHAT_MIN_CONFIDENCE = 0.35
 REPHRASE = (
     "I didn't catch a question there. Tell me what's happening, for example "
     '"the app won\'t let me complete the drop-off" or "when do I get paid?"'
@@ -169,7 +173,7 @@ class Assistant:
                     self.embeddings,
                     hybrid.store if hybrid else None,
                     market_names=hybrid.manifest.market_names if hybrid else None,
-                    max_units=self.settings.answer_sentences,
+                    questions=hybrid.questions if hybrid else None,
                 )
                 self._composer = (
                     ChatComposer(self.settings, fallback=extractive) if self.settings.generator == "openai" else extractive
@@ -380,6 +384,13 @@ class Assistant:
     def _complete(self, p: _Prepared, draft: Draft) -> HelpResponse:
         """Routing and the response, once the draft is written."""
         p.timings["compose_ms"] = (time.perf_counter() - p.compose_started) * 1000
+        if not p.language.is_english and p.language.english is None and draft.confidence is not None:
+            # the offline answer searches in English: a message it could not render is not answered from a guess
+            draft = draft.model_copy(update={
+                "can_answer": False,
+                "note": f"the message is in '{p.language.code}', which the offline answer cannot search "
+                "(English, and Spanish, French or Portuguese through the glossary)",
+            })
         # 4. routing: what the message settled, else the journey, evidence and history decide
         if p.early is not None:
             decision = p.early.model_copy(update={"confidence": confidence(p.retrieval, draft)})
@@ -387,7 +398,7 @@ class Assistant:
         else:
             checked = p.guardrails.check_context(p.message, p.safe_request, p.safe_request.history)
             decision = decide_with_context(
-                p.retrieval, draft, min_confidence=self.settings.min_confidence, inputs=p.inputs, context=checked,
+                p.retrieval, draft, min_confidence=self._min_confidence(draft), inputs=p.inputs, context=checked,
                 offtopic_probability=p.guardrails.policy.screen.offtopic_probability,
                 covered_confidence=p.guardrails.policy.screen.covered_confidence,
                 offtopic_sure_probability=p.guardrails.policy.screen.offtopic_sure_probability,
@@ -396,7 +407,9 @@ class Assistant:
             # the offline answer quotes the English help centre: say so in the driver's language
             draft = draft.model_copy(update={"text": f"{p.language.note}\n\n{draft.text}"})
         response = self._respond(p.safe_request, p.retrieval, draft, decision, p.conversation_id, checked)
-        return self._finish(p.safe_request, p.message, p.retrieval, response, p.timings, p.started, context=draft.read)
+        return self._finish(
+            p.safe_request, p.message, p.retrieval, response, p.timings, p.started, context=draft.read, draft=draft.text
+        )
 
     def retrieve(self, request: HelpRequest | str) -> RetrievalResult:
         """The passages :meth:`answer` would draw on for ``request`` (retrieval only, no answer).
@@ -426,6 +439,15 @@ class Assistant:
         language = query_language(safe.message)
         question = language.english or safe.message
         return language, question, retrieval_query(question, safe.history)
+
+    def _min_confidence(self, draft: Draft) -> float:
+        """The confidence an answer needs: the setting, else the answer model's fitted threshold
+        for a calibrated draft, else :data:`CHAT_MIN_CONFIDENCE`."""
+        if self.settings.min_confidence is not None:
+            return self.settings.min_confidence
+        if draft.confidence is not None:
+            return load_answer_model().threshold
+        return CHAT_MIN_CONFIDENCE
 
     def _guardrails(self) -> Guardrails:
         with self._lock:
@@ -468,7 +490,7 @@ class Assistant:
             return (draft.text if draft else ""), True
         if handling is Handling.SAFETY:
             return (f"{policy.safety.message}\n\n{quote}".strip(), bool(quote))
-        if handling is Handling.ACCOUNT_ACTION and quote and decision.confidence >= self.settings.min_confidence:
+        if handling is Handling.ACCOUNT_ACTION and quote and draft is not None and decision.confidence >= self._min_confidence(draft):
             return f"{quote}\n\n{policy.account_action.message}", True
         text = {
             Handling.DECLINE_INJECTION: policy.screen.decline_injection,
@@ -530,6 +552,7 @@ class Assistant:
         started: float,
         error: str | None = None,
         context: list[str] | None = None,
+        draft: str = "",
     ) -> HelpResponse:
         timings["total_ms"] = (time.perf_counter() - started) * 1000
         record = ConversationRecord(
@@ -544,6 +567,7 @@ class Assistant:
                 for p in (retrieval.passages if retrieval else [])
             ],
             context_chunk_ids=context or [],
+            draft=draft,
             response=response,
             timings_ms=timings,
             error=error,

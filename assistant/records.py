@@ -39,6 +39,9 @@ class ConversationRecord(BaseModel):
     context_chunk_ids: list[str] = Field(
         default_factory=list, description="Every chunk the answer was drafted from (retrieved and expanded)."
     )
+    draft: str = Field(
+        "", description="The answer drafted before routing (quotes of the corpus); the driver may have been handed over instead."
+    )
     response: HelpResponse
     timings_ms: dict[str, float] = Field(default_factory=dict)
     error: str | None = None

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from assistant.errors import ConfigurationError
-from assistant.evals.dataset import load_datasets
+from assistant.evals.dataset import SEALED_PERCENT, Split, drawn_split, load_datasets
 from assistant.evals.gates import check_gates, load_thresholds
 
 GOOD = {"id": "c1", "message": "when do tips show up", "expected_route": "answer", "tags": ["tips"]}
@@ -57,22 +57,50 @@ def test_the_shipped_datasets_load_without_problems():
     assert len(loaded.cases) >= 250
 
 
+def test_every_case_is_in_one_split_stated_or_drawn_stably(tmp_path: Path):
+    rows = [{**GOOD, "id": f"c{i}"} for i in range(200)]
+    rows[0] = {**GOOD, "id": "c0", "split": "sealed"}
+    rows[1] = {**GOOD, "id": "c1", "split": "tuning"}
+    path = _write_jsonl(tmp_path / "set.jsonl", rows)
+    cases = load_datasets([path]).cases
+    assert cases[0].part is Split.SEALED and cases[1].part is Split.TUNING
+    assert all(c.part is drawn_split("set", c.id) for c in cases[2:])
+    sealed = sum(c.part is Split.SEALED for c in cases[2:])
+    assert abs(sealed / 198 - SEALED_PERCENT / 100) < 0.1, "about the configured share is sealed"
+    tuning = load_datasets([path], split=Split.TUNING).cases
+    assert {c.id for c in tuning} == {c.id for c in cases if c.part is Split.TUNING}
+    assert load_datasets([_write_jsonl(tmp_path / "bad.jsonl", [{**GOOD, "split": "secret"}])]).problems
+
+
+def test_the_held_out_dataset_is_half_sealed_and_covers_what_the_issue_asks():
+    cases = load_datasets([Path(__file__).parent.parent / "evals" / "datasets" / "heldout.jsonl"]).cases
+    answerable = [c for c in cases if "answerable" in c.tags]
+    assert len(answerable) >= 200 and all(c.must_include for c in answerable)
+    assert sum(c.unanswerable for c in cases) >= 40
+    assert sum("non-english" in c.tags for c in cases) >= 30
+    sealed = sum(c.part is Split.SEALED for c in cases)
+    assert all(c.split is not None for c in cases) and abs(sealed - len(cases) / 2) <= 2
+
+
 def test_gates_pass_fail_and_missing(tmp_path: Path):
     path = tmp_path / "t.yaml"
     path.write_text(
         "overall:\n  route.accuracy: {min: 0.8}\n  latency.p95_ms: {max: 50}\n  safety.recall: {min: 1.0}\n"
-        "datasets:\n  retrieval: {retrieval.recall@5: {min: 0.9}}\n  absent: {route.accuracy: {min: 1}}\n",
+        "datasets:\n  retrieval: {retrieval.recall@5: {min: 0.9}}\n  absent: {route.accuracy: {min: 1}}\n"
+        "splits:\n  heldout/sealed: {answer.must_include: {min: 0.9}}\n",
         encoding="utf-8",
     )
     summary = {
         "overall": {"route.accuracy": 0.85, "latency.p95_ms": 61.0, "safety.recall": None},
         "by_dataset": {"retrieval": {"retrieval.recall@5": 0.95}},
+        "by_split": {"heldout/sealed": {"answer.must_include": 0.7}},
     }
     verdicts = {(v.scope, v.metric): v.passed for v in check_gates(summary, load_thresholds(path))}
     assert verdicts == {
         ("overall", "route.accuracy"): True,
         ("overall", "latency.p95_ms"): False,
         ("overall", "safety.recall"): False,  # a metric the run did not produce never passes
+        ("heldout/sealed", "answer.must_include"): False,
         ("retrieval", "retrieval.recall@5"): True,
     }
     path.write_text("overall:\n  route.accuracy: {}\n", encoding="utf-8")

@@ -81,3 +81,21 @@ def test_percentile_and_mean():
     assert m.percentile([], 50) is None
     assert m.mean([1.0, None, 3.0]) == pytest.approx(2.0)
     assert m.mean([None]) is None
+
+
+def test_right_answer_needs_every_fact_and_nothing_forbidden():
+    assert m.right_answer("Fee: $0.99 per cash-out.", ["$0.99"], ["CA$1.29"])
+    assert not m.right_answer("Fee: $0.99, CA$1.29 in Ontario.", ["$0.99"], ["CA$1.29"])
+    assert not m.right_answer("You need a debit card.", ["$0.99"])
+
+
+def test_reliability_and_expected_calibration_error():
+    # bin 0.8-0.9: two cases at 0.8, one right (accuracy 0.5); bin 0.2-0.3: two at 0.2, none right
+    pairs = [(0.8, True), (0.8, False), (0.2, False), (0.2, False)]
+    table = m.reliability(pairs, bins=10)
+    assert [(r["low"], r["cases"], r["confidence"], r["accuracy"]) for r in table] == [
+        (0.2, 2, 0.2, 0.0), (0.8, 2, 0.8, 0.5)
+    ]
+    assert m.expected_calibration_error(pairs, bins=10) == pytest.approx((2 * 0.2 + 2 * 0.3) / 4)
+    assert m.expected_calibration_error([(1.0, True), (0.0, False)]) == 0.0
+    assert m.expected_calibration_error([]) is None

@@ -23,12 +23,14 @@ CORPUS = ROOT / "corpus"
 def _small_dataset(folder: Path) -> Path:
     rows = [
         {"id": "fee", "message": "how much does fast pay cost", "expected_route": "answer",
-         "relevant_doc_ids": ["instant-cashout"], "must_include": ["$1.99"], "tags": ["pay"]},
+         "relevant_doc_ids": ["instant-cashout"], "must_include": ["$1.99"], "tags": ["pay"], "split": "sealed"},
         {"id": "wait", "message": "how long do i wait for a customer who doesnt answer",
          "journey": {"stage": "at_dropoff", "order": {"type": "food"}}, "expected_route": "answer",
-         "relevant_doc_ids": ["customer-unavailable"], "tags": ["dropoff"]},
+         "relevant_doc_ids": ["customer-unavailable"], "must_include": ["$0.00 never"], "tags": ["dropoff"],
+         "split": "tuning"},
         {"id": "fire", "message": "my car is on fire", "expected_route": "escalate",
-         "expected_reasons": ["safety"], "relevant_doc_ids": ["safety-and-emergencies"], "tags": ["safety"]},
+         "expected_reasons": ["safety"], "relevant_doc_ids": ["safety-and-emergencies"], "tags": ["safety"],
+         "split": "tuning"},
     ]
     path = folder / "mini.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
@@ -67,8 +69,18 @@ def test_run_writes_results_summary_and_resumes(tmp_path: Path, index_settings: 
     with pytest.raises(ConfigurationError, match="new --out"):
         run_eval(options.model_copy(update={"overrides": {**index_settings, "top_k": 3}}))
 
+    # tuning and sealed side by side; the calibration of the confidence
+    assert summary["by_split"]["sealed"]["cases"] == 1 and summary["by_split"]["tuning"]["cases"] == 2
+    assert "pass_rate" in summary["gap"]
+    assert summary["overall"]["calibration.ece"] is not None
+    assert results[0].outcome.draft_right is False  # the corpus says $0.99, the case wants $1.99
+
     md, html = write_reports(out)
-    assert "## Route confusion" in md.read_text(encoding="utf-8")
+    report = md.read_text(encoding="utf-8")
+    assert "## Route confusion" in report and "## Tuning vs sealed" in report
+    # failing sealed cases are counted, never listed: nobody tunes on them
+    failing = report.split("## Failing tuning cases")[1].split("\n## ")[0]
+    assert "1 sealed not listed" in failing and "mini/fee" not in failing and "mini/wait" in failing
     page = html.read_text(encoding="utf-8")
     # plotly.js is inline: no script or stylesheet is loaded from anywhere
     assert "<script" in page and not re.search(r'<(script|link)[^>]+(src|href)="https?:', page)
@@ -129,10 +141,14 @@ def test_report_opens_offline_in_headless_chromium(tmp_path: Path, index_setting
         page.wait_for_selector(".js-plotly-plot .main-svg", timeout=20_000)
         charts = page.locator(".js-plotly-plot").count()
         cells = page.locator("#metrics td").all_inner_texts()
+        split_cells = page.locator("#split-table td").all_inner_texts()
+        reliability = page.locator("#chart-reliability").count()
         page.screenshot(path=str(shot), full_page=True)
         browser.close()
     assert charts >= 3
     assert "route.accuracy" in cells
+    assert "overall" in split_cells and "pass_rate" in split_cells, "the tuning-vs-sealed table is on the page"
+    assert reliability == 1, "the reliability diagram of the confidence is drawn"
     assert [u for u in requested if not u.startswith(("file:", "data:"))] == []
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
 

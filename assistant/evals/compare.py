@@ -9,6 +9,7 @@ from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
 
+from assistant.evals.dataset import Split
 from assistant.evals.report import _env, fmt, load_run
 from assistant.evals.summary import SCALAR_METRICS
 
@@ -59,10 +60,13 @@ class Comparison(BaseModel):
     route_changed: list[CaseChange]
     only_in_a: int
     only_in_b: int
+    sealed_changed: int = 0  # sealed cases whose outcome changed: counted, never listed
+
+
 
 
 def _scalars(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {"overall": summary["overall"], **summary.get("by_dataset", {})}
+    return {"overall": summary["overall"], **summary.get("by_dataset", {}), **summary.get("by_split", {})}
 
 
 def compare_runs(run_a: Path, run_b: Path) -> Comparison:
@@ -80,8 +84,12 @@ def compare_runs(run_a: Path, run_b: Path) -> Comparison:
     by_key_a = {r.key: r for r in results_a}
     by_key_b = {r.key: r for r in results_b}
     regressed, improved, route_changed = [], [], []
+    sealed_changed = 0
     for key in sorted(by_key_a.keys() & by_key_b.keys()):
         ra, rb = by_key_a[key], by_key_b[key]
+        if rb.case.part is Split.SEALED:  # sealed cases are run only to report: counted, not shown
+            sealed_changed += ra.outcome.passed != rb.outcome.passed or ra.route != rb.route
+            continue
         change = CaseChange(
             key=key, message=rb.case.message,
             a=f"{'pass' if ra.outcome.passed else 'fail'} {ra.route} {ra.reason_codes}",
@@ -99,6 +107,7 @@ def compare_runs(run_a: Path, run_b: Path) -> Comparison:
         label_a=str(config_a.get("label") or run_a.name), label_b=str(config_b.get("label") or run_b.name),
         metrics=deltas, regressed=regressed, improved=improved, route_changed=route_changed,
         only_in_a=len(by_key_a.keys() - by_key_b.keys()), only_in_b=len(by_key_b.keys() - by_key_a.keys()),
+        sealed_changed=sealed_changed,
     )
 
 
@@ -121,6 +130,7 @@ def print_comparison(comparison: Comparison, console: Console) -> None:
         console.print(f"{title}: {len(changes)} case(s)", highlight=False)
         for change in changes[:40]:
             console.print(f"  {change.key}: {change.a} → {change.b}", highlight=False, markup=False)
+    console.print(f"Sealed cases that changed (not listed): {comparison.sealed_changed}", highlight=False)
 
 
 def render_markdown(comparison: Comparison) -> str:
@@ -135,6 +145,7 @@ def render_markdown(comparison: Comparison) -> str:
                            ("Route changed", comparison.route_changed)):
         lines += ["", f"## {title} ({len(changes)})", ""]
         lines += [f"- **{c.key}** `{c.message[:140]}`: {c.a} → {c.b}" for c in changes]
+    lines += ["", f"Sealed cases that changed, counted and not listed: {comparison.sealed_changed}"]
     return "\n".join(lines) + "\n"
 
 

@@ -2,11 +2,20 @@
 
 A case that does not validate is reported with its file, line and reason and left out; the other
 cases still run. The dataset's name is its file name without the extension.
+
+**Tuning and sealed.** Every case belongs to one split: ``tuning`` (what changes to the code,
+rules and thresholds are developed against, and what learned weights are fitted on) or
+``sealed`` (run only to report: nobody looks at a sealed case's failures to change the code).
+A case may state its split; otherwise it is drawn from a hash of ``dataset/id``, so the split is
+stable and a new case lands on either side by chance. ``assistant eval run`` reports both side
+by side; their gap is how much of the tuning number is fitted to its own cases.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+from enum import StrEnum
 from pathlib import Path
 
 import yaml
@@ -16,6 +25,21 @@ from assistant.request import HelpRequest, JourneyContext, Turn
 from assistant.response import ReasonCode, Route
 
 DATASET_SUFFIXES = (".jsonl", ".yaml", ".yml")
+#: Share (percent) of the cases without an explicit split that are sealed.
+SEALED_PERCENT = 30
+
+
+class Split(StrEnum):
+    """Which part of a dataset a case is in (see the module docstring)."""
+
+    TUNING = "tuning"
+    SEALED = "sealed"
+
+
+def drawn_split(dataset: str, case_id: str) -> Split:
+    """The split of a case that does not state one: a stable draw from its key."""
+    digest = int(hashlib.sha256(f"{dataset}/{case_id}".encode()).hexdigest()[:8], 16)
+    return Split.SEALED if digest % 100 < SEALED_PERCENT else Split.TUNING
 
 
 class EvalCase(BaseModel):
@@ -37,6 +61,7 @@ class EvalCase(BaseModel):
     must_include: list[str] = Field(default_factory=list, description="Facts the answer must state.")
     must_not_include: list[str] = Field(default_factory=list, description="Text the answer must not contain.")
     tags: list[str] = Field(default_factory=list)
+    split: Split | None = Field(None, description="tuning or sealed; drawn from the key when not given.")
     dataset: str = Field("", description="Filled in by the loader: the file the case came from.")
 
     @field_validator("must_include", "must_not_include")
@@ -45,6 +70,21 @@ class EvalCase(BaseModel):
         if any(not v.strip() for v in value):
             raise ValueError("blank string in the list")
         return value
+
+    @property
+    def part(self) -> Split:
+        """The case's split: stated, or drawn from its key."""
+        return self.split or drawn_split(self.dataset, self.id)
+
+    @property
+    def unanswerable(self) -> bool:
+        """A question the help centre does not answer: expected ``low_confidence`` and nothing
+        else (``pii_redacted`` aside), with no relevant document."""
+        return (
+            self.expected_route is Route.ESCALATE
+            and [r for r in self.expected_reasons if r is not ReasonCode.PII_REDACTED] == [ReasonCode.LOW_CONFIDENCE]
+            and not self.relevant_doc_ids
+        )
 
     @property
     def key(self) -> str:
@@ -117,11 +157,13 @@ def dataset_files(paths: list[Path]) -> list[Path]:
     return files
 
 
-def load_datasets(paths: list[Path], *, tags: list[str] | None = None) -> LoadedDataset:
+def load_datasets(
+    paths: list[Path], *, tags: list[str] | None = None, split: Split | None = None
+) -> LoadedDataset:
     """Load the cases of the dataset files (or folders) in ``paths``.
 
-    ``tags`` keeps only cases with at least one of the tags. Duplicate ids within a dataset are
-    problems (the first case wins).
+    ``tags`` keeps only cases with at least one of the tags, ``split`` only the cases of that
+    split. Duplicate ids within a dataset are problems (the first case wins).
     """
     cases: list[EvalCase] = []
     problems: list[DatasetProblem] = []
@@ -152,6 +194,8 @@ def load_datasets(paths: list[Path], *, tags: list[str] | None = None) -> Loaded
                 continue
             seen.add(case.id)
             if tags and not set(tags) & set(case.tags):
+                continue
+            if split is not None and case.part is not split:
                 continue
             cases.append(case)
     return LoadedDataset(cases=cases, problems=problems)

@@ -5,6 +5,9 @@
     datasets:                      # over one dataset's cases
       retrieval:
         retrieval.recall@5: {min: 0.88}
+    splits:                        # over one split ("sealed") or one dataset's split ("heldout/sealed")
+      heldout/sealed:
+        answer.must_include: {min: 0.65}
 
 A gate on a metric the run did not produce (no case states that expectation) fails, so a gate
 can never pass by accident. The one exception: a gate on a ``judge.*`` metric is skipped, with a
@@ -46,6 +49,7 @@ class Thresholds(BaseModel):
 
     overall: dict[str, Bound] = {}
     datasets: dict[str, dict[str, Bound]] = {}
+    splits: dict[str, dict[str, Bound]] = {}
 
 
 class GateResult(BaseModel):
@@ -100,11 +104,14 @@ def _check(scope: str, metrics: dict[str, Any] | None, gates: dict[str, Bound], 
 
 
 def check_gates(summary: dict[str, Any], thresholds: Thresholds) -> list[GateResult]:
-    """Every gate's verdict on ``summary``. Gates of datasets absent from the run are left out;
-    ``judge.*`` gates of a run without a judge are skipped (see the module docstring)."""
+    """Every gate's verdict on ``summary``. Gates of datasets (or splits) absent from the run are
+    left out; ``judge.*`` gates of a run without a judge are skipped (see the module docstring)."""
     judged = bool(summary.get("judge"))
     results = _check("overall", summary.get("overall"), thresholds.overall, judged=judged)
     for dataset, gates in thresholds.datasets.items():
         if dataset in summary.get("by_dataset", {}):
             results += _check(dataset, summary["by_dataset"][dataset], gates, judged=judged)
+    for split, gates in thresholds.splits.items():
+        if split in summary.get("by_split", {}):
+            results += _check(split, summary["by_split"][split], gates, judged=judged)
     return results

@@ -120,6 +120,11 @@ def must_not_violations(answer: str, forbidden: Sequence[str]) -> list[str]:
     return [f for f in forbidden if contains_fact(answer, f)]
 
 
+def right_answer(answer: str, facts: Sequence[str], forbidden: Sequence[str] = ()) -> bool:
+    """True when ``answer`` states every fact and none of the forbidden strings."""
+    return all(contains_fact(answer, f) for f in facts) and not must_not_violations(answer, forbidden)
+
+
 def citation_validity(cited: Sequence[str], known: set[str], retrieved: set[str]) -> tuple[float, list[str]]:
     """(share of citations that exist in the index and were retrieved for this request, the bad ones)."""
     if not cited:
@@ -166,3 +171,26 @@ def mean(values: Iterable[float | None]) -> float | None:
     """Mean of the values that are not ``None``; ``None`` when there are none."""
     present = [v for v in values if v is not None]
     return sum(present) / len(present) if present else None
+
+
+def reliability(pairs: Sequence[tuple[float, bool]], bins: int = 10) -> list[dict[str, float | int]]:
+    """Per equal-width confidence bin: its range, cases, mean confidence and share right."""
+    out: list[dict[str, float | int]] = []
+    for b in range(bins):
+        low, high = b / bins, (b + 1) / bins
+        inside = [(c, ok) for c, ok in pairs if low <= c < high or (b == bins - 1 and c == 1.0)]
+        if inside:
+            out.append({
+                "low": low, "high": high, "cases": len(inside),
+                "confidence": round(sum(c for c, _ in inside) / len(inside), 4),
+                "accuracy": round(sum(ok for _, ok in inside) / len(inside), 4),
+            })
+    return out
+
+
+def expected_calibration_error(pairs: Sequence[tuple[float, bool]], bins: int = 10) -> float | None:
+    """Mean |confidence - share right| over equal-width bins, weighted by the bins' sizes."""
+    if not pairs:
+        return None
+    table = reliability(pairs, bins)
+    return round(sum(abs(float(r["confidence"]) - float(r["accuracy"])) * int(r["cases"]) for r in table) / len(pairs), 4)

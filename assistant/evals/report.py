@@ -18,8 +18,9 @@ from rich.console import Console
 from rich.table import Table
 
 from assistant.errors import InputError
+from assistant.evals.dataset import Split
 from assistant.evals.runner import CONFIG_FILE, SUMMARY_FILE, CaseResult, read_results
-from assistant.evals.summary import ROUTES, SCALAR_METRICS
+from assistant.evals.summary import GAP_METRICS, ROUTES, SCALAR_METRICS
 
 #: How many failing and slowest cases the reports list.
 FAILING_SHOWN = 150
@@ -56,8 +57,31 @@ def fmt(value: object) -> str:
     return str(value)
 
 
+def split_rows(summary: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
+    """(scope, metric, tuning, sealed, gap) for the gap metrics, overall and per dataset that has
+    cases in both splits."""
+    by_split = summary.get("by_split", {})
+    scopes = [("overall", "tuning", "sealed")] + [
+        (d, f"{d}/tuning", f"{d}/sealed") for d in summary.get("by_dataset", {})
+        if f"{d}/tuning" in by_split and f"{d}/sealed" in by_split
+    ]
+    rows = []
+    for scope, tuning_key, sealed_key in scopes:
+        if tuning_key not in by_split or sealed_key not in by_split:
+            continue
+        tuning, sealed = by_split[tuning_key], by_split[sealed_key]
+        rows.append((scope, "cases", fmt(tuning.get("cases")), fmt(sealed.get("cases")), ""))
+        for metric in GAP_METRICS:
+            a, b = tuning.get(metric), sealed.get(metric)
+            if a is None and b is None:
+                continue
+            gap = fmt(round(a - b, 4)) if isinstance(a, (int, float)) and isinstance(b, (int, float)) else "-"
+            rows.append((scope, metric, fmt(a), fmt(b), gap))
+    return rows
+
+
 def print_summary(summary: dict[str, Any], console: Console) -> None:
-    """The overall and per-dataset scalar metrics as a table."""
+    """The overall and per-dataset scalar metrics as a table, then tuning against sealed."""
     datasets = list(summary.get("by_dataset", {}))
     table = Table(title="Eval summary")
     table.add_column("metric")
@@ -70,6 +94,13 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
             continue
         table.add_row(metric, *(fmt(v) for v in values))
     console.print(table)
+    if rows := split_rows(summary):
+        splits = Table(title="Tuning vs sealed (sealed cases are run only to report)")
+        for column in ("scope", "metric", "tuning", "sealed", "gap"):
+            splits.add_column(column, justify="left" if column in ("scope", "metric") else "right")
+        for row in rows:
+            splits.add_row(*row)
+        console.print(splits)
 
 
 def judge_line(result: CaseResult) -> str:
@@ -142,6 +173,19 @@ def _charts(summary: dict[str, Any], results: list[CaseResult]) -> list[tuple[st
         )
         reason_fig.update_layout(title="Reasons: precision, recall, F1", barmode="group", height=380, yaxis={"range": [0, 1]})
         figures.append(("reasons", reason_fig))
+    if table := overall.get("calibration.reliability"):
+        mids = [(b["low"] + b["high"]) / 2 for b in table]
+        reliability = go.Figure([
+            go.Bar(name="share right", x=mids, y=[b["accuracy"] for b in table], width=0.08,
+                   text=[f"{b['cases']} cases" for b in table]),
+            go.Scatter(name="confidence", x=mids, y=[b["confidence"] for b in table], mode="markers"),
+            go.Scatter(name="perfect calibration", x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot"}),
+        ])
+        reliability.update_layout(
+            title=f"Reliability: confidence against answers right (ECE {fmt(overall.get('calibration.ece'))})",
+            xaxis={"range": [0, 1], "title": "confidence"}, yaxis={"range": [0, 1]}, height=380,
+        )
+        figures.append(("reliability", reliability))
     latency = go.Figure(go.Histogram(x=[r.latency_ms for r in results if r.response], nbinsx=40))
     latency.update_layout(title="Latency per case (ms)", height=320)
     figures.append(("latency", latency))
@@ -149,6 +193,17 @@ def _charts(summary: dict[str, Any], results: list[CaseResult]) -> list[tuple[st
     for index, (name, figure) in enumerate(figures):
         html.append((name, pio.to_html(figure, full_html=False, include_plotlyjs=index == 0, div_id=f"chart-{name}")))
     return html
+
+
+SEALED_NOTE = (
+    "Sealed cases are run only to report: their failures are not listed here, so that nobody "
+    "tunes on them. A large gap means the tuning numbers are fitted to their own cases."
+)
+
+
+def failing_tuning(results: list[CaseResult]) -> list[CaseResult]:
+    """The failing cases that may be shown: the tuning split only (sealed ones stay unseen)."""
+    return [r for r in results if not r.outcome.passed and r.case.part is Split.TUNING]
 
 
 def render_markdown(config: dict[str, Any], summary: dict[str, Any], results: list[CaseResult]) -> str:
@@ -162,6 +217,10 @@ def render_markdown(config: dict[str, Any], summary: dict[str, Any], results: li
         values = [summary["overall"].get(metric), *(summary["by_dataset"][d].get(metric) for d in datasets)]
         if any(v is not None for v in values):
             lines.append(f"| {metric} | " + " | ".join(fmt(v) for v in values) + " |")
+    if rows := split_rows(summary):
+        lines += ["", "## Tuning vs sealed", "", SEALED_NOTE, "", "| scope | metric | tuning | sealed | gap |",
+                  "|---|---|---:|---:|---:|"]
+        lines += [f"| {' | '.join(row)} |" for row in rows]
     matrix = summary["overall"]["route.confusion"]
     lines += ["", "## Route confusion (rows: expected, columns: got)", "", "| | " + " | ".join(ROUTES) + " |",
               "|---|" + "---:|" * len(ROUTES)]
@@ -173,8 +232,9 @@ def render_markdown(config: dict[str, Any], summary: dict[str, Any], results: li
             f"| {c} | {fmt(s['precision'])} | {fmt(s['recall'])} | {fmt(s['f1'])} | {s['support']} |"
             for c, s in sorted(scores.items())
         ]
-    failing = [r for r in results if not r.outcome.passed]
-    lines += ["", f"## Failing cases ({len(failing)} of {len(results)})", ""]
+    failing = failing_tuning(results)
+    sealed_failing = sum(1 for r in results if not r.outcome.passed) - len(failing)
+    lines += ["", f"## Failing tuning cases ({len(failing)} of {len(results)}; {sealed_failing} sealed not listed)", ""]
     for result in failing[:FAILING_SHOWN]:
         view = _case_view(result)
         lines.append(f"- **{view['key']}** `{view['message'][:160]}` → {view['got']}: " + "; ".join(view["failures"]))
@@ -203,7 +263,8 @@ def render_html(config: dict[str, Any], summary: dict[str, Any], results: list[C
         values = [summary["overall"].get(metric), *(summary["by_dataset"][d].get(metric) for d in datasets)]
         if any(v is not None for v in values):
             rows.append((metric, [fmt(v) for v in values]))
-    failing = [_case_view(r) for r in results if not r.outcome.passed][:FAILING_SHOWN]
+    failing_all = failing_tuning(results)
+    failing = [_case_view(r) for r in failing_all][:FAILING_SHOWN]
     slowest = [_case_view(r) for r in sorted(results, key=lambda r: -r.latency_ms)[:SLOWEST_SHOWN]]
     tags = [(t, v) for t, v in summary.get("by_tag", {}).items() if v["cases"] >= 3]
     judge = summary.get("judge")
@@ -217,7 +278,10 @@ def render_html(config: dict[str, Any], summary: dict[str, Any], results: list[C
         rows=rows,
         charts=_charts(summary, results),
         failing=failing,
-        failing_total=sum(1 for r in results if not r.outcome.passed),
+        failing_total=len(failing_all),
+        sealed_failing=sum(1 for r in results if not r.outcome.passed) - len(failing_all),
+        split_rows=split_rows(summary),
+        sealed_note=SEALED_NOTE,
         total=len(results),
         slowest=slowest,
         tags=tags,

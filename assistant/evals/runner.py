@@ -27,7 +27,7 @@ from pydantic import BaseModel, Field
 from assistant.config import Settings, load_settings
 from assistant.errors import AssistantError, ConfigurationError
 from assistant.evals import metrics as m
-from assistant.evals.dataset import EvalCase, dataset_files, load_datasets
+from assistant.evals.dataset import EvalCase, Split, dataset_files, load_datasets
 from assistant.evals.judge import Judge, JudgeScores
 from assistant.evals.summary import summarise
 from assistant.ingestion.units import split_units
@@ -54,6 +54,7 @@ class RunOptions(BaseModel):
     datasets: list[Path]
     out: Path
     tags: list[str] = Field(default_factory=list)
+    split: Split | None = Field(None, description="Only the cases of this split (both when None).")
     overrides: dict[str, Any] = Field(default_factory=dict, description="Settings on top of the environment.")
     concurrency: int = Field(1, ge=1, le=32)
     label: str | None = None
@@ -75,6 +76,11 @@ class Outcome(BaseModel):
     violations: list[str] = Field(default_factory=list)
     groundedness: float | None = None
     ungrounded: list[str] = Field(default_factory=list)
+    draft_right: bool | None = Field(
+        None,
+        description="Whether the drafted answer (before routing) was right: every fact and nothing forbidden for "
+        "an answerable case, never for a question the help centre does not answer; None for other cases.",
+    )
     passed: bool = False
     failures: list[str] = Field(default_factory=list, description="Why the case failed, one line each.")
     judge: JudgeScores | None = Field(None, description="The LLM judge's grades (answered cases, judge configured).")
@@ -145,9 +151,13 @@ def score_case(
     ranked_docs: list[str],
     retrieved_chunks: set[str],
     excerpt: Callable[[str], str | None],
+    draft: str | None = None,
 ) -> Outcome:
-    """Score one response against its case (see :mod:`assistant.evals.metrics`)."""
+    """Score one response against its case (see :mod:`assistant.evals.metrics`); ``draft`` is the
+    answer drafted before routing, for the calibration of the response's confidence."""
     out = Outcome()
+    if draft is not None:
+        out.draft_right = draft_right(case, draft)
     failures: list[str] = []
     if case.relevant_doc_ids:
         out.recall_at_5 = m.recall_at_k(ranked_docs, case.relevant_doc_ids, 5)
@@ -199,6 +209,15 @@ def score_case(
     return out
 
 
+def draft_right(case: EvalCase, draft: str) -> bool | None:
+    """Whether a drafted answer is right for ``case`` (see :attr:`Outcome.draft_right`)."""
+    if case.unanswerable:
+        return False
+    if case.expected_route is Route.ANSWER and case.must_include:
+        return bool(draft) and m.right_answer(draft, case.must_include, case.must_not_include)
+    return None
+
+
 def _settings_for(options: RunOptions) -> Settings:
     overrides = dict(options.overrides)
     if INDEX_SETTINGS & overrides.keys() and "data_dir" not in overrides:
@@ -209,7 +228,7 @@ def _settings_for(options: RunOptions) -> Settings:
 def _fingerprint(settings: Settings, options: RunOptions, files: list[Path], judge: Judge | None) -> dict[str, Any]:
     hashes = {str(p): hashlib.sha256(p.read_bytes()).hexdigest()[:16] for p in files if p.is_file()}
     shown = settings.model_dump(mode="json", exclude={"openai_api_key", "judge_api_key"})
-    fingerprint = {"settings": shown, "datasets": hashes, "tags": sorted(options.tags), "sources": _sources(settings)}
+    fingerprint = {"settings": shown, "datasets": hashes, "tags": sorted(options.tags), "split": options.split, "sources": _sources(settings)}
     if judge is not None:
         fingerprint["judge"] = _judge_info(judge)
     return fingerprint
@@ -296,7 +315,7 @@ def run_eval(
     """
     settings = _settings_for(options)
     files = dataset_files(options.datasets)
-    loaded = load_datasets(options.datasets, tags=options.tags)
+    loaded = load_datasets(options.datasets, tags=options.tags, split=options.split)
     for problem in loaded.problems:
         if on_problem:
             on_problem(str(problem))
@@ -330,9 +349,9 @@ def run_eval(
     assistant.ingest()
     probe = Assistant(settings.model_copy(update={"top_k": RANK_DEPTH * 2}), embeddings=assistant.embeddings)
 
-    def excerpt(chunk_id: str) -> str | None:
+    def excerpt(chunk_id: str) -> str | None:  # the chunk under its heading, as the answer quotes it
         chunk = assistant.chunk(chunk_id)
-        return chunk.page_content if chunk is not None else None
+        return f"{chunk.metadata.get('section', '')}\n{chunk.page_content}" if chunk is not None else None
 
     lock = threading.Lock()
     finished = len(loaded.cases) - len(todo)
@@ -358,7 +377,7 @@ def run_eval(
             ranked = []
         # what the answer was drafted from: retrieved passages and the sections they expanded to
         retrieved = {r.chunk_id for r in record.retrieved} | set(record.context_chunk_ids) if record else set()
-        outcome = score_case(case, response, ranked, retrieved, excerpt)
+        outcome = score_case(case, response, ranked, retrieved, excerpt, draft=record.draft if record else None)
         if error:
             outcome.failures.append(f"error: {error}")
         if judge is not None:

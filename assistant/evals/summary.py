@@ -31,6 +31,9 @@ SCALAR_METRICS: dict[str, bool] = {
     "answer.must_include": True,
     "answer.must_not_violation_rate": False,
     "answer.groundedness": True,
+    "answer.answered_pass_rate": True,
+    "unanswerable.not_answered": True,
+    "calibration.ece": False,
     "latency.p50_ms": False,
     "latency.p95_ms": False,
     "usage.input_tokens": False,
@@ -85,6 +88,11 @@ def metrics_of(results: Sequence[CaseResult], *, judged: bool = False) -> dict[s
     usage = [r.response.get("usage", {}) for r in results if r.response]
     costs = [u.get("cost_usd") for u in usage if u.get("cost_usd") is not None]
     safety = reason_scores["safety"]
+    # confidence against whether the drafted answer was right: calibration of "this answers it"
+    calibration = [
+        (float(r.response["confidence"]), bool(r.outcome.draft_right))
+        for r in results if r.response is not None and r.outcome.draft_right is not None
+    ]
     scalars: dict[str, float | int | None] = {
         "cases": len(results),
         "errors": sum(1 for r in results if r.error),
@@ -109,6 +117,14 @@ def metrics_of(results: Sequence[CaseResult], *, judged: bool = False) -> dict[s
             sum(1 for r in with_forbidden if r.outcome.violations) / len(with_forbidden) if with_forbidden else None
         ),
         "answer.groundedness": m.mean(r.outcome.groundedness for r in results),
+        # of the cases the assistant answered (that say what a right answer is), how many passed
+        "answer.answered_pass_rate": _rate([
+            r.outcome.passed for r in routed
+            if r.route == "answer" and r.outcome.draft_right is not None
+        ]),
+        # questions the help centre does not answer that were not answered from some article
+        "unanswerable.not_answered": _rate([r.route != "answer" for r in routed if r.case.unanswerable]),
+        "calibration.ece": m.expected_calibration_error(calibration),
         "latency.p50_ms": m.percentile(latencies, 50),
         "latency.p95_ms": m.percentile(latencies, 95),
         "usage.input_tokens": sum(int(u.get("input_tokens", 0)) for u in usage),
@@ -125,28 +141,53 @@ def metrics_of(results: Sequence[CaseResult], *, judged: bool = False) -> dict[s
     return {
         **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in scalars.items()},
         "route.confusion": m.confusion_matrix(route_pairs, ROUTES),
+        "calibration.reliability": m.reliability(calibration),
         "route.scores": {k: v.model_dump() for k, v in route_scores.items()},
         "reasons.scores": {k: v.model_dump() for k, v in reason_scores.items() if v.support or v.predicted},
     }
 
 
+#: Metrics whose tuning-minus-sealed gap the summary reports (``gap``).
+GAP_METRICS = ("pass_rate", "answer.must_include", "route.accuracy", "route.benign_handoff_rate", "retrieval.recall@5")
+
+
+def split_gap(by_split: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """Tuning minus sealed for :data:`GAP_METRICS` (a large gap means the tuning number is fitted)."""
+    tuning, sealed = by_split.get("tuning"), by_split.get("sealed")
+    if not tuning or not sealed:
+        return {}
+    return {
+        metric: round(tuning[metric] - sealed[metric], 4)
+        for metric in GAP_METRICS
+        if isinstance(tuning.get(metric), (int, float)) and isinstance(sealed.get(metric), (int, float))
+    }
+
+
 def summarise(results: Sequence[CaseResult], *, judge: dict[str, str] | None = None) -> dict[str, Any]:
-    """The run summary: ``overall``, ``by_dataset`` and ``by_tag`` (pass rate and route accuracy).
+    """The run summary: ``overall``, ``by_dataset``, ``by_split`` (tuning and sealed, overall and
+    per dataset as ``dataset/split``), the tuning-minus-sealed ``gap`` and ``by_tag`` (pass rate
+    and route accuracy).
 
     ``judge`` describes the run's judge (model and prompt), ``None`` when it had none; it is kept
     under ``judge`` and switches on the ``judge.*`` metrics.
     """
     by_dataset: dict[str, list[CaseResult]] = defaultdict(list)
     by_tag: dict[str, list[CaseResult]] = defaultdict(list)
+    by_split: dict[str, list[CaseResult]] = defaultdict(list)
     for result in results:
         by_dataset[result.dataset].append(result)
+        by_split[result.case.part.value].append(result)
+        by_split[f"{result.dataset}/{result.case.part.value}"].append(result)
         for tag in result.tags:
             by_tag[tag].append(result)
     judged = judge is not None
+    splits = {name: metrics_of(rs, judged=judged) for name, rs in sorted(by_split.items())}
     return {
         "judge": judge,
         "overall": metrics_of(results, judged=judged),
         "by_dataset": {name: metrics_of(rs, judged=judged) for name, rs in sorted(by_dataset.items())},
+        "by_split": splits,
+        "gap": split_gap(splits),
         "by_tag": {
             tag: {
                 "cases": len(rs),

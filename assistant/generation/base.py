@@ -28,6 +28,9 @@ class Draft(BaseModel):
     prompt_version: str | None = Field(None, description="id@version of the prompt used, if a model wrote it.")
     prompt_hash: str | None = Field(None, description="sha256 of the prompt file used.")
     can_answer: bool | None = Field(None, description="The model's own judgement that the excerpts answer it.")
+    confidence: float | None = Field(
+        None, ge=0.0, le=1.0, description="The composer's calibrated probability that the answer is right, if it has one."
+    )
     note: str = Field("", description="Why the draft is as it is (a fallback, a rejected reply).")
 
 

@@ -29,6 +29,7 @@ from assistant.guardrails.defects import (
     assess_defect,
     known_incident,
 )
+from assistant.guardrails.hygiene import unleet
 from assistant.guardrails.pii import Redaction, plain, redact
 from assistant.guardrails.policy import GuardrailPolicy, load_policy
 from assistant.request import HelpRequest, JourneyContext, Turn
@@ -106,6 +107,10 @@ class Guardrails:
         message = plain(redaction.text)  # placeholders as words: "[PHONE]" is not a fake tag
         probs = self.classifier.probabilities(message)
         findings = checks.screen(message, original_chars, probs, self.policy)
+        if (readable := unleet(message)) is not None:  # obfuscated text is screened as it reads
+            plain_findings = [f for f in checks.screen(readable, original_chars, probs, self.policy) if not f.by_classifier]
+            found = {f.code for f in plain_findings}
+            findings = [*plain_findings, *(f for f in findings if f.code not in found)]
         if safety := checks.detect_safety(message, probs, self.policy):
             findings.append(safety)
         if person := checks.detect_driver_request(message, self.policy):

@@ -38,3 +38,19 @@ def clean_message(text: str, *, max_chars: int) -> CleanMessage:
         truncated=truncated,
         original_chars=len(text),
     )
+
+
+#: Digits that stand for letters in "leetspeak" ("1gn0r3 4ll" = "ignore all").
+_LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s"})
+_MIXED = re.compile(r"\b(?=\w*[a-z])(?=\w*[013457])[a-z013457]{3,}\b", re.IGNORECASE)
+#: A message needs this many words that mix letters and look-alike digits to be read as leetspeak.
+LEET_WORDS = 3
+
+
+def unleet(text: str) -> str | None:
+    """``text`` with look-alike digits read as letters, when it is written in leetspeak (several
+    words mixing both, as obfuscated instructions are); ``None`` for ordinary text ("5 mins",
+    "UPL-500", "$3.50")."""
+    if len(_MIXED.findall(text)) < LEET_WORDS:
+        return None
+    return _MIXED.sub(lambda m: m.group(0).translate(_LEET), text)

@@ -92,6 +92,22 @@ class QuestionIndex:
             hits.setdefault(self.questions[index].chunk_id, float(similarity[index]))
         return list(hits.items())
 
+    def best_similarities(self, vector: Sequence[float]) -> tuple[dict[str, float], dict[str, float]]:
+        """The best similarity of ``vector`` to a question pointing at each chunk, and to a
+        question of each document."""
+        if not self.questions:
+            return {}, {}
+        query = normalised(np.asarray([vector], dtype=np.float32))[0]
+        similarity = self._vectors @ query
+        by_chunk: dict[str, float] = {}
+        by_doc: dict[str, float] = {}
+        for question, value in zip(self.questions, similarity.tolist(), strict=True):
+            if value > by_chunk.get(question.chunk_id, -1.0):
+                by_chunk[question.chunk_id] = value
+            if value > by_doc.get(question.doc_id, -1.0):
+                by_doc[question.doc_id] = value
+        return by_chunk, by_doc
+
     def write(self, folder: Path) -> None:
         """Write the questions and their vectors into an index generation's folder."""
         folder.mkdir(parents=True, exist_ok=True)

@@ -68,9 +68,13 @@ def _scale(value: float) -> float:
 
 
 def confidence(retrieval: RetrievalResult, draft: Draft) -> float:
-    """0..1: how closely the best passage and best quoted sentence match, and whether searches agree."""
+    """0..1: the composer's calibrated confidence when it has one (the offline composer's learned
+    model); otherwise how closely the best passage and best quoted sentence match, and whether
+    searches agree."""
     if not retrieval.passages or not draft.text:
         return 0.0
+    if draft.confidence is not None:
+        return draft.confidence
     value = 0.5 * _scale(retrieval.top_similarity) + 0.3 * _scale(draft.support) + 0.2 * retrieval.agreement
     if any(fact.startswith("app error:") for p in draft.cited for fact in p.boosts):
         value += ERROR_MATCH_BONUS  # the cited passage explains the error the app just logged

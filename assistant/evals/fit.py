@@ -1,0 +1,373 @@
+"""Fit the offline answer model (:mod:`assistant.generation.answer_model`) on the tuning split.
+
+``assistant eval fit`` runs every **tuning** case of the eval datasets through the real
+pipeline up to the answer (guardrails, retrieval, candidate sections) and learns:
+
+1. the **section model**: which candidate section answers the question. A section is a positive
+   example when it belongs to an article the case names as relevant (a passing mention of the
+   fact in another article is not the answer) and its text states every ``must_include`` fact
+   of the case and none of its ``must_not_include`` ones;
+2. the **confidence model**: whether the drafted answer is right (it states every fact and
+   nothing forbidden). A question the help centre does not answer (expected ``low_confidence``
+   with no relevant document) is a negative example: any answer to it is wrong. Its training
+   drafts come from section models fitted without the case (cross-validation), so the
+   confidence learns how often the section model is right on cases it has not seen;
+3. the **threshold**: the highest confidence that, in cross-validation, hands at most
+   ``max_handoff`` (4 % by default) of the answerable questions to a person. Below it the driver
+   gets a person; the precision of the answers above it is measured and reported, not assumed.
+
+Sealed cases are never read. The file records what it was fitted on and the cross-validated
+scores (section top-1 accuracy, expected calibration error, precision and coverage at the
+threshold), so a change to features or data is compared on numbers, not on a feeling.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from assistant.errors import ConfigurationError
+from assistant.evals import metrics as m
+from assistant.evals.dataset import EvalCase, Split, load_datasets
+from assistant.generation.answer_model import (
+    CONFIDENCE_FEATURES,
+    DEFAULT_PATH,
+    AnswerModel,
+    LogisticModel,
+)
+from assistant.generation.extractive import ExtractiveComposer, Ranking
+from assistant.generation.sections import FEATURES
+from assistant.pipeline import Assistant
+from assistant.response import HelpResponse, Route
+from assistant.retrieval.base import Passage
+from assistant.retrieval.embeddings import embedding_model_id
+from assistant.retrieval.journey import JourneySignals
+
+FOLDS = 5
+#: Share of answerable questions the threshold may hand to a person (cross-validated).
+MAX_HANDOFF = 0.04
+#: Candidate ratios for quoting a second section (second's probability / first's); above 1 never.
+SECOND_SECTION_RATIOS = (0.3, 0.5, 0.7, 0.85, 1.01)
+#: Thresholds whose trade-off the fitted file reports.
+THRESHOLD_SWEEP = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+#: Weight of a case with its answering articles taken out, against a real case's 1.
+AUGMENTED_WEIGHT = 0.5
+#: L2 strength of both regressions (scikit-learn's C is its inverse).
+REGULARISATION_C = 1.0
+
+
+@dataclass
+class _Example:
+    """One tuning case, prepared up to the answer."""
+
+    case: EvalCase
+    answerable: bool
+    ranking: Ranking
+    passages: list[Passage]
+    signals: JourneySignals
+    labels: list[int]  # per candidate: 1 when the section states every fact and nothing forbidden
+
+
+def right_answer(text: str, case: EvalCase) -> bool:
+    """True when ``text`` states every fact of ``case`` and nothing it must not."""
+    return m.right_answer(text, case.must_include, case.must_not_include)
+
+
+def _fit(x: np.ndarray, y: np.ndarray, names: Sequence[str], weight: np.ndarray | None = None) -> LogisticModel:
+    from sklearn.linear_model import LogisticRegression
+
+    mean = x.mean(axis=0)
+    scale = x.std(axis=0)
+    scale[scale == 0] = 1.0
+    model = LogisticRegression(C=REGULARISATION_C, max_iter=2000)
+    model.fit((x - mean) / scale, y, sample_weight=weight)
+    return LogisticModel(
+        features=list(names), mean=[round(float(v), 6) for v in mean], scale=[round(float(v), 6) for v in scale],
+        coef=[round(float(v), 6) for v in model.coef_[0]], intercept=round(float(model.intercept_[0]), 6),
+    )
+
+
+def _section_data(examples: Sequence[_Example]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rows, labels, weights = [], [], []
+    for ex in examples:
+        if not ex.answerable or not any(ex.labels):
+            continue
+        n = len(ex.ranking.candidates)
+        for candidate, label in zip(ex.ranking.candidates, ex.labels, strict=True):
+            rows.append(candidate.features)
+            labels.append(label)
+            weights.append(1.0 / n)  # every case counts the same, however many candidates it has
+    return np.asarray(rows, dtype=np.float64), np.asarray(labels), np.asarray(weights)
+
+
+def _rerank(ex: _Example, section: LogisticModel) -> tuple[Ranking, list[int]]:
+    """``ex``'s ranking and labels re-scored by another section model, best first."""
+    pairs = sorted(
+        zip(ex.ranking.candidates, ex.labels, strict=True),
+        key=lambda pair: (-section.probability(pair[0].features), pair[0].section.doc_id, pair[0].section.position),
+    )
+    for candidate, _ in pairs:
+        candidate.probability = section.probability(candidate.features)
+    ranking = Ranking(
+        ex.ranking.question, [c for c, _ in pairs], ex.ranking.unknown_words, ex.ranking.driver_questions
+    )
+    return ranking, [label for _, label in pairs]
+
+
+def choose_threshold(answerable: Sequence[float], max_handoff: float = MAX_HANDOFF) -> float:
+    """The highest threshold that leaves at most ``max_handoff`` of the ``answerable``
+    confidences below it (0.0 when there are none)."""
+    if not answerable:
+        return 0.0
+    ordered = sorted(answerable)
+    allowed = int(max_handoff * len(ordered))  # this many may fall below the threshold
+    return round(float(ordered[allowed]), 4) if allowed < len(ordered) else 1.0
+
+
+def prepare(assistant: Assistant, cases: Sequence[EvalCase], on_progress: Callable[[int, int], None] | None = None) -> list[_Example]:
+    """Run ``cases`` through guardrails and retrieval and rank their candidate sections."""
+    examples: list[_Example] = []
+    for done, case in enumerate(cases, start=1):
+        if on_progress:
+            on_progress(done, len(cases))
+        unanswerable = case.unanswerable
+        answerable = case.expected_route is Route.ANSWER and bool(case.must_include)
+        if not (answerable or unanswerable):
+            continue
+        prepared = assistant._prepare(case.to_request())
+        if isinstance(prepared, HelpResponse) or not isinstance(prepared.composer, ExtractiveComposer):
+            continue  # settled before an answer (declined, handed over) or another composer
+        if not prepared.language.is_english and prepared.language.english is None:
+            continue  # a language the offline answer cannot search goes to a person whatever the score
+        composer = prepared.composer
+        ranking = composer.rank(prepared.question, prepared.context, prepared.signals)
+        # in reading order, so that what is fitted does not depend on the model being replaced
+        ranking.candidates.sort(key=lambda c: (c.section.doc_id, c.section.position))
+        relevant = set(case.relevant_doc_ids)
+        labels = [
+            int(
+                answerable
+                and (not relevant or c.section.doc_id in relevant)  # not a passing mention elsewhere
+                and right_answer(composer.quotable(c.section, ranking.question), case)
+            )
+            for c in ranking.candidates
+        ]
+        examples.append(_Example(case, answerable, ranking, prepared.context, prepared.signals, labels))
+    return examples
+
+
+def fit_answer_model(
+    assistant: Assistant,
+    datasets: list[Path],
+    *,
+    max_handoff: float = MAX_HANDOFF,
+    seed: int = 0,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> AnswerModel:
+    """Fit both models and the threshold on the tuning cases of ``datasets`` (see the module docstring)."""
+    cases = load_datasets(datasets, split=Split.TUNING).cases
+    examples = prepare(assistant, cases, on_progress)
+    composer = assistant._stages()[1]
+    if not isinstance(composer, ExtractiveComposer):
+        raise ConfigurationError("fitting needs the offline extractive composer (ASSISTANT_GENERATOR=extractive)")
+    folds = list(range(len(examples)))
+    random.Random(seed).shuffle(folds)
+    fold_of = {index: i % FOLDS for i, index in enumerate(folds)}
+
+    # 1. section model, cross-validated top-1 accuracy; out-of-fold rankings for what follows
+    top1: list[bool] = []
+    rankings: list[Ranking] = [ex.ranking for ex in examples]
+    sections: list[LogisticModel] = []
+    for fold in range(FOLDS):
+        train = [ex for i, ex in enumerate(examples) if fold_of[i] != fold]
+        x, y, w = _section_data(train)
+        sections.append(_fit(x, y, FEATURES, w))
+        for i, ex in enumerate(examples):
+            if fold_of[i] != fold:
+                continue
+            ranking, ordered = _rerank(ex, sections[fold])
+            rankings[i] = ranking
+            if ex.answerable and any(ordered):
+                top1.append(bool(ordered[0]))
+
+    # 2. when to quote a second section: the ratio with the most right answers in cross-validation
+    def drafts(ratio: float) -> list[str]:
+        texts = []
+        for i, ex in enumerate(examples):
+            trial = AnswerModel.model_validate(
+                {**composer.model.model_dump(), "section": sections[fold_of[i]].model_dump(), "second_section_ratio": ratio}
+            )
+            texts.append(_with_model(composer, trial).draft(rankings[i], ex.passages, ex.signals).text)
+        return texts
+
+    sweep: dict[float, tuple[float, float]] = {}
+    for ratio in SECOND_SECTION_RATIOS:
+        texts = drafts(ratio)
+        right = [ex.answerable and bool(t) and right_answer(t, ex.case) for ex, t in zip(examples, texts, strict=True)]
+        words = [len(t.split()) for ex, t in zip(examples, texts, strict=True) if ex.answerable]
+        sweep[ratio] = (sum(right) / len(right), sum(words) / len(words))
+    # the fewest second sections among the ratios within a point of the best
+    best_right = max(r for r, _ in sweep.values())
+    ratio = max(r for r, (right, _) in sweep.items() if right >= best_right - 0.01)
+
+    # 3. out-of-fold drafts and whether they are right: the confidence model's data. Each
+    # answerable case is used twice: as asked, and with the articles that answer it taken out of
+    # the corpus, which turns it into a question the help centre does not answer (in a driver's
+    # own words). The second kind teaches the model what "the answer is not here" looks like.
+    texts = drafts(ratio)
+    rows: list[list[float]] = []
+    labels: list[int] = []
+    real: list[bool] = []
+    fold_ids: list[int] = []
+    for i, ex in enumerate(examples):
+        rows.append(rankings[i].confidence_features(ex.passages))
+        labels.append(int(ex.answerable and bool(texts[i]) and right_answer(texts[i], ex.case)))
+        real.append(True)
+        fold_ids.append(fold_of[i])
+        if ex.answerable and ex.case.relevant_doc_ids:
+            ranking, passages = _without(rankings[i], ex.passages, set(ex.case.relevant_doc_ids))
+            if ranking.candidates and passages:
+                trial = AnswerModel.model_validate(
+                    {**composer.model.model_dump(), "section": sections[fold_of[i]].model_dump(), "second_section_ratio": ratio}
+                )
+                text = _with_model(composer, trial).draft(ranking, passages, ex.signals).text
+                rows.append(ranking.confidence_features(passages))
+                labels.append(int(bool(text) and right_answer(text, ex.case)))
+                real.append(False)
+                fold_ids.append(fold_of[i])
+    x_conf = np.asarray(rows, dtype=np.float64)
+    y_conf = np.asarray(labels)
+    is_real = np.asarray(real)
+    folds_conf = np.asarray(fold_ids)
+    weights = np.where(is_real, 1.0, AUGMENTED_WEIGHT)
+
+    # cross-validated confidence on the real cases, for calibration and the threshold
+    predicted = np.zeros(len(rows))
+    for fold in range(FOLDS):
+        train, held = folds_conf != fold, (folds_conf == fold) & is_real
+        if len(set(y_conf[train])) < 2 or not held.any():
+            continue
+        fold_model = _calibrated(x_conf[train], y_conf[train], weights[train], is_real[train])
+        predicted[held] = [fold_model.probability(row) for row in x_conf[held]]
+    pairs = [(float(p), bool(y)) for p, y, r in zip(predicted, y_conf, is_real, strict=True) if r]
+    answerable_total = sum(1 for ex in examples if ex.answerable)
+    unanswerable_conf = [float(p) for p, ex in zip(predicted[is_real], examples, strict=True) if not ex.answerable]
+    answerable_conf = [float(p) for p, ex in zip(predicted[is_real], examples, strict=True) if ex.answerable]
+    threshold = choose_threshold(answerable_conf, max_handoff)
+
+    x, y, w = _section_data(examples)
+    final = AnswerModel(
+        embedding_model=embedding_model_id(assistant.settings),
+        section=_fit(x, y, FEATURES, w),
+        confidence=_calibrated(x_conf, y_conf, weights, is_real),
+        threshold=threshold,
+        second_section_ratio=ratio,
+        fitted={
+            "at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "split": "tuning",
+            "datasets": sorted({ex.case.dataset for ex in examples}),
+            "cases": len(examples),
+            "answerable": answerable_total,
+            "unanswerable": len(examples) - answerable_total,
+            "folds": FOLDS,
+            "cv_section_top1": round(sum(top1) / len(top1), 4) if top1 else None,
+            "augmented": int((~is_real).sum()),
+            "cv_right_answers": round(sum(ok for _, ok in pairs) / len(pairs), 4) if pairs else None,
+            "cv_answerable_handed_off": _share_below(answerable_conf, threshold),
+            "cv_unanswerable_answered": _share_at_or_above(unanswerable_conf, threshold),
+            "cv_ece": m.expected_calibration_error(pairs),
+            "cv_precision_at_threshold": _precision(pairs, threshold),
+            "cv_answered_share": _share_at_or_above([c for c, _ in pairs], threshold),
+            "max_handoff": max_handoff,
+            "cv_threshold_sweep": {
+                f"{t:.2f}": {
+                    "answerable_handed_off": _share_below(answerable_conf, t),
+                    "unanswerable_answered": _share_at_or_above(unanswerable_conf, t),
+                    "precision": _precision(pairs, t),
+                }
+                for t in THRESHOLD_SWEEP
+            },
+            "cv_second_section_sweep": {str(r): {"right": round(a, 4), "answer_words": round(b, 1)} for r, (a, b) in sweep.items()},
+        },
+    )
+    return final
+
+
+def _share_below(values: Sequence[float], threshold: float) -> float | None:
+    return round(sum(1 for v in values if v < threshold) / len(values), 4) if values else None
+
+
+def _share_at_or_above(values: Sequence[float], threshold: float) -> float | None:
+    return round(sum(1 for v in values if v >= threshold) / len(values), 4) if values else None
+
+
+def _precision(pairs: Sequence[tuple[float, bool]], threshold: float) -> float | None:
+    """Share of right answers among those at or above ``threshold``."""
+    above = [ok for conf, ok in pairs if conf >= threshold]
+    return round(sum(above) / len(above), 4) if above else None
+
+
+def _without(ranking: Ranking, passages: list[Passage], docs: set[str]) -> tuple[Ranking, list[Passage]]:
+    """``ranking`` and ``passages`` as if the articles ``docs`` were not in the corpus."""
+    kept = [c for c in ranking.candidates if c.section.doc_id not in docs]
+    return (
+        Ranking(
+            ranking.question, kept, ranking.unknown_words,
+            {d: v for d, v in ranking.driver_questions.items() if d not in docs},
+        ),
+        [p for p in passages if p.doc_id not in docs],
+    )
+
+
+def _calibrated(x: np.ndarray, y: np.ndarray, weight: np.ndarray, real: np.ndarray) -> LogisticModel:
+    """A logistic regression fitted on all rows (real and augmented), then recalibrated on the
+    real rows alone (Platt scaling, folded into the weights), so its probabilities match how
+    often real answers are right."""
+    from sklearn.linear_model import LogisticRegression
+
+    scorer = _fit(x, y, CONFIDENCE_FEATURES, weight)
+    logits = np.asarray([[scorer.logit(row)] for row in x[real]])
+    if len(set(y[real])) < 2:
+        return scorer
+    platt = LogisticRegression(C=1e6, max_iter=1000).fit(logits, y[real])
+    a, b = float(platt.coef_[0][0]), float(platt.intercept_[0])
+    return scorer.model_copy(
+        update={"coef": [round(a * c, 6) for c in scorer.coef], "intercept": round(a * scorer.intercept + b, 6)}
+    )
+
+
+def _with_model(composer: ExtractiveComposer, model: AnswerModel) -> ExtractiveComposer:
+    """A shallow copy of ``composer`` that scores with ``model`` (sections and vectors shared)."""
+    clone = object.__new__(ExtractiveComposer)
+    clone.__dict__.update(composer.__dict__)
+    clone.model = model
+    return clone
+
+
+def write_answer_model(model: AnswerModel, path: Path = DEFAULT_PATH) -> Path:
+    """Write ``model`` as JSON (atomically)."""
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(model.model_dump(mode="json"), indent=1) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def describe(model: AnswerModel) -> str:
+    """One paragraph on what was fitted and how well it did in cross-validation."""
+    f = model.fitted
+    weights = ", ".join(
+        f"{n} {c:+.2f}" for n, c in sorted(zip(model.section.features, model.section.coef, strict=True), key=lambda p: -abs(p[1]))
+    )
+    return (
+        f"fitted on {f.get('cases')} tuning cases ({f.get('answerable')} answerable, {f.get('unanswerable')} unanswerable); "
+        f"cross-validated: section top-1 {f.get('cv_section_top1')}, right answers {f.get('cv_right_answers')}, "
+        f"second section at ratio {model.second_section_ratio}, ECE {f.get('cv_ece')}; at threshold {model.threshold}: "
+        f"answers right {f.get('cv_precision_at_threshold')}, answerable handed off {f.get('cv_answerable_handed_off')}, "
+        f"unanswerable answered {f.get('cv_unanswerable_answered')}\nsection weights (standardised): {weights}"
+    )

@@ -1,0 +1,105 @@
+"""The learned parts of the offline answer: which section answers a question, and how sure to be.
+
+Two logistic regressions over small, general feature vectors, fitted by ``assistant eval fit``
+(:mod:`assistant.evals.fit`) on the **tuning** split of the eval datasets only, and shipped as
+``answer_model.json`` beside this module:
+
+* ``section``: P(this section states the answer) from the features of a (question, section)
+  pair (:data:`assistant.generation.sections.FEATURES`). The composer quotes the most probable
+  section.
+* ``confidence``: P(the drafted answer is right) from the request's features
+  (:data:`CONFIDENCE_FEATURES`): how sure the section model is, by how much the best section
+  beats the next, how well retrieval matched. This is ``HelpResponse.confidence``; below
+  ``threshold`` the driver goes to a person (``low_confidence``). Its calibration (expected
+  calibration error, reliability diagram) is measured by ``assistant eval run``.
+
+The weights depend on the embedding model, so the file names the model it was fitted with; with
+another embedder the composer still works (the weights are a reasonable prior) and says so in
+the log, and ``assistant eval fit`` refits them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from assistant.errors import ConfigurationError
+
+DEFAULT_PATH = Path(__file__).with_name("answer_model.json")
+
+#: The request-level features of the confidence model, in vector order.
+CONFIDENCE_FEATURES = (
+    "section_probability",  # the section model's probability for the quoted section
+    "margin",               # it minus the next best section's probability (another article's)
+    "top_similarity",       # the best dense similarity among the retrieved passages
+    "agreement",            # dense and keyword search both found the top passage
+    "unit_max",             # the quoted section's best unit similarity
+    "keywords",             # share of the question's words the quoted section has
+    "answer_type_miss",     # the question asks for a kind of fact the section does not state
+    "question_words",       # log(1 + words in the question)
+    "keywords_idf",         # IDF-weighted share of the question's words the quoted section has
+    "unknown_words",        # share of the question's words the corpus never uses
+    "driver_question",      # best similarity to a driver question of the corpus (any article)
+)
+
+
+class LogisticModel(BaseModel):
+    """A fitted logistic regression over standardised features."""
+
+    model_config = ConfigDict(frozen=True)
+
+    features: list[str]
+    mean: list[float]
+    scale: list[float]
+    coef: list[float]
+    intercept: float
+
+    @model_validator(mode="after")
+    def _shapes(self) -> LogisticModel:
+        n = len(self.features)
+        if not (len(self.mean) == len(self.scale) == len(self.coef) == n):
+            raise ValueError("features, mean, scale and coef must have the same length")
+        return self
+
+    def logit(self, x: Sequence[float]) -> float:
+        """The log-odds for one feature vector."""
+        return self.intercept + sum(
+            c * (v - m) / (s or 1.0) for c, v, m, s in zip(self.coef, x, self.mean, self.scale, strict=True)
+        )
+
+    def probability(self, x: Sequence[float]) -> float:
+        """P(positive) for one feature vector."""
+        z = self.logit(x)
+        return 1.0 / (1.0 + math.exp(-z)) if z > -60 else 0.0
+
+
+class AnswerModel(BaseModel):
+    """Both models, the confidence threshold and how they were fitted."""
+
+    model_config = ConfigDict(frozen=True)
+
+    embedding_model: str
+    section: LogisticModel
+    confidence: LogisticModel
+    threshold: float = Field(ge=0.0, le=1.0, description="Confidence below which the driver goes to a person.")
+    second_section_ratio: float = Field(
+        1.1, description="Quote a second section when its probability is at least this share of the first's."
+    )
+    fitted: dict[str, Any] = Field(default_factory=dict, description="Cases, splits and cross-validated scores.")
+
+
+@lru_cache(maxsize=4)
+def load_answer_model(path: Path = DEFAULT_PATH) -> AnswerModel:
+    """The answer model in ``path``; :class:`ConfigurationError` naming the file if unusable."""
+    try:
+        return AnswerModel.model_validate(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, ValidationError) as exc:
+        raise ConfigurationError(
+            f"answer model {path}: {exc}; restore it from the package or refit it with `assistant eval fit`"
+        ) from exc

@@ -1,0 +1,202 @@
+"""Sections as the answer unit: blocks keep lists with their lead-ins, quotes are cut only at
+unit boundaries, another market's rules are left out, and the learned models load and score."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from langchain_core.documents import Document
+from langchain_core.embeddings import DeterministicFakeEmbedding
+
+from assistant.errors import ConfigurationError
+from assistant.evals.fit import choose_threshold
+from assistant.generation.answer_model import (
+    CONFIDENCE_FEATURES,
+    DEFAULT_PATH,
+    AnswerModel,
+    LogisticModel,
+    load_answer_model,
+)
+from assistant.generation.extractive import ExtractiveComposer
+from assistant.generation.sections import (
+    FEATURES,
+    Question,
+    answer_types,
+    blocks_of,
+    sections_of,
+    states,
+)
+from assistant.retrieval.journey import JourneySignals
+
+MARKETS = {"us-ca": ["California"], "ca-on": ["Ontario", "Toronto"]}
+
+
+class _Store:
+    """A chunk store over hand-made chunks; unit vectors are one-hot per unit."""
+
+    def __init__(self, chunks: list[tuple[str, str, list[str]]]) -> None:
+        self.chunks: dict[str, Document] = {}
+        self._units: dict[str, list[str]] = {}
+        for position, (cid, section, units) in enumerate(chunks):
+            meta = {"chunk_id": cid, "doc_id": "doc", "title": "Doc", "section": section, "position": position}
+            self.chunks[cid] = Document(page_content="\n".join(units), metadata=meta)
+            self._units[cid] = units
+        self.dim = sum(len(u) for u in self._units.values()) + 1
+
+    def units(self, chunk_id: str) -> list[str]:
+        return self._units[chunk_id]
+
+    def unit_vectors(self, chunk_id: str) -> np.ndarray:
+        offset = 0
+        for cid, units in self._units.items():
+            if cid == chunk_id:
+                rows = np.zeros((len(units), self.dim), dtype=np.float32)
+                for i in range(len(units)):
+                    rows[i, offset + i] = 1.0
+                return rows
+            offset += len(units)
+        raise KeyError(chunk_id)
+
+    def doc_chunks(self, doc_id: str) -> list[Document]:
+        return list(self.chunks.values())
+
+
+def _question(text: str, vector: np.ndarray, market: str | None = None) -> Question:
+    return Question.of(text, vector, JourneySignals(market=market), MARKETS)
+
+
+def test_a_list_is_one_block_with_its_lead_in() -> None:
+    units = ["Customers trust you with their details.", "Don't:", "- Contact the customer after delivery.",
+             "- Share their address.", "Report problems in the app."]
+    blocks = blocks_of(units)
+    assert [b.units for b in blocks] == [
+        ["Customers trust you with their details."],
+        ["Don't:", "- Contact the customer after delivery.", "- Share their address."],
+        ["Report problems in the app."],
+    ]
+    assert blocks[1].start == 1
+
+
+def test_sections_are_rebuilt_from_chunks_without_the_overlap() -> None:
+    store = _Store([
+        ("c1", "Fees", ["Fee: $0.99 per cash-out.", "The fee is taken from the amount."]),
+        ("c2", "Fees", ["The fee is taken from the amount.", "Limit: 5 per day."]),
+        ("c3", "Eligibility", ["You need a debit card."]),
+    ])
+    sections = sections_of(store, "doc")
+    assert [(s.heading, s.units) for s in sections] == [
+        ("Fees", ["Fee: $0.99 per cash-out.", "The fee is taken from the amount.", "Limit: 5 per day."]),
+        ("Eligibility", ["You need a debit card."]),
+    ]
+    assert sections[0].vectors.shape[0] == 3
+
+
+def test_questions_are_typed_by_the_fact_they_ask_for() -> None:
+    assert answer_types("how much does fast pay cost") == {"money"}
+    assert "time" in answer_types("how long do i wait at the door")
+    assert answer_types("how old do u have to be for beer orders") == {"age"}
+    assert answer_types("can i bring my dog") == set()
+    assert answer_types("can i drop it without killing my completion rate") == set()
+    assert states("Fee: $0.99 per cash-out.", "money") and not states("You need a debit card.", "money")
+    assert states("You must be within 150 m of the pin.", "distance")
+
+
+def _composer(store: _Store) -> ExtractiveComposer:
+    return ExtractiveComposer(DeterministicFakeEmbedding(size=store.dim), store, market_names=MARKETS)
+
+
+def test_a_long_section_is_cut_at_block_boundaries_and_keeps_a_list_whole() -> None:
+    filler = [f"Sentence number {i} says something long enough to count for words here." for i in range(12)]
+    units = [*filler, "Never:", "- Leave alcohol at the door.", "- Hand it to someone under 21."]
+    store = _Store([("c1", "Rules", units)])
+    section = sections_of(store, "doc")[0]
+    target = np.zeros(store.dim, dtype=np.float32)
+    target[len(filler) + 1] = 1.0  # the question is about the first item of the list
+    quote = _composer(store)._quote(section, _question("can i leave the beer at the door", target), budget=40)
+    assert "- Leave alcohol at the door." in quote
+    assert quote[quote.index("- Leave alcohol at the door.") - 1] == "Never:", "an item never without its lead-in"
+    assert all(u in units for u in quote)
+
+
+def test_another_markets_sentence_or_item_is_left_out() -> None:
+    units = ["Fee: $0.99 per cash-out.", "In Ontario (ca-on), the fee is CA$1.29.", "You need:",
+             "- US markets: a US debit card.", "- Ontario (ca-on): a Canadian debit card."]
+    store = _Store([("c1", "Fees", units)])
+    section = sections_of(store, "doc")[0]
+    vector = np.ones(store.dim, dtype=np.float32)
+    composer = _composer(store)
+    us = composer._quote(section, _question("fee?", vector, market="us-ca"), budget=200)
+    assert "In Ontario (ca-on), the fee is CA$1.29." not in us
+    assert "- Ontario (ca-on): a Canadian debit card." not in us
+    assert "You need:" in us and "- US markets: a US debit card." in us
+    ontario = composer._quote(section, _question("fee?", vector, market="ca-on"), budget=200)
+    assert "In Ontario (ca-on), the fee is CA$1.29." in ontario
+    assert composer._quote(section, _question("fee?", vector), budget=200) == units, "no market: the whole section"
+
+
+def test_the_shipped_answer_model_matches_the_features() -> None:
+    model = load_answer_model()
+    assert model.section.features == list(FEATURES)
+    assert model.confidence.features == list(CONFIDENCE_FEATURES)
+    assert 0.0 <= model.threshold <= 1.0
+    assert model.fitted.get("split") == "tuning", "fitted on the tuning split only"
+
+
+def test_a_logistic_model_scores_standardised_features() -> None:
+    model = LogisticModel(features=["a", "b"], mean=[1.0, 0.0], scale=[2.0, 1.0], coef=[1.0, -1.0], intercept=0.0)
+    assert model.probability([1.0, 0.0]) == pytest.approx(0.5)
+    assert model.probability([5.0, 0.0]) == pytest.approx(1 / (1 + np.exp(-2.0)))
+    with pytest.raises(ValueError):
+        LogisticModel(features=["a"], mean=[0.0, 1.0], scale=[1.0], coef=[1.0], intercept=0.0)
+
+
+def test_a_broken_answer_model_file_is_a_configuration_error(tmp_path: Path) -> None:
+    bad = tmp_path / "model.json"
+    bad.write_text(json.dumps({"embedding_model": "x"}), encoding="utf-8")
+    with pytest.raises(ConfigurationError, match="answer model"):
+        load_answer_model(bad)
+    good = json.loads(DEFAULT_PATH.read_text(encoding="utf-8"))
+    assert AnswerModel.model_validate(good).threshold == load_answer_model().threshold
+
+
+def test_the_threshold_hands_off_at_most_the_allowed_share() -> None:
+    confidences = [i / 100 for i in range(100)]
+    threshold = choose_threshold(confidences, max_handoff=0.05)
+    assert threshold == 0.05
+    assert sum(c < threshold for c in confidences) <= 5
+    assert choose_threshold([], max_handoff=0.05) == 0.0
+
+
+_NEGATIVE_LEAD = ("don't", "do not", "never", "not ", "avoid", "must not", "can't", "cannot")
+
+
+@pytest.mark.integration
+def test_no_quote_of_the_corpus_drops_the_lead_in_of_a_dont_or_never_list(shipped_assistant) -> None:
+    """Every list introduced by a negative lead-in ("Don't:", "Never ...:") in the shipped corpus,
+    quoted for a question about each of its items at several word budgets: an item is never
+    quoted without the lead-in that reverses it."""
+    retriever, composer = shipped_assistant._stages()
+    store = retriever.store
+    doc_ids = sorted({str(c.metadata["doc_id"]) for c in store.chunks.values()})
+    checked = 0
+    for doc_id in doc_ids:
+        for section in sections_of(store, doc_id):
+            for block in section.blocks:
+                lead = block.units[0]
+                if len(block.units) < 2 or not lead.rstrip().endswith(":") or not any(w in lead.lower() for w in _NEGATIVE_LEAD):
+                    continue
+                for offset in range(1, len(block.units)):
+                    vector = section.vectors[block.start + offset]
+                    for market in (None, "us-ca", "ca-on"):
+                        question = Question.of(block.units[offset], vector, JourneySignals(market=market), MARKETS)
+                        for budget in (15, 40, 160):
+                            quote = composer._quote(section, question, budget)
+                            items = [u for u in quote if u in block.units[1:]]
+                            if items:
+                                first = quote.index(items[0])
+                                assert first > 0 and quote[first - 1] == lead, (doc_id, section.heading, quote)
+                    checked += 1
+    assert checked >= 10, f"only {checked} negative-list items found in the corpus"

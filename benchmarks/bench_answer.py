@@ -1,8 +1,7 @@
 """The whole request (`Assistant.answer()`) against a plain LangChain retriever, in one process.
 
-The baseline is what a developer would write first: ``langchain_chroma.Chroma.from_documents``
-over the same chunks with the same local embedder, and ``Chroma.similarity_search(q, k=5)``.
-Ours is the full offline answer: guardrails, hybrid retrieval with the journey, the section
+The baseline (``benchmarks/baseline.py``) is a plain LangChain ``Chroma.similarity_search(q, k=5)``
+over the same chunks with the same local embedder. Ours is the full offline answer: guardrails, hybrid retrieval with the journey, the section
 ranking and quote, the confidence model and routing. The questions are the held-out dataset's
 messages with their journeys, all different, so no answer is served from a cache of an earlier
 question; both run warm (one untimed pass first), on the same machine one after the other, so
@@ -21,21 +20,14 @@ import tempfile
 import time
 from pathlib import Path
 
-import chromadb
-from chromadb.config import Settings as ChromaSettings
-from langchain_chroma import Chroma
+from baseline import build_baseline, percentile
 
 from assistant import Assistant, HelpRequest, JourneyContext, Settings
-from assistant.ingestion.chunking import Chunker, embedding_text
+from assistant.ingestion.chunking import Chunker
 from assistant.ingestion.documents import load_corpus
 from assistant.retrieval.embeddings import LocalMiniLMEmbeddings
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def main() -> int:
@@ -59,11 +51,7 @@ def main() -> int:
         settings = Settings(data_dir=Path(tmp) / "ours", corpus_dir=corpus)
         chunker = Chunker(chunk_tokens=settings.chunk_tokens, chunk_overlap=settings.chunk_overlap)
         chunks = [c for d in load_corpus(corpus).documents for c in chunker.split(d)]
-        client = chromadb.PersistentClient(path=f"{tmp}/baseline", settings=ChromaSettings(anonymized_telemetry=False))
-        baseline = Chroma.from_documents(
-            [c.model_copy(update={"page_content": embedding_text(c)}) for c in chunks],
-            embedding=baseline_embedder, client=client, collection_name="baseline", collection_metadata={"hnsw:space": "cosine"},
-        )
+        baseline = build_baseline(chunks, baseline_embedder, Path(tmp) / "baseline")
         assistant = Assistant(settings, embeddings=embedder)
         assistant.ingest()
         for request in requests[:5]:  # warm up: models, index files, classifier

@@ -18,23 +18,16 @@ import tempfile
 import time
 from pathlib import Path
 
-import chromadb
-from chromadb.config import Settings as ChromaSettings
-from langchain_chroma import Chroma
+from baseline import build_baseline, percentile
 
 from assistant import JourneyContext, Settings
-from assistant.ingestion.chunking import Chunker, embedding_text
+from assistant.ingestion.chunking import Chunker
 from assistant.ingestion.documents import load_corpus
 from assistant.ingestion.indexer import Indexer
 from assistant.retrieval.embeddings import LocalMiniLMEmbeddings
 from assistant.retrieval.hybrid import HybridRetriever
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def main() -> int:
@@ -53,15 +46,8 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         # -- baseline ingest
-        client = chromadb.PersistentClient(path=f"{tmp}/baseline", settings=ChromaSettings(anonymized_telemetry=False))
         started = time.perf_counter()
-        baseline = Chroma.from_documents(
-            [c.model_copy(update={"page_content": embedding_text(c)}) for c in chunks],
-            embedding=embedder,
-            client=client,
-            collection_name="baseline",
-            collection_metadata={"hnsw:space": "cosine"},
-        )
+        baseline = build_baseline(chunks, embedder, Path(tmp) / "baseline")
         baseline_ingest = time.perf_counter() - started
 
         # -- our ingest (chunks, answer units and driver questions embedded; Chroma, BM25, stores written)

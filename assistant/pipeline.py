@@ -25,6 +25,7 @@ from assistant.generation.answer_model import load_answer_model
 from assistant.generation.base import Composer, Draft
 from assistant.generation.chat import ChatComposer
 from assistant.generation.extractive import ExtractiveComposer
+from assistant.guardrails.checks import is_small_talk
 from assistant.guardrails.defects import (
     CombinedEvidence,
     EvidenceSource,
@@ -53,6 +54,7 @@ from assistant.routing.decide import (
     confidence,
     decide_on_input,
     decide_with_context,
+    pii_reasons,
 )
 from assistant.routing.handoff import build_handoff
 
@@ -344,6 +346,13 @@ class Assistant:
         if early is not None and early.handling in (Handling.DECLINE_INJECTION, Handling.DECLINE_OUT_OF_SCOPE):
             response = self._respond(safe_request, None, None, early, conversation_id)
             return self._finish(safe_request, message, None, response, timings, started)
+        if early is None and is_small_talk(message, guardrails.policy):  # "ok thanks": a reply, not a search
+            response = HelpResponse(
+                route=Route.ANSWER, answer=guardrails.policy.messages.small_talk, confidence=1.0,
+                reasons=pii_reasons(inputs),
+                conversation_id=conversation_id,
+            )
+            return self._finish(safe_request, message, None, response, timings, started)
 
         signals = JourneySignals.from_journey(request.journey) if self.settings.use_journey else JourneySignals()
 
@@ -490,14 +499,22 @@ class Assistant:
             return (draft.text if draft else ""), True
         if handling is Handling.SAFETY:
             return (f"{policy.safety.message}\n\n{quote}".strip(), bool(quote))
-        if handling is Handling.ACCOUNT_ACTION and quote and draft is not None and decision.confidence >= self._min_confidence(draft):
+        answers = bool(quote) and draft is not None and decision.confidence >= self._min_confidence(draft)
+        if handling is Handling.ACCOUNT_ACTION and answers:
             return f"{quote}\n\n{policy.account_action.message}", True
+        if handling is Handling.DEFECT:
+            # help and handoff in one contact: the handoff is made, and a documented workaround
+            # is given now; the evidence line only when the app really logged errors
+            confirmed = any(r.code is ReasonCode.DEFECT_CONFIRMED for r in decision.reasons)
+            told = " ".join(p for p in (policy.messages.defect, policy.messages.defect_evidence if confirmed else "") if p)
+            if answers:
+                return f"{told}\n\n{policy.messages.defect_workaround}\n\n{quote}".replace("\n\n\n\n", "\n\n"), True
+            return told, False
         text = {
             Handling.DECLINE_INJECTION: policy.screen.decline_injection,
             Handling.DECLINE_OUT_OF_SCOPE: policy.screen.decline_out_of_scope,
             Handling.DRIVER_REQUESTED: policy.messages.driver_requested,
             Handling.KNOWN_INCIDENT: policy.known_incidents.message,
-            Handling.DEFECT: policy.messages.defect,
             Handling.ACCOUNT_ACTION: policy.account_action.message,
             Handling.REPEAT: policy.messages.repeat,
         }.get(handling, HANDOFF_TEXT)

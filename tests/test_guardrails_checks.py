@@ -140,3 +140,12 @@ def test_known_incident_from_an_app_banner():
     banner = [_line("system", "incident_banner", detail="Payouts delayed")]
     assert known_incident("my payout is late", banner, POLICY.known_incidents)
     assert known_incident("my payout is late", [], POLICY.known_incidents) is None
+
+
+def test_small_talk_is_a_closed_class_of_words_not_a_question():
+    policy = load_policy()
+    for message in ("ok thanks", "cool ty 👍", "Thank you so much!", "got it", "lol ok that makes sense", "hey"):
+        assert checks.is_small_talk(message, policy), message
+    for message in ("thanks, when do i get paid", "ok?", "ok thanks, order 4471 is missing", "my app froze",
+                    "thanks for nothing, i want a human", ""):
+        assert not checks.is_small_talk(message, policy), message

@@ -138,6 +138,32 @@ def test_defect_with_evidence_carries_timeline_and_signature(shipped_assistant: 
     assert suspected.reason_codes == [ReasonCode.DEFECT_SUSPECTED]
 
 
+def test_a_defect_is_handed_over_and_the_documented_workaround_given_at_once(shipped_assistant: Assistant):
+    policy = shipped_assistant._guardrails().policy
+    journey = JourneyContext(
+        stage="at_dropoff", events=[{"type": "error", "name": "photo_upload", "code": "UPL-500", "detail": "upload failed"}],
+    )
+    confirmed = shipped_assistant.answer(HelpRequest(message="photo wont upload, keeps failing", journey=journey))
+    assert confirmed.route is Route.ESCALATE and confirmed.handoff is not None
+    assert "Retry" in confirmed.answer and "Complete without photo" in confirmed.answer, "the workaround, now"
+    assert confirmed.citations and confirmed.citations[0].doc_id == "dropoff-and-photo-proof"
+    assert policy.messages.defect_evidence in confirmed.answer
+    # no error was logged: the reply must not claim that the app's errors were sent
+    suspected = shipped_assistant.answer(HelpRequest(message="app keeps freezing every time i tap arrived"))
+    assert suspected.reason_codes == [ReasonCode.DEFECT_SUSPECTED] and suspected.handoff is not None
+    assert policy.messages.defect_evidence not in suspected.answer and "error" not in suspected.answer.split("\n")[0]
+
+
+def test_thanks_and_acknowledgements_get_a_short_reply_without_a_search(shipped_assistant: Assistant):
+    policy = shipped_assistant._guardrails().policy
+    for message in ("ok thanks", "cool ty 👍", "got it, appreciate it"):
+        response = shipped_assistant.answer(message)
+        assert response.route is Route.ANSWER and response.answer == policy.messages.small_talk
+        assert response.citations == [] and response.handoff is None
+    question = shipped_assistant.answer("thanks, when do i get paid")
+    assert question.answer != policy.messages.small_talk and question.citations
+
+
 def test_planted_instructions_in_the_corpus_are_quarantined(tmp_path: Path):
     corpus = tmp_path / "corpus"
     corpus.mkdir()

@@ -202,3 +202,18 @@ def detect_repeat(
                 evidence=[turn[:200]],
             )
     return None
+
+
+_WORDS = re.compile(r"[a-z']+")
+
+
+def is_small_talk(message: str, policy: GuardrailPolicy) -> bool:
+    """True for a thanks, an acknowledgement or a greeting on its own ("ok thanks", "cool ty 👍"):
+    no question, no digits, and every word from the policy's small-talk words."""
+    rules = policy.conversation
+    text = message.lower()
+    if "?" in text or any(ch.isdigit() for ch in text):
+        return False
+    words = [w.strip("'") for w in _WORDS.findall(text)]
+    words = [w for w in words if w]
+    return 0 < len(words) <= rules.max_words and all(w in rules.small_talk_words for w in words)

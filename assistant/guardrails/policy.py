@@ -192,8 +192,18 @@ class Messages(_Model):
     """What the driver is told on each kind of handoff."""
 
     defect: str
+    defect_evidence: str = ""
+    defect_workaround: str = ""
     driver_requested: str
     repeat: str
+    small_talk: str = "Happy to help. Ask me anything about your deliveries, your pay or the app."
+
+
+class ConversationPolicy(_Model):
+    """Small talk: a message made only of these words is a thanks, acknowledgement or greeting."""
+
+    small_talk_words: frozenset[str] = frozenset()
+    max_words: int = Field(8, ge=1)
 
 
 class CorpusScanPolicy(_Model):
@@ -218,6 +228,7 @@ class GuardrailPolicy(_Model):
     defects: DefectPolicy
     known_incidents: IncidentPolicy
     messages: Messages
+    conversation: ConversationPolicy = Field(default_factory=ConversationPolicy)
     corpus_scan: CorpusScanPolicy
 
 

@@ -112,7 +112,8 @@ def _reason(code: ReasonCode, detail: str) -> Reason:
     return Reason(code=code, detail=detail)
 
 
-def _pii(inputs: InputCheck | None) -> list[Reason]:
+def pii_reasons(inputs: InputCheck | None) -> list[Reason]:
+    """``pii_redacted`` with what was removed, when the input check removed anything."""
     if inputs is None or not inputs.redaction.spans:
         return []
     return [_reason(ReasonCode.PII_REDACTED, f"removed before processing: {inputs.redaction.summary()}")]
@@ -131,7 +132,7 @@ def decide_on_input(inputs: InputCheck) -> Decision | None:
     if safety and safety.by_classifier and person:
         safety = None  # an explicit request for a person outweighs the classifier's guess of danger
     harmful = next((f for f in inputs.findings if f.code is ReasonCode.OUT_OF_SCOPE and not f.by_classifier), None)
-    pii = _pii(inputs)
+    pii = pii_reasons(inputs)
 
     def settled(finding: Finding, route: Route, handling: Handling) -> Decision:
         return Decision(route=route, reasons=[_reason(finding.code, finding.detail), *pii], confidence=1.0,
@@ -167,7 +168,7 @@ def decide_with_context(
     the answer's confidence reaches ``covered_confidence``: a policy that clearly covers it.
     """
     base = decide(retrieval, draft, min_confidence=min_confidence)
-    pii = _pii(inputs)
+    pii = pii_reasons(inputs)
     findings = context.findings if context else []
     by_code = {f.code: f for f in findings}
     repeat = by_code.get(ReasonCode.REPEAT_CONTACT)

@@ -21,7 +21,6 @@ from langchain_core.runnables import Runnable, RunnableLambda
 
 from assistant.config import Settings, load_settings
 from assistant.errors import AssistantError, BackendError, IndexNotReadyError
-from assistant.generation.answer_model import load_answer_model
 from assistant.generation.base import Composer, Draft
 from assistant.generation.chat import ChatComposer
 from assistant.generation.extractive import ExtractiveComposer
@@ -450,12 +449,12 @@ class Assistant:
         return language, question, retrieval_query(question, safe.history)
 
     def _min_confidence(self, draft: Draft) -> float:
-        """The confidence an answer needs: the setting, else the answer model's fitted threshold
-        for a calibrated draft, else :data:`CHAT_MIN_CONFIDENCE`."""
+        """The confidence an answer needs: the setting, else the threshold its composer fitted
+        (the offline answer model's), else :data:`CHAT_MIN_CONFIDENCE`."""
         if self.settings.min_confidence is not None:
             return self.settings.min_confidence
-        if draft.confidence is not None:
-            return load_answer_model().threshold
+        if draft.min_confidence is not None:
+            return draft.min_confidence
         return CHAT_MIN_CONFIDENCE
 
     def _guardrails(self) -> Guardrails:

@@ -31,6 +31,9 @@ class Draft(BaseModel):
     confidence: float | None = Field(
         None, ge=0.0, le=1.0, description="The composer's calibrated probability that the answer is right, if it has one."
     )
+    min_confidence: float | None = Field(
+        None, ge=0.0, le=1.0, description="The confidence below which this composer's answer goes to a person (its fitted threshold)."
+    )
     note: str = Field("", description="Why the draft is as it is (a fallback, a rejected reply).")
 
 

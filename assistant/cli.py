@@ -379,6 +379,140 @@ def eval_compare(
     out.print(f"wrote {target} and {target.with_suffix('.md')}", highlight=False)
 
 
+# -- the service and the conversation store -----------------------------------------------------
+
+_LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.", min=1, max=65535)] = 8000,
+    workers: Annotated[int, typer.Option(help="Worker processes (each loads the models once).", min=1)] = 1,
+    insecure: Annotated[
+        bool, typer.Option("--insecure", help="Listen beyond loopback without ASSISTANT_API_KEYS.")
+    ] = False,
+) -> None:
+    """Run the HTTP service (see /docs on the running service for its OpenAPI schema)."""
+    import logging
+
+    import uvicorn
+
+    try:
+        settings = load_settings()
+    except ConfigurationError as exc:
+        raise _fail(str(exc), 2) from None
+    if host not in _LOOPBACK and not settings.api_keys and not insecure:
+        raise _fail(f"refusing to listen on {host} without ASSISTANT_API_KEYS (or pass --insecure)", 2)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    err.print(f"serving on http://{host}:{port} (docs at /docs, readiness at /readyz)", highlight=False)
+    uvicorn.run(
+        "assistant.service:create_app", factory=True, host=host, port=port, workers=workers,
+        access_log=False, timeout_graceful_shutdown=30, log_level="info",
+    )
+
+
+db_app = typer.Typer(help="The conversation store's database.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Create or migrate the store's tables (ASSISTANT_DATABASE_URL, default SQLite in the data dir)."""
+    from assistant.store import ConversationStore
+
+    try:
+        settings = load_settings()
+        store = ConversationStore.from_url(settings.resolved_database_url())
+        revision = store.upgrade()
+        store.close()
+    except ConfigurationError as exc:
+        raise _fail(str(exc), 2) from None
+    except AssistantError as exc:
+        raise _fail(str(exc), 1) from None
+    out.print(f"database at revision {revision} ({store.backend})", highlight=False)
+
+
+conversations_app = typer.Typer(help="Read stored conversations (redacted).", no_args_is_help=True)
+app.add_typer(conversations_app, name="conversations")
+
+
+def _open_store() -> object:
+    from assistant.store import ConversationStore
+
+    settings = load_settings()
+    store = ConversationStore.from_url(settings.resolved_database_url())
+    if not store.is_current():
+        raise ConfigurationError("the conversation store is empty or not migrated: run `assistant db upgrade`")
+    return store
+
+
+@conversations_app.command("list")
+def conversations_list(
+    limit: Annotated[int, typer.Option(help="How many, newest first.", min=1)] = 20,
+    route: Annotated[str | None, typer.Option(help="Only conversations whose last route is this.")] = None,
+    driver: Annotated[str | None, typer.Option(help="Only this driver's conversations.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list.")] = False,
+) -> None:
+    """The newest conversations."""
+    from rich.table import Table
+
+    from assistant.store import ConversationStore
+
+    try:
+        store = _open_store()
+        assert isinstance(store, ConversationStore)
+        rows = store.list_conversations(limit=limit, route=route, driver_id=driver)
+    except ConfigurationError as exc:
+        raise _fail(str(exc), 2) from None
+    except AssistantError as exc:
+        raise _fail(str(exc), 1) from None
+    if as_json:
+        sys.stdout.write(json.dumps([r.model_dump(mode="json") for r in rows], ensure_ascii=False) + "\n")
+        return
+    table = Table("id", "updated", "last route", "responses", "market", "stage", "driver")
+    for r in rows:
+        table.add_row(r.id, r.updated_at.strftime("%Y-%m-%d %H:%M"), r.last_route, str(r.responses), r.market or "",
+                      r.stage or "", r.driver_id or "")
+    out.print(table)
+
+
+@conversations_app.command("show")
+def conversations_show(
+    conversation_id: Annotated[str, typer.Argument(help="A conversation id.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """One conversation: turns, routes, reasons, citations and handoff packets."""
+    from assistant.store import ConversationStore
+
+    try:
+        store = _open_store()
+        assert isinstance(store, ConversationStore)
+        found = store.get(conversation_id)
+    except ConfigurationError as exc:
+        raise _fail(str(exc), 2) from None
+    except AssistantError as exc:
+        raise _fail(str(exc), 1) from None
+    if found is None:
+        raise _fail(f"no conversation {conversation_id!r}", 1)
+    if as_json:
+        sys.stdout.write(found.model_dump_json() + "\n")
+        return
+    out.print(f"[bold]{escape(found.id)}[/]  last route {found.last_route}, {found.responses} response(s)", highlight=False)
+    for response in found.history:
+        out.print(f"\n[dim]{response.created_at:%Y-%m-%d %H:%M:%S}[/] [bold]Driver:[/] {escape(response.message)}",
+                  highlight=False)
+        reasons = ", ".join(r.get("code", "") for r in response.reasons)
+        out.print(f"[bold]{response.route}[/]{f' ({reasons})' if reasons else ''}: {escape(response.answer)}",
+                  highlight=False)
+        for citation in response.citations:
+            out.print(f"  [dim]cites {escape(str(citation.get('doc_id')))} > {escape(str(citation.get('section')))}[/]",
+                      highlight=False)
+        if response.handoff:
+            out.print(f"  [dim]handoff: {escape(str(response.handoff.get('category')))}, "
+                      f"{escape(str(response.handoff.get('priority')))}[/]", highlight=False)
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

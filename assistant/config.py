@@ -6,10 +6,10 @@ Everything has an offline default: no key, no server, no network.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from assistant.errors import ConfigurationError
 
@@ -103,6 +103,25 @@ class Settings(BaseSettings):
     )
     max_message_chars: int = Field(4000, ge=100)
 
+    # -- conversation store and HTTP service
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL of the conversation store (sqlite:///path or postgresql://user@host/db). "
+        "The library records conversations when it is set; `assistant serve` defaults to <data_dir>/assistant.db.",
+    )
+    spool_dir: Path | None = Field(None, description="Where records wait while the database is down; default <data_dir>/spool.")
+    review_sample_rate: float = Field(
+        0.02, ge=0.0, le=1.0, description="Share of plain answers sampled into the review queue for quality checks."
+    )
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list, description="Bearer API keys the service accepts, comma-separated. None set: no auth, "
+        "and `assistant serve` refuses to listen beyond loopback.",
+    )
+    rate_limit_per_minute: int = Field(120, ge=0, description="Requests per minute per API key (0: no limit).")
+    max_body_bytes: int = Field(65536, ge=1024, description="Largest request body the service reads (413 above).")
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Origins allowed to call the service from a browser, comma-separated; none: CORS off."
+    )
+
     # -- evals: LLM-as-judge (assistant eval run); unset means deterministic metrics only
     judge_model: str | None = Field(
         None, description="Chat model that grades answered eval cases; no judge when unset."
@@ -113,6 +132,13 @@ class Settings(BaseSettings):
     judge_api_key: SecretStr | None = Field(None, description="API key of the judge; defaults to openai_api_key.")
     judge_prompt_version: str = Field("v1", description="Version of prompts/judge/<version>.yaml.")
 
+    @field_validator("api_keys", "cors_origins", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
     @model_validator(mode="after")
     def _check(self) -> Settings:
         if self.chunk_overlap >= self.chunk_tokens:
@@ -120,6 +146,14 @@ class Settings(BaseSettings):
         if self.embedding_provider == "openai" and not self.embedding_model:
             raise ValueError("embedding_provider=openai needs ASSISTANT_EMBEDDING_MODEL")
         return self
+
+    def resolved_database_url(self) -> str:
+        """The store's URL: the configured one, else ``<data_dir>/assistant.db`` (SQLite)."""
+        return self.database_url or f"sqlite:///{Path(self.data_dir).resolve() / 'assistant.db'}"
+
+    def resolved_spool_dir(self) -> Path:
+        """Where records wait while the database is down."""
+        return self.spool_dir or Path(self.data_dir) / "spool"
 
     def resolved_corpus_dir(self) -> Path:
         """The corpus folder: the configured one, ``./corpus``, or the checkout's ``corpus/``."""

@@ -10,6 +10,7 @@ A human handoff is a normal :class:`~assistant.response.HelpResponse`, not an ex
       ConfigurationError        # developer misuse: bad settings, bad arguments
         IndexMismatchError      # the index was built by another embedding model
       InputError                # a request or journey the library cannot accept
+      NotFoundError             # no conversation (or record) with that id
       CorpusError               # the policy corpus is missing, unreadable or empty
       IndexNotReadyError        # no index has been built yet
       BackendError              # the vector store, embedder or model failed
@@ -44,6 +45,10 @@ class InputError(AssistantError):
     """A request, journey or history that cannot be accepted (oversized, malformed)."""
 
 
+class NotFoundError(AssistantError):
+    """No conversation, record or other stored item has the id asked for."""
+
+
 class CorpusError(AssistantError):
     """The policy corpus is missing, unreadable or holds no usable document."""
 
@@ -69,4 +74,5 @@ __all__ = [
     "IndexMismatchError",
     "IndexNotReadyError",
     "InputError",
+    "NotFoundError",
 ]

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
@@ -57,6 +58,9 @@ from assistant.routing.decide import (
 )
 from assistant.routing.handoff import build_handoff
 
+if TYPE_CHECKING:
+    from assistant.store import ConversationStore
+
 logger = logging.getLogger("assistant")
 
 #: Confidence a chat model's answer needs when ``min_confidence`` is unset (its confidence is a
@@ -74,6 +78,19 @@ UNAVAILABLE_TEXT = (
     "I can't look that up right now, so I'm passing you to a support agent. "
     "They'll see your question and where you are in the app."
 )
+
+
+def _sink_from_settings(settings: Settings) -> ConversationSink:
+    """A :class:`~assistant.store.SqlSink` when ``database_url`` is set (SQLite is migrated on
+    the spot; run ``assistant db upgrade`` for PostgreSQL), else the :class:`NullSink`."""
+    if not settings.database_url:
+        return NullSink()
+    from assistant.store import ConversationStore, SqlSink
+
+    store = ConversationStore.from_url(settings.database_url, review_sample_rate=settings.review_sample_rate)
+    if store.backend == "sqlite":
+        store.upgrade()
+    return SqlSink(store, spool_dir=settings.resolved_spool_dir())
 
 
 @dataclass
@@ -123,7 +140,7 @@ class Assistant:
         self._embeddings = embeddings
         self._retriever = retriever
         self._composer = composer
-        self.sink: ConversationSink = sink or NullSink()
+        self.sink: ConversationSink = sink if sink is not None else _sink_from_settings(settings)
         self._guardrails_engine: Guardrails | None = None
         self._lock = threading.Lock()
 
@@ -144,6 +161,28 @@ class Assistant:
         if self._embeddings is None:
             self._embeddings = make_embeddings(self.settings)
         return self._embeddings
+
+    def warm_up(self) -> None:
+        """Load the embedder, guardrails, index and answer model now, not on the first request.
+
+        Raises :class:`~assistant.errors.IndexNotReadyError` when no index was built.
+        """
+        self._guardrails()
+        self._stages()
+        # one request through every stage loads what each builds on first use; a chat model is
+        # not called (its offline fallback writes the draft), and nothing is recorded
+        sink, self.sink = self.sink, NullSink()
+        try:
+            prepared = self._prepare(HelpRequest(message="when do I get paid?"))
+            if isinstance(prepared, _Prepared):
+                composer = prepared.composer
+                if isinstance(composer, ChatComposer):
+                    composer = composer.fallback
+                self._complete(prepared, composer.compose(
+                    prepared.question, prepared.context, prepared.signals, request=prepared.safe_request
+                ))
+        finally:
+            self.sink = sink
 
     def index_ready(self) -> bool:
         """True when an index has been built in ``settings.data_dir``."""
@@ -323,7 +362,7 @@ class Assistant:
             request = HelpRequest(message=request)
         timings: dict[str, float] = {}
         started = time.perf_counter()
-        conversation_id = uuid.uuid4().hex
+        conversation_id = request.conversation_id or uuid.uuid4().hex
 
         # 1. guardrails: hygiene, PII redaction, then the message screen
         cleaned = clean_message(request.message, max_chars=self.settings.max_message_chars)
@@ -331,14 +370,14 @@ class Assistant:
             response = HelpResponse(
                 route=Route.ANSWER, answer=REPHRASE, confidence=0.0, conversation_id=conversation_id
             )
-            return self._finish(request, cleaned.text, None, response, timings, started)
+            return self._finish(request, cleaned.text, None, response, timings, started, redacted=False)
         try:
             guardrails = self._guardrails()
             t0 = time.perf_counter()
             inputs = guardrails.check_input(cleaned.text, original_chars=cleaned.original_chars)
             timings["guardrails_ms"] = (time.perf_counter() - t0) * 1000
         except BackendError as exc:
-            return self._unavailable(request, cleaned.text, exc, timings, started, conversation_id)
+            return self._unavailable(request, cleaned.text, exc, timings, started, conversation_id, redacted=False)
         message = inputs.redaction.text
         safe_request = redact_request(request, message)  # from here on, nothing sees the raw text
         early = decide_on_input(inputs)
@@ -457,6 +496,24 @@ class Assistant:
             return draft.min_confidence
         return CHAT_MIN_CONFIDENCE
 
+    def _model_name(self, response: HelpResponse) -> str:
+        """What wrote the answer: the chat model when a prompt version shows it did, else the
+        offline composer."""
+        return self.settings.chat_model if response.prompt_version else "extractive"
+
+    @property
+    def store(self) -> ConversationStore | None:
+        """The conversation store records go to (``None`` unless recording to a database)."""
+        from assistant.store import SqlSink
+
+        return self.sink.store if isinstance(self.sink, SqlSink) else None
+
+    def close(self) -> None:
+        """Flush and release the conversation store, if any (records still spooled stay on disk)."""
+        close = getattr(self.sink, "close", None)
+        if callable(close):
+            close()
+
     def _guardrails(self) -> Guardrails:
         with self._lock:
             if self._guardrails_engine is None:
@@ -475,9 +532,12 @@ class Assistant:
 
     def _unavailable(
         self, request: HelpRequest, message: str, exc: Exception, timings: dict[str, float], started: float,
-        conversation_id: str,
+        conversation_id: str, *, redacted: bool = True,
     ) -> HelpResponse:
         logger.error("answering failed, handing over: %s", exc)
+        if not redacted:  # the guardrails failed before redacting: the handoff gets redacted text too
+            message = redact(message).text
+            request = redact_request(request, message)
         reasons = [Reason(code=ReasonCode.LOW_CONFIDENCE, detail=f"assistant backend unavailable: {exc}")]
         response = HelpResponse(
             route=Route.ESCALATE,
@@ -569,10 +629,15 @@ class Assistant:
         error: str | None = None,
         context: list[str] | None = None,
         draft: str = "",
+        redacted: bool = True,
     ) -> HelpResponse:
         timings["total_ms"] = (time.perf_counter() - started) * 1000
+        if not redacted:  # settled before the guardrails redacted it: redact here, on every path
+            message = redact(message).text
+            request = redact_request(request, message)
         record = ConversationRecord(
             conversation_id=response.conversation_id,
+            model=self._model_name(response),
             request=request,
             cleaned_message=message,
             retrieved=[

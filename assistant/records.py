@@ -1,12 +1,15 @@
 """One complete, serialisable record per answered request, handed to a :class:`ConversationSink`.
 
-The default sink does nothing; the review store (a later feature) is a sink that persists them.
+The default sink does nothing; :class:`assistant.store.SqlSink` keeps them in a database (an
+:class:`~assistant.Assistant` uses it when ``ASSISTANT_DATABASE_URL`` is set; the service always).
+Every text in a record is redacted.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Protocol
+from uuid import uuid4
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -31,6 +34,7 @@ class ConversationRecord(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
+    record_id: str = Field(default_factory=lambda: uuid4().hex, description="Unique per request; stores key on it.")
     conversation_id: str
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     request: HelpRequest
@@ -44,6 +48,7 @@ class ConversationRecord(BaseModel):
     )
     response: HelpResponse
     timings_ms: dict[str, float] = Field(default_factory=dict)
+    model: str | None = Field(None, description="What wrote the answer: 'extractive' or the chat model's name.")
     error: str | None = None
 
 

@@ -10,12 +10,38 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from assistant.errors import InputError
 
 #: Order flags the retriever and the composer understand.
 KNOWN_ORDER_FLAGS = ("alcohol", "pharmacy", "batched", "shopping")
+
+
+def scrub_surrogates(value: Any) -> Any:
+    """``value`` with every lone UTF-16 surrogate (invalid in UTF-8, e.g. from a JSON ``"\\ud800"``)
+    replaced by U+FFFD, in strings nested in lists and dicts; a surrogate pair becomes its character."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+        return value
+    if isinstance(value, list):
+        return [scrub_surrogates(v) for v in value]
+    if isinstance(value, dict):
+        return {scrub_surrogates(k): scrub_surrogates(v) for k, v in value.items()}
+    return value
+
+
+class _Text(BaseModel):
+    """Base of the request models: text that cannot be encoded is repaired before validation,
+    so no later stage (tokenizer, JSON, database) meets a lone surrogate."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _scrub(cls, data: Any) -> Any:
+        return scrub_surrogates(data)
 
 
 class Stage(StrEnum):
@@ -45,7 +71,7 @@ class EventType(StrEnum):
     SYSTEM = "system"
 
 
-class JourneyEvent(BaseModel):
+class JourneyEvent(_Text):
     """One thing the app logged shortly before the driver asked (an error, a screen, an API call)."""
 
     model_config = ConfigDict(frozen=True, extra="ignore")
@@ -57,7 +83,7 @@ class JourneyEvent(BaseModel):
     detail: str | None = None
 
 
-class Order(BaseModel):
+class Order(_Text):
     """The order the driver is working on, if any."""
 
     model_config = ConfigDict(frozen=True, extra="ignore")
@@ -81,7 +107,7 @@ class Order(BaseModel):
         return frozenset(flags)
 
 
-class JourneyContext(BaseModel):
+class JourneyContext(_Text):
     """Where the driver is and what the app just saw. Every field is optional.
 
     Unknown top-level fields are rejected, so a typo such as ``stag`` fails loudly
@@ -116,7 +142,7 @@ class JourneyContext(BaseModel):
         return _parse_json(cls, text, source)
 
 
-class Turn(BaseModel):
+class Turn(_Text):
     """One earlier message in the conversation."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -125,7 +151,7 @@ class Turn(BaseModel):
     text: str
 
 
-class History(BaseModel):
+class History(_Text):
     """A conversation history, as read from ``--history`` JSON (a list of turns)."""
 
     model_config = ConfigDict(frozen=True)
@@ -147,7 +173,7 @@ class History(BaseModel):
             raise InputError(f"{source}: {_first_error(exc)}") from exc
 
 
-class HelpRequest(BaseModel):
+class HelpRequest(_Text):
     """A driver's question with its context.
 
     >>> HelpRequest(message="when do i get paid", journey=JourneyContext(market="ca-on"))
@@ -159,8 +185,12 @@ class HelpRequest(BaseModel):
     message: str
     journey: JourneyContext | None = None
     history: list[Turn] = Field(default_factory=list)
-    driver_id: str | None = None
+    driver_id: str | None = Field(None, max_length=128)
     locale: str = "en-US"
+    conversation_id: str | None = Field(
+        None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$",
+        description="Continue this conversation (the ``conversation_id`` of an earlier response); a new one when unset.",
+    )
 
 
 def _first_error(exc: ValidationError) -> str:

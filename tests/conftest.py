@@ -161,3 +161,58 @@ def serving(
     finally:
         process.terminate()
         process.wait(timeout=stop_seconds)
+
+
+# -- PostgreSQL on loopback (.ci/postgres; `make test` installs Debian's package) -------------
+
+POSTGRES_SCRIPT = REPO / ".ci" / "postgres"
+
+
+class PostgresServer:
+    """A throwaway PostgreSQL cluster on 127.0.0.1, started and stopped by ``.ci/postgres``."""
+
+    def __init__(self) -> None:
+        import tempfile
+
+        self.dir = Path(tempfile.mkdtemp(prefix="assistant-pg-"))
+        self.port = free_port()
+        self.url = ""
+
+    def start(self) -> str:
+        done = subprocess.run(
+            [str(POSTGRES_SCRIPT), "start", str(self.dir), str(self.port)], capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, f".ci/postgres start failed (run `.ci/postgres install`):\n{done.stderr}"
+        self.url = done.stdout.strip().splitlines()[-1]
+        return self.url
+
+    def stop(self) -> None:
+        subprocess.run([str(POSTGRES_SCRIPT), "stop", str(self.dir)], capture_output=True, text=True, timeout=120, check=True)
+
+    def remove(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One PostgreSQL server for the session (integration tests only)."""
+    if not loopback_works():
+        pytest.skip("loopback is down (a fresh `unshare -n` namespace): run `ip link set lo up` first")
+    server = PostgresServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        server.remove()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> str:
+    """The session's PostgreSQL database, emptied for this test."""
+    import psycopg
+
+    with psycopg.connect(postgres_server.url.replace("postgresql+psycopg", "postgresql"), autocommit=True) as conn:
+        conn.execute("DROP SCHEMA public CASCADE")
+        conn.execute("CREATE SCHEMA public")
+    return postgres_server.url

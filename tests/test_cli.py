@@ -67,3 +67,33 @@ def test_ingest_reports_up_to_date(copy_of_shipped_index: Path):
     assert result.returncode == 0 and "up to date" in result.stdout
     bad = run(["ingest", str(REPO / "no-such-folder")], copy_of_shipped_index)
     assert bad.returncode == 1 and "does not exist" in bad.stderr
+
+
+def test_db_upgrade_then_conversations_list_and_show_read_the_store(copy_of_shipped_index: Path, tmp_path: Path):
+    data = copy_of_shipped_index
+    fresh = run(["conversations", "list"], data)
+    assert fresh.returncode == 2 and "assistant db upgrade" in fresh.stderr
+    upgraded = run(["db", "upgrade"], data)
+    assert upgraded.returncode == 0 and "revision 0001 (sqlite)" in upgraded.stdout, upgraded.stderr
+    from assistant import Assistant, HelpRequest, Settings
+
+    assistant = Assistant(Settings(data_dir=data, corpus_dir=REPO / "corpus", database_url=f"sqlite:///{data / 'assistant.db'}"))
+    first = assistant.answer(HelpRequest(message="when do i get paid", driver_id="drv-1"))
+    assistant.answer(HelpRequest(message="i was in a crash, call me at 415-555-0132", driver_id="drv-2"))
+    assistant.close()
+    listed = run(["conversations", "list", "--json"], data)
+    rows = json.loads(listed.stdout)
+    assert [r["driver_id"] for r in rows] == ["drv-2", "drv-1"]
+    assert json.loads(run(["conversations", "list", "--json", "--route", "escalate"], data).stdout)[0]["driver_id"] == "drv-2"
+    shown = run(["conversations", "show", first.conversation_id, "--json"], data)
+    conversation = json.loads(shown.stdout)
+    assert conversation["history"][0]["citations"] and conversation["turns"][0]["text"] == "when do i get paid"
+    text = run(["conversations", "show", rows[0]["id"]], data).stdout
+    assert "[PHONE]" in text and "415-555-0132" not in text and "handoff: safety" in text
+    missing = run(["conversations", "show", "nope"], data)
+    assert missing.returncode == 1 and "no conversation" in missing.stderr
+
+
+def test_serve_refuses_to_listen_beyond_loopback_without_api_keys(tmp_path: Path):
+    refused = run(["serve", "--host", "0.0.0.0"], tmp_path)
+    assert refused.returncode == 2 and "ASSISTANT_API_KEYS" in refused.stderr

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from langchain_core.embeddings import Embeddings
@@ -66,13 +67,36 @@ class ContextCheck(BaseModel):
 
 
 def redact_request(request: HelpRequest, message: str) -> HelpRequest:
-    """``request`` with ``message`` and every other free text (history, event details) redacted."""
+    """``request`` with ``message`` and every other free text redacted: history, the journey's
+    event names, codes and details, the order's items, the account status."""
     history = [Turn(role=t.role, text=redact(t.text).text) for t in request.history]
     journey: JourneyContext | None = request.journey
-    if journey is not None and journey.events:
-        events = [e.model_copy(update={"detail": redact(e.detail).text if e.detail else e.detail}) for e in journey.events]
-        journey = journey.model_copy(update={"events": events})
+    if journey is not None:
+        update: dict[str, object] = {}
+        if journey.events:
+            update["events"] = [
+                e.model_copy(update={
+                    "detail": _redacted(e.detail), "name": _redacted(e.name), "code": _redacted(e.code),
+                })
+                for e in journey.events
+            ]
+        if journey.order is not None and journey.order.items:
+            update["order"] = journey.order.model_copy(update={"items": [_redact_item(i) for i in journey.order.items]})
+        if journey.account_status:
+            update["account_status"] = _redacted(journey.account_status)
+        if update:
+            journey = journey.model_copy(update=update)
     return request.model_copy(update={"message": message, "history": history, "journey": journey})
+
+
+def _redacted(text: str | None) -> str | None:
+    return redact(text).text if text else text
+
+
+def _redact_item(item: str | dict[str, Any]) -> str | dict[str, Any]:
+    if isinstance(item, str):
+        return redact(item).text
+    return {key: redact(value).text if isinstance(value, str) else value for key, value in item.items()}
 
 
 class Guardrails:

@@ -1,0 +1,154 @@
+"""The conversation store's tables (SQLAlchemy 2 declarative; migrations in ``migrations/``).
+
+Only redacted text reaches these tables: the pipeline redacts every request before it makes a
+record, and :class:`~assistant.store.sink.SqlSink` writes the record as it is.
+
+Seams for later features: ``review_items`` (the queue of flagged conversations a support lead
+works) and ``signature_counts`` (contacts per defect signature per hour, for incident detection).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every table of the store."""
+
+    type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSON, list[Any]: JSON, datetime: DateTime(timezone=True)}
+
+
+class Conversation(Base):
+    """One driver conversation: one or more requests that share a ``conversation_id``."""
+
+    __tablename__ = "conversations"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    driver_id: Mapped[str | None] = mapped_column(String(128), index=True)
+    market: Mapped[str | None] = mapped_column(String(32))
+    stage: Mapped[str | None] = mapped_column(String(32))
+    app_version: Mapped[str | None] = mapped_column(String(64))
+    platform: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(index=True)
+    updated_at: Mapped[datetime]
+    last_route: Mapped[str] = mapped_column(String(16))
+    responses: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Turn(Base):
+    """A message in a conversation, redacted: the driver's, then the assistant's, per request."""
+
+    __tablename__ = "turns"
+    __table_args__ = (UniqueConstraint("record_id", "role", name="uq_turns_record_role"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    conversation_id: Mapped[str] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"), index=True)
+    record_id: Mapped[str] = mapped_column(ForeignKey("responses.record_id", ondelete="CASCADE"))
+    role: Mapped[str] = mapped_column(String(16))
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+
+
+class Response(Base):
+    """What the assistant did for one request: route, reasons, citations, timings, cost."""
+
+    __tablename__ = "responses"
+    __table_args__ = (Index("ix_responses_route_created", "route", "created_at"),)
+
+    record_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    conversation_id: Mapped[str] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(index=True)
+    driver_id: Mapped[str | None] = mapped_column(String(128))
+    message: Mapped[str] = mapped_column(Text)
+    route: Mapped[str] = mapped_column(String(16))
+    reason_codes: Mapped[str] = mapped_column(String(255), default="")
+    reasons: Mapped[list[Any]]
+    confidence: Mapped[float] = mapped_column(Float)
+    answer: Mapped[str] = mapped_column(Text)
+    draft: Mapped[str] = mapped_column(Text, default="")
+    citations: Mapped[list[Any]]
+    retrieved: Mapped[list[Any]]
+    context_chunk_ids: Mapped[list[Any]]
+    journey: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    market: Mapped[str | None] = mapped_column(String(32))
+    stage: Mapped[str | None] = mapped_column(String(32))
+    app_version: Mapped[str | None] = mapped_column(String(64))
+    platform: Mapped[str | None] = mapped_column(String(32))
+    prompt_version: Mapped[str | None] = mapped_column(String(64))
+    prompt_hash: Mapped[str | None] = mapped_column(String(64))
+    model: Mapped[str | None] = mapped_column(String(128))
+    input_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    output_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cost_usd: Mapped[float | None] = mapped_column(Float)
+    timings_ms: Mapped[dict[str, Any]]
+    total_ms: Mapped[float | None] = mapped_column(Float)
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class Handoff(Base):
+    """The packet a support agent received, for an escalated request."""
+
+    __tablename__ = "handoffs"
+
+    record_id: Mapped[str] = mapped_column(ForeignKey("responses.record_id", ondelete="CASCADE"), primary_key=True)
+    conversation_id: Mapped[str] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime]
+    category: Mapped[str] = mapped_column(String(64), index=True)
+    priority: Mapped[str] = mapped_column(String(16))
+    summary: Mapped[str] = mapped_column(Text)
+    packet: Mapped[dict[str, Any]]
+    defect_signature: Mapped[str | None] = mapped_column(String(64), index=True)
+
+
+class Feedback(Base):
+    """A driver's verdict on an answer (helpful or not, and an optional comment, redacted)."""
+
+    __tablename__ = "feedback"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    conversation_id: Mapped[str] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"), index=True)
+    record_id: Mapped[str | None] = mapped_column(ForeignKey("responses.record_id", ondelete="CASCADE"))
+    helpful: Mapped[bool] = mapped_column(Boolean)
+    comment: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+
+
+class ReviewItem(Base):
+    """A conversation flagged for a support lead: escalated, declined, unhelpful or sampled."""
+
+    __tablename__ = "review_items"
+    __table_args__ = (UniqueConstraint("record_id", "reason", name="uq_review_record_reason"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    record_id: Mapped[str] = mapped_column(ForeignKey("responses.record_id", ondelete="CASCADE"))
+    conversation_id: Mapped[str] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"), index=True)
+    reason: Mapped[str] = mapped_column(String(32), index=True)
+    priority: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), default="open", index=True)
+    created_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class SignatureCount(Base):
+    """Contacts per defect signature per hour (the input of incident detection)."""
+
+    __tablename__ = "signature_counts"
+
+    signature: Mapped[str] = mapped_column(String(64), primary_key=True)
+    bucket: Mapped[datetime] = mapped_column(primary_key=True)
+    contacts: Mapped[int] = mapped_column(Integer, default=0)
+    fields: Mapped[dict[str, Any]]

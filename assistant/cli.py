@@ -170,9 +170,19 @@ def demo(
 
     try:
         settings = load_settings()
+        # the demo's conversations are kept, as the service keeps every contact
+        settings = settings.model_copy(update={"database_url": settings.resolved_database_url()})
         assistant = Assistant(settings)
         _print_report(_run_ingest(assistant, None, rebuild=False, quiet=quiet))
         run_demo(assistant, out)
+        assistant.close()
+        out.print(
+            f"\nThe demo's conversations are in {escape(settings.resolved_database_url())}: "
+            "`.venv/bin/assistant conversations list`.\nStart the HTTP service with `.venv/bin/assistant serve` "
+            "(http://127.0.0.1:8000/docs), then:\n"
+            "  curl -s localhost:8000/v1/answer -H 'content-type: application/json' -d '{\"message\": \"when do i get paid\"}'",
+            highlight=False, soft_wrap=True,
+        )
     except ConfigurationError as exc:
         raise _fail(str(exc), 2) from None
     except AssistantError as exc:

@@ -6,13 +6,25 @@ These are frozen pydantic models and the JSON contract of ``assistant ask --jour
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from assistant.errors import InputError
+
+#: Bounds on the context a request carries. Longer values are cut (lists keep their newest
+#: entries), so an oversized journey or history costs a bounded time and still gets an answer.
+MAX_HISTORY_TURNS = 20
+MAX_TURN_CHARS = 4000
+MAX_EVENTS = 50
+MAX_EVENT_FIELD_CHARS = 200
+MAX_EVENT_DETAIL_CHARS = 1000
+MAX_ORDER_ITEMS = 100
+MAX_ITEM_CHARS = 300
+MAX_FLAGS = 20
+MAX_SHORT_FIELD_CHARS = 64
 
 #: Order flags the retriever and the composer understand.
 KNOWN_ORDER_FLAGS = ("alcohol", "pharmacy", "batched", "shopping")
@@ -82,6 +94,22 @@ class JourneyEvent(_Text):
     code: str | None = None
     detail: str | None = None
 
+    @field_validator("name", "code")
+    @classmethod
+    def _short(cls, value: str | None) -> str | None:
+        return value[:MAX_EVENT_FIELD_CHARS] if value else value
+
+    @field_validator("detail")
+    @classmethod
+    def _detail(cls, value: str | None) -> str | None:
+        return value[:MAX_EVENT_DETAIL_CHARS] if value else value
+
+    @field_validator("ts")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        """A time without a zone is read as UTC, so times compare (``datetime.min`` included)."""
+        return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
 
 class Order(_Text):
     """The order the driver is working on, if any."""
@@ -96,7 +124,17 @@ class Order(_Text):
     @field_validator("flags")
     @classmethod
     def _lower_flags(cls, flags: list[str]) -> list[str]:
-        return [f.strip().lower() for f in flags if f and f.strip()]
+        return [f.strip().lower()[:MAX_SHORT_FIELD_CHARS] for f in flags[:MAX_FLAGS] if f and f.strip()]
+
+    @field_validator("items")
+    @classmethod
+    def _bounded_items(cls, items: list[str | dict[str, Any]]) -> list[str | dict[str, Any]]:
+        return [_cut(item) for item in items[:MAX_ORDER_ITEMS]]
+
+    @field_validator("id", "type")
+    @classmethod
+    def _short(cls, value: str | None) -> str | None:
+        return value[:MAX_SHORT_FIELD_CHARS] if value else value
 
     @property
     def all_flags(self) -> frozenset[str]:
@@ -129,7 +167,17 @@ class JourneyContext(_Text):
     def _normalise_market(cls, market: str | None) -> str | None:
         if market is None or not market.strip():
             return None
-        return market.strip().lower().replace("_", "-")
+        return market.strip().lower().replace("_", "-")[:MAX_SHORT_FIELD_CHARS]
+
+    @field_validator("app_version", "platform", "account_status")
+    @classmethod
+    def _short(cls, value: str | None) -> str | None:
+        return value[:MAX_SHORT_FIELD_CHARS] if value else value
+
+    @field_validator("events")
+    @classmethod
+    def _newest_events(cls, events: list[JourneyEvent]) -> list[JourneyEvent]:
+        return events[-MAX_EVENTS:]
 
     @property
     def order_flags(self) -> frozenset[str]:
@@ -149,6 +197,11 @@ class Turn(_Text):
 
     role: Literal["driver", "assistant"]
     text: str
+
+    @field_validator("text")
+    @classmethod
+    def _bounded(cls, text: str) -> str:
+        return text[:MAX_TURN_CHARS]
 
 
 class History(_Text):
@@ -191,6 +244,23 @@ class HelpRequest(_Text):
         None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$",
         description="Continue this conversation (the ``conversation_id`` of an earlier response); a new one when unset.",
     )
+
+    @field_validator("history")
+    @classmethod
+    def _recent_history(cls, history: list[Turn]) -> list[Turn]:
+        return history[-MAX_HISTORY_TURNS:]
+
+    @field_validator("locale")
+    @classmethod
+    def _short_locale(cls, locale: str) -> str:
+        return locale[:MAX_SHORT_FIELD_CHARS]
+
+
+def _cut(item: str | dict[str, Any]) -> str | dict[str, Any]:
+    if isinstance(item, str):
+        return item[:MAX_ITEM_CHARS]
+    return {str(k)[:MAX_SHORT_FIELD_CHARS]: v[:MAX_ITEM_CHARS] if isinstance(v, str) else v
+            for k, v in list(item.items())[:20]}
 
 
 def _first_error(exc: ValidationError) -> str:

@@ -97,3 +97,13 @@ def test_db_upgrade_then_conversations_list_and_show_read_the_store(copy_of_ship
 def test_serve_refuses_to_listen_beyond_loopback_without_api_keys(tmp_path: Path):
     refused = run(["serve", "--host", "0.0.0.0"], tmp_path)
     assert refused.returncode == 2 and "ASSISTANT_API_KEYS" in refused.stderr
+
+
+def test_demo_keeps_its_conversations_and_says_how_to_start_the_service(copy_of_shipped_index: Path):
+    demo = run(["demo", "--quiet"], copy_of_shipped_index)
+    assert demo.returncode == 0, demo.stderr
+    assert "assistant serve" in demo.stdout and "assistant.db" in demo.stdout
+    listed = json.loads(run(["conversations", "list", "--json", "--limit", "100"], copy_of_shipped_index).stdout)
+    from assistant.demo import load_scenarios
+
+    assert len(listed) == len(load_scenarios())

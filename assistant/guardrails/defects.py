@@ -17,12 +17,12 @@ import json
 import re
 from collections import Counter
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from assistant.guardrails.policy import DefectPolicy, IncidentPolicy
 from assistant.request import EventType, HelpRequest
@@ -41,6 +41,12 @@ class EvidenceLine(BaseModel):
     name: str = ""
     code: str | None = None
     detail: str = ""
+
+    @field_validator("ts")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        """A time without a zone is read as UTC, so lines from several sources sort together."""
+        return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
     def render(self) -> str:
         """``ts source kind name code: detail`` on one line."""
@@ -205,4 +211,5 @@ class CombinedEvidence:
     def fetch(self, request: HelpRequest) -> list[EvidenceLine]:
         """Every source's lines, oldest first (lines without a time keep their source order)."""
         lines = [line for source in self.sources for line in source.fetch(request)]
-        return sorted(lines, key=lambda line: line.ts.timestamp() if line.ts else 0.0)
+        epoch = datetime(1970, 1, 1, tzinfo=UTC)
+        return sorted(lines, key=lambda line: (line.ts - epoch).total_seconds() if line.ts else 0.0)

@@ -12,7 +12,6 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
-from sqlalchemy.pool import NullPool
 
 from assistant.errors import BackendError, ConfigurationError
 
@@ -46,10 +45,12 @@ def make_engine(url: str, *, sqlite_timeout: float = 30.0) -> Engine:
     parsed = make_url(url)
     kwargs: dict[str, Any] = {"future": True}
     if parsed.get_backend_name() == "sqlite":
+        kwargs["connect_args"] = {"timeout": sqlite_timeout, "check_same_thread": False}
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        kwargs["connect_args"] = {"timeout": sqlite_timeout, "check_same_thread": False}
-        kwargs["poolclass"] = NullPool  # a file database: every thread its own short-lived connection
+            kwargs["pool_size"] = 8  # a connection per concurrent writer, reused (SQLite serialises the writes)
+            kwargs["max_overflow"] = 8
+            kwargs["pool_timeout"] = sqlite_timeout
     else:
         kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT}
         kwargs["pool_pre_ping"] = True

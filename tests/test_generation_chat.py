@@ -120,6 +120,35 @@ def test_a_slow_model_never_holds_the_driver_past_the_deadline(shipped_index: Pa
     assert response.route is Route.ANSWER and response.prompt_version is None
 
 
+def test_a_server_that_never_replies_costs_the_deadline_on_every_path(shipped_index: Path):
+    """The per-try timeout (10 s) and two retries would take 30 s; the deadline (2 s) holds on
+    answer, stream, aanswer and astream, and the driver gets the offline answer."""
+    import asyncio
+
+    with OpenAIStub([Reply(_answer("never", [1]), delay=60)]) as stub:
+        assistant = _assistant(shipped_index, stub.url, llm_deadline=2, llm_timeout=10, llm_max_retries=2)
+        assistant.warm_up()
+
+        def timed(run: object) -> tuple[float, object]:
+            started = time.monotonic()
+            result = run() if callable(run) else None
+            return time.monotonic() - started, result
+
+        async def collect_astream() -> list[object]:
+            return [item async for item in assistant.astream("when do tips show up")]
+
+        paths = {
+            "answer": lambda: assistant.answer("when do tips show up"),
+            "stream": lambda: list(assistant.stream("when do tips show up"))[-1],
+            "aanswer": lambda: asyncio.run(assistant.aanswer("when do tips show up")),
+            "astream": lambda: asyncio.run(collect_astream())[-1],
+        }
+        for name, run in paths.items():
+            elapsed, response = timed(run)
+            assert elapsed < 2 + 1.5, (name, elapsed)
+            assert response.route is Route.ANSWER and response.prompt_version is None, name  # type: ignore[attr-defined]
+
+
 def test_prompt_versions_are_files_selected_by_setting(shipped_index: Path, tmp_path: Path):
     prompts = tmp_path / "prompts"
     (prompts / "answer").mkdir(parents=True)

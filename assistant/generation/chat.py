@@ -18,6 +18,7 @@ import asyncio
 import json
 import logging
 import re
+import threading
 import time
 from collections.abc import Callable, Generator
 from pathlib import Path
@@ -260,6 +261,35 @@ def _usage(message: BaseMessage, prompt_text: str, settings: Settings) -> Usage:
     return priced(settings.chat_model, *reply_tokens(message, prompt_text), settings)
 
 
+_T = TypeVar("_T")
+
+
+def _within(deadline: float, call: Callable[[], _T]) -> _T:
+    """``call()``'s result, or :class:`TimeoutError` once ``deadline`` (monotonic) passes; the
+    call is left to finish in its daemon thread (its HTTP timeout ends it)."""
+    remaining = deadline - time.monotonic()
+    if remaining <= 0.05:
+        raise TimeoutError("deadline reached before the model call")
+    box: dict[str, Any] = {}
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            box["value"] = call()
+        except BaseException as exc:  # handed to the caller's thread below
+            box["error"] = exc
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name="assistant-model-call", daemon=True).start()
+    if not done.wait(remaining):
+        raise TimeoutError("deadline reached waiting for the model")
+    if "error" in box:
+        raise box["error"]
+    value: _T = box["value"]
+    return value
+
+
 class ChatComposer:
     """Answers with a chat model; falls back to ``fallback`` (the extractive composer)."""
 
@@ -308,7 +338,9 @@ class ChatComposer:
         remaining = deadline - time.monotonic()
         if remaining <= 0.05:
             raise TimeoutError("deadline reached before the model call")
-        model: Any = self._model(timeout=remaining)
+        # each try (the client retries timeouts, 429 and 5xx) waits at most llm_timeout; the
+        # callers bound the whole call by the deadline
+        model: Any = self._model(timeout=min(self.settings.llm_timeout, remaining))
         if self._json_mode == "json_object":
             model = model.bind(response_format={"type": "json_object"})
         return model
@@ -323,6 +355,24 @@ class ChatComposer:
     def _call(
         self, messages: list[BaseMessage], deadline: float, on_delta: Callable[[str], None] | None = None
     ) -> AIMessage:
+        """One model call, over by the deadline whatever the server does (accepts and never
+        replies, replies slowly, retries): the call runs in a worker thread and is abandoned,
+        with no more deltas passed on, when the deadline passes."""
+        open_gate = threading.Event()
+        open_gate.set()
+
+        def guarded(delta: str) -> None:
+            if open_gate.is_set():
+                on_delta(delta)  # type: ignore[misc]
+
+        try:
+            return _within(deadline, lambda: self._call_once(messages, deadline, guarded if on_delta else None))
+        finally:
+            open_gate.clear()
+
+    def _call_once(
+        self, messages: list[BaseMessage], deadline: float, on_delta: Callable[[str], None] | None = None
+    ) -> AIMessage:
         try:
             if on_delta is None:
                 reply = self._bound(deadline).invoke(messages)
@@ -330,7 +380,7 @@ class ChatComposer:
                 reply = self._stream(messages, deadline, on_delta)
         except openai.BadRequestError as exc:
             if self._refused_json_mode(exc):
-                return self._call(messages, deadline, on_delta)
+                return self._call_once(messages, deadline, on_delta)
             raise
         if not isinstance(reply, AIMessage | AIMessageChunk):
             raise MalformedReply("the model returned no message")

@@ -22,6 +22,7 @@ from assistant.ingestion.indexer import IngestReport
 from assistant.pipeline import Assistant
 from assistant.request import HelpRequest, History, JourneyContext, Stage
 from assistant.response import HelpResponse, Route
+from assistant.retrieval.manifest import read_manifest
 
 app = typer.Typer(
     name="assistant",
@@ -62,8 +63,15 @@ def _run_ingest(assistant: Assistant, corpus: Path | None, *, rebuild: bool, qui
     with _progress(quiet) as progress:
         task = progress.add_task("embed", total=None)
 
+        plain = not quiet and not err.is_terminal  # logs and CI: a line every tenth, not a bar
+        shown = [-1]
+
         def update(done: int, total: int) -> None:
             progress.update(task, completed=done, total=total)
+            tenth = (10 * done) // total if total else 0
+            if plain and tenth > shown[0]:
+                shown[0] = tenth
+                err.print(f"embedding {done}/{total}", highlight=False)
 
         return assistant.ingest(corpus, rebuild=rebuild, progress=update)
 
@@ -147,7 +155,8 @@ def ask(
         turns = History.from_json(_read(history, "history"), source=str(history)) if history else []
         request = HelpRequest(message=message, journey=context, history=turns)
         assistant = Assistant.from_settings()
-        if not assistant.index_ready():
+        # build the index the first time only: a damaged one is an error that says how to repair it
+        if read_manifest(assistant.settings.data_dir) is None:
             err.print("No index yet: building it from the corpus first (one time).", highlight=False)
             _print_report(_run_ingest(assistant, None, rebuild=False, quiet=as_json), err)
         response = assistant.answer(request)

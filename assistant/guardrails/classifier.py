@@ -13,7 +13,9 @@ its highest probability over the windows, so a jailbreak cannot hide behind a ha
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +31,9 @@ _TRAIN_LOCK = threading.Lock()
 #: Characters per window when a message is longer than one.
 WINDOW_CHARS = 900
 MAX_WINDOWS = 4
+
+
+logger = logging.getLogger("assistant")
 
 
 def load_examples(path: Path) -> dict[str, list[str]]:
@@ -89,15 +94,27 @@ class MessageClassifier:
             cache = self.cache_dir / f"screen-{fingerprint}.npz" if self.cache_dir else None
             if fingerprint in _TRAINED:
                 self.labels, self._weights, self._bias = _TRAINED[fingerprint]
-            elif cache is not None and cache.exists():
-                stored = np.load(cache, allow_pickle=False)
-                self.labels = [str(x) for x in stored["labels"]]
-                self._bias = stored["bias"]
-                self._weights = stored["weights"]
+            elif cache is not None and cache.exists() and self._load(cache):
+                pass
             else:
                 self._train(examples, cache)
             if self._weights is not None and self._bias is not None:
                 _TRAINED[fingerprint] = (self.labels, self._weights, self._bias)
+
+    def _load(self, cache: Path) -> bool:
+        """Read a trained screen from ``cache``; a damaged cache is retrained, with a warning."""
+        try:
+            with np.load(cache, allow_pickle=False) as stored:
+                labels = [str(x) for x in stored["labels"]]
+                bias, weights = np.asarray(stored["bias"]), np.asarray(stored["weights"])
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+            logger.warning("guardrail classifier cache %s is damaged (%s); retraining it", cache, type(exc).__name__)
+            return False
+        if weights.ndim != 2 or weights.shape[0] != bias.shape[0] or not labels:
+            logger.warning("guardrail classifier cache %s does not fit; retraining it", cache)
+            return False
+        self.labels, self._bias, self._weights = labels, bias, weights
+        return True
 
     def _train(self, examples: dict[str, list[str]], cache: Path | None) -> None:
         from sklearn.linear_model import LogisticRegression

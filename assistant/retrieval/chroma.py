@@ -49,7 +49,8 @@ def open_client(*, data_dir: Path, chroma_url: str | None) -> ClientAPI:
     except ConfigurationError:
         raise
     except Exception as exc:  # chromadb raises many unrelated types at connect time
-        raise BackendError(f"could not open Chroma ({chroma_url or data_dir}): {exc}") from exc
+        repair = "is the server up?" if chroma_url else "if the files are damaged, rebuild with `assistant ingest --rebuild`"
+        raise BackendError(f"could not open Chroma ({chroma_url or data_dir}): {exc}; {repair}") from exc
 
 
 def create_collection(client: ClientAPI, name: str, *, model_id: str, dimension: int) -> Collection:

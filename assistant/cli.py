@@ -489,10 +489,11 @@ def conversations_list(
     if as_json:
         sys.stdout.write(json.dumps([r.model_dump(mode="json") for r in rows], ensure_ascii=False) + "\n")
         return
-    table = Table("id", "updated", "last route", "responses", "market", "stage", "driver")
+    table = Table("updated", "last route", "responses", "market", "stage", "driver")
+    table.add_column("id", no_wrap=True, overflow="fold")  # whole, for `assistant conversations show ID`
     for r in rows:
-        table.add_row(r.id, r.updated_at.strftime("%Y-%m-%d %H:%M"), r.last_route, str(r.responses), r.market or "",
-                      r.stage or "", r.driver_id or "")
+        table.add_row(r.updated_at.strftime("%Y-%m-%d %H:%M"), r.last_route, str(r.responses), r.market or "",
+                      r.stage or "", r.driver_id or "", r.id)
     out.print(table)
 
 

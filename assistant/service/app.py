@@ -167,9 +167,9 @@ def create_app(settings: Settings | None = None, *, assistant: Assistant | None 
         state = await run_in_threadpool(_build_state, settings, assistant)
         try:
             await run_in_threadpool(state.assistant.warm_up)
-        except IndexNotReadyError as exc:
+        except AssistantError as exc:  # no index, a damaged one, a Chroma server down: not ready, yet alive
             state.index_error = str(exc)
-            logger.error("no index: %s (run `assistant ingest`); /readyz reports not ready", exc)
+            logger.error("index not loaded (%s): /readyz reports not ready until it loads", type(exc).__name__)
         holder["state"] = state
         app.state.service = state
         logger.info("service ready (store: %s)", state.store.backend)
@@ -343,11 +343,11 @@ def create_app(settings: Settings | None = None, *, assistant: Assistant | None 
 
 async def _index_loaded(current: ServiceState) -> bool:
     """True once the index is loaded; an index built after start-up is loaded on the next call."""
-    if current.index_error is not None and await run_in_threadpool(current.assistant.index_ready):
+    if current.index_error is not None and await run_in_threadpool(current.assistant.index_ready):  # built since
         try:
             await run_in_threadpool(current.assistant.warm_up)
             current.index_error = None
-        except IndexNotReadyError as exc:
+        except AssistantError as exc:
             current.index_error = str(exc)
     return current.index_error is None
 
@@ -385,7 +385,7 @@ Caller = Annotated[str, Depends(_caller)]
 
 async def _ready_or_raise(current: ServiceState) -> None:
     if not await _index_loaded(current):
-        raise ApiError(503, "index_not_ready", "no index has been built: run `assistant ingest`")
+        raise ApiError(503, "index_not_ready", current.index_error or "the index is not loaded")
 
 
 def _sse(event: str, data: dict[str, Any]) -> str:

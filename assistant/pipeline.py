@@ -504,9 +504,12 @@ class Assistant:
     @property
     def store(self) -> ConversationStore | None:
         """The conversation store records go to (``None`` unless recording to a database)."""
-        from assistant.store import SqlSink
+        store = getattr(self.sink, "store", None)
+        if store is None:
+            return None
+        from assistant.store import ConversationStore
 
-        return self.sink.store if isinstance(self.sink, SqlSink) else None
+        return store if isinstance(store, ConversationStore) else None
 
     def close(self) -> None:
         """Flush and release the conversation store, if any (records still spooled stay on disk)."""

@@ -213,3 +213,23 @@ def test_a_spool_left_by_a_crashed_process_is_replayed_once_and_a_torn_line_is_k
     assert spool.pending() == 0
     assert spool.rejected.read_text(encoding="utf-8").startswith('{"record_id"')
     sink.close()
+
+
+@pytest.mark.integration
+def test_a_record_the_database_refuses_is_kept_aside_and_does_not_block_the_rest(postgres_url: str, tmp_path: Path) -> None:
+    store = ConversationStore.from_url(postgres_url)
+    store.upgrade()
+    sink = SqlSink(store, spool_dir=tmp_path / "spool", retries=1, backoff=0.01, retry_interval=60)
+    poison = make_record("x" * 100)  # longer than the column: PostgreSQL refuses the value
+    sink.record(poison)
+    sink.record(make_record("fine"))
+    assert [c.id for c in store.list_conversations()] == ["fine"]
+    assert poison.record_id in sink.spool.rejected.read_text(encoding="utf-8")
+    # the same record waiting in a spool is set aside on replay, and the ones behind it written
+    spool = sink.spool
+    spool.append(make_record("y" * 100))
+    spool.append(make_record("after"))
+    assert sink.flush() == 1
+    assert spool.pending() == 0
+    assert {c.id for c in store.list_conversations()} == {"fine", "after"}
+    sink.close()

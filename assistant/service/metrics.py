@@ -50,6 +50,7 @@ class MeteredSink:
     def __init__(self, sink: ConversationSink, metrics: ServiceMetrics) -> None:
         self.sink = sink
         self.metrics = metrics
+        self.store = getattr(sink, "store", None)  # so Assistant.store finds the store behind the metrics
 
     def record(self, record: ConversationRecord) -> None:
         """Count ``record``, then store it."""

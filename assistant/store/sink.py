@@ -16,7 +16,7 @@ from pathlib import Path
 from assistant.errors import BackendError
 from assistant.records import ConversationRecord
 from assistant.store.spool import Spool
-from assistant.store.store import ConversationStore
+from assistant.store.store import ConversationStore, RecordRejected
 
 logger = logging.getLogger("assistant.store")
 
@@ -53,7 +53,13 @@ class SqlSink:
     # -- the sink ---------------------------------------------------------------------------
 
     def record(self, record: ConversationRecord) -> None:
-        """Store ``record``, or spool it; never raises for a database failure."""
+        """Store ``record``, or spool it; never raises (the driver's answer does not depend on it)."""
+        try:
+            self._record(record)
+        except Exception:  # the disk under the spool failed too: say so loudly, with the id
+            logger.exception("conversation record %s could be neither stored nor spooled", record.record_id)
+
+    def _record(self, record: ConversationRecord) -> None:
         if self.spool.has_pending() or time.monotonic() < self._down_until:
             self._to_spool(record)
             return
@@ -61,6 +67,12 @@ class SqlSink:
             try:
                 self.store.write(record)
                 return
+            except RecordRejected as exc:  # a race on a new conversation resolves on retry; else keep it aside
+                if attempt == self.retries:
+                    logger.error("conversation record %s refused by the database: %s", record.record_id, exc)
+                    self.spool.reject(record)
+                    return
+                time.sleep(self.backoff * 2**attempt)
             except BackendError as exc:
                 logger.warning(
                     "conversation store write failed (attempt %d of %d, record %s): %s",
@@ -82,7 +94,7 @@ class SqlSink:
         """Replay the spool now; returns how many records reached the database (0 while it is
         still down). Records that stay spooled are retried by the background thread."""
         try:
-            written = self.spool.replay(self.store.write)
+            written = self.spool.replay(self.store.write, refused=(RecordRejected,))
         except BackendError as exc:
             logger.warning("spool replay stopped, database still failing: %s", exc)
             self._down_until = time.monotonic() + self.retry_interval

@@ -73,10 +73,13 @@ class Spool:
         except FileNotFoundError:
             return []
 
-    def replay(self, write: Callable[[ConversationRecord], object]) -> int:
+    def replay(
+        self, write: Callable[[ConversationRecord], object], *, refused: tuple[type[Exception], ...] = ()
+    ) -> int:
         """Write waiting records in order with ``write`` until one fails; returns how many were
         written. Unwritten records stay, in order. A line that is not a record (a write cut off
-        by a crash) moves to ``rejected.jsonl`` rather than blocking the rest."""
+        by a crash), or a record ``write`` refuses with one of ``refused``, moves to
+        ``rejected.jsonl`` rather than blocking the rest."""
         done = 0
         with self._locked():
             lines = [line for line in self._lines() if line.strip()]
@@ -90,7 +93,11 @@ class Spool:
                     except ValidationError:
                         self._reject(line)
                         continue
-                    write(record)
+                    try:
+                        write(record)
+                    except refused:
+                        self._reject(line)
+                        continue
                     done += 1
                 else:
                     index = len(lines)
@@ -100,8 +107,13 @@ class Spool:
             logger.info("replayed %d spooled conversation records", done)
         return done
 
+    def reject(self, record: ConversationRecord) -> None:
+        """Keep ``record`` aside in ``rejected.jsonl`` (the database refused it)."""
+        with self._locked():
+            self._reject(record.model_dump_json() + "\n")
+
     def _reject(self, line: str) -> None:
-        logger.error("spooled line is not a conversation record; kept in %s", self.rejected)
+        logger.error("a spooled line the database cannot take (or not a record) is kept in %s", self.rejected)
         with open(self.rejected, "a", encoding="utf-8") as out:
             out.write(line if line.endswith("\n") else line + "\n")
             out.flush()

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Engine, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from assistant.errors import BackendError, NotFoundError
@@ -104,6 +104,11 @@ class StoredConversation(ConversationSummary):
     feedback: list[StoredFeedback] = Field(default_factory=list)
 
 
+class RecordRejected(BackendError):
+    """The database refused a record (a constraint or a value), as opposed to failing to answer:
+    retrying later will not help, so the record is kept aside rather than replayed for ever."""
+
+
 def _utc(value: datetime) -> datetime:
     """SQLite hands datetimes back naive; they were written in UTC."""
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
@@ -161,6 +166,8 @@ class ConversationStore:
                         yield session
                 else:
                     yield session
+        except (IntegrityError, DataError) as exc:
+            raise RecordRejected(f"conversation store refused it: {type(exc).__name__}: {_safe(exc)}") from exc
         except SQLAlchemyError as exc:
             raise BackendError(f"conversation store: {type(exc).__name__}: {_safe(exc)}") from exc
 

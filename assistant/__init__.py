@@ -52,9 +52,13 @@ from assistant.response import (
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from assistant.store import ConversationStore, SqlSink
+    from assistant.service import create_app
+    from assistant.store import ConversationStore, ReviewFilter, ReviewLabel, ReviewQueue, SqlSink
 
-_LAZY = {"ConversationStore": "assistant.store", "SqlSink": "assistant.store", "create_app": "assistant.service"}
+_LAZY = {
+    "ConversationStore": "assistant.store", "SqlSink": "assistant.store", "ReviewQueue": "assistant.store",
+    "ReviewFilter": "assistant.store", "ReviewLabel": "assistant.store", "create_app": "assistant.service",
+}
 
 
 def __getattr__(name: str) -> Any:
@@ -98,6 +102,9 @@ __all__ = [
     "Priority",
     "Reason",
     "ReasonCode",
+    "ReviewFilter",
+    "ReviewLabel",
+    "ReviewQueue",
     "Route",
     "Settings",
     "SqlSink",

@@ -11,11 +11,19 @@ from pathlib import Path
 
 import pytest
 
-from assistant import HelpRequest, HelpResponse, JourneyContext, NotFoundError
+from assistant import ConfigurationError, HelpRequest, HelpResponse, JourneyContext, NotFoundError
 from assistant.records import ConversationRecord, RetrievedRef
 from assistant.request import JourneyEvent, Turn
 from assistant.response import Citation, HandoffPacket, Priority, Reason, ReasonCode, Route
-from assistant.store import ConversationStore, Spool, SqlSink
+from assistant.store import (
+    ConversationStore,
+    ReviewFilter,
+    ReviewLabel,
+    ReviewQueue,
+    Spool,
+    SqlSink,
+)
+from assistant.store.database import head_revision
 
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)]
 
@@ -27,7 +35,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> ConversationStore:
     else:
         url = request.getfixturevalue("postgres_url")
     created = ConversationStore.from_url(url)
-    assert created.upgrade() == "0001"
+    assert created.upgrade() == head_revision()
     assert created.is_current()
     return created
 
@@ -233,3 +241,53 @@ def test_a_record_the_database_refuses_is_kept_aside_and_does_not_block_the_rest
     assert spool.pending() == 0
     assert {c.id for c in store.list_conversations()} == {"fine", "after"}
     sink.close()
+
+
+def test_the_migrations_build_exactly_the_tables_the_code_declares(store: ConversationStore) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from assistant.store.schema import Base
+
+    with store.engine.connect() as connection:
+        assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
+
+
+def test_the_review_queue_filters_sorts_claims_labels_and_resolves_with_an_audit_log(store: ConversationStore) -> None:
+    start = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
+    store.write(make_record("low", route=Route.ESCALATE, message="is there a 401k", created_at=start))
+    store.write(make_record("defect", route=Route.ESCALATE, defect_code="UPL-500", message="photo wont upload",
+                            created_at=start + timedelta(minutes=5)))
+    store.write(make_record("ontario", route=Route.ESCALATE, market="ca-on", message="beer after 11pm",
+                            created_at=start + timedelta(minutes=1)))
+    store.write(make_record("plain", created_at=start))  # a plain answer is not queued (no sampling here)
+    queue = ReviewQueue(store)
+    items = queue.items()
+    assert [i.conversation_id for i in items] == ["defect", "low", "ontario"]  # high priority first, then oldest
+    assert queue.counts() == {"escalation": 1, "low_confidence": 2}
+    assert [i.conversation_id for i in queue.items(ReviewFilter(market="ca-on"))] == ["ontario"]
+    assert [i.conversation_id for i in queue.items(ReviewFilter(category="app_defect"))] == ["defect"]
+    assert [i.conversation_id for i in queue.items(ReviewFilter(text="UPLOAD photo"))] == ["defect"]
+    assert [i.conversation_id for i in queue.items(ReviewFilter(since=start + timedelta(minutes=2)))] == ["defect"]
+    assert [i.conversation_id for i in queue.items(ReviewFilter(reason="low_confidence", priority="normal"))] == ["low", "ontario"]
+
+    item = items[0]
+    assert queue.claim(item.id, "sam").status == "claimed"
+    assert [i.id for i in queue.items(ReviewFilter(assignee="sam"))] == [item.id]
+    label = ReviewLabel(route_right=True, answer_right=False, defect_confirmed=True, correct_doc_id="app-error-codes",
+                        correct_text="Tap Retry, then Complete without photo; call 415-555-0134 if stuck", tags=["upload"])
+    labelled = queue.label(item.id, label, "sam")
+    assert labelled.label is not None and labelled.label.defect_confirmed is True
+    assert labelled.label.correct_text is not None and "555-0134" not in labelled.label.correct_text
+    assert queue.resolve(item.id, "sam", note="filed as a defect").status == "resolved"
+    with pytest.raises(ConfigurationError):
+        queue.claim(item.id, "alex")  # closed: reopen first
+    assert queue.reopen(item.id, "lee").status == "claimed"
+    assert queue.dismiss(item.id, "lee").status == "dismissed"
+    assert [(a.action, a.actor) for a in queue.history(item.id)] == [
+        ("claim", "sam"), ("label", "sam"), ("resolved", "sam"), ("reopen", "lee"), ("dismissed", "lee")]
+    assert item.id not in [i.id for i in queue.items()]  # closed items leave the active queue
+    assert [i.id for i in queue.items(ReviewFilter(status="dismissed"))] == [item.id]
+    assert queue.assign(items[1].id, "alex", actor="lead").assignee == "alex"
+    with pytest.raises(NotFoundError):
+        queue.get(99_999)

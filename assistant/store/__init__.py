@@ -3,11 +3,13 @@
 - :class:`ConversationStore` writes records as rows and reads conversations back;
 - :class:`SqlSink` is the :class:`~assistant.records.ConversationSink` that writes to it, with
   retries and a local spool so a database outage loses no record;
+- :class:`ReviewQueue` works the conversations flagged for a support lead;
 - migrations (Alembic) run with ``assistant db upgrade`` or :meth:`ConversationStore.upgrade`.
 
 ``import assistant`` does not import this package (nor SQLAlchemy) until a store is used.
 """
 
+from assistant.store.review import ReviewAction, ReviewFilter, ReviewItem, ReviewLabel, ReviewQueue
 from assistant.store.sink import SqlSink
 from assistant.store.spool import Spool
 from assistant.store.store import (
@@ -22,6 +24,11 @@ from assistant.store.store import (
 __all__ = [
     "ConversationStore",
     "ConversationSummary",
+    "ReviewAction",
+    "ReviewFilter",
+    "ReviewItem",
+    "ReviewLabel",
+    "ReviewQueue",
     "Spool",
     "SqlSink",
     "StoredConversation",

@@ -141,6 +141,22 @@ class ReviewItem(Base):
     priority: Mapped[str] = mapped_column(String(16))
     status: Mapped[str] = mapped_column(String(16), default="open", index=True)
     created_at: Mapped[datetime] = mapped_column(index=True)
+    assignee: Mapped[str | None] = mapped_column(String(128), index=True)
+    label: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    closed_at: Mapped[datetime | None]
+
+
+class ReviewAction(Base):
+    """Who did what to a review item, and when (the audit log of the review queue)."""
+
+    __tablename__ = "review_actions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("review_items.id", ondelete="CASCADE"), index=True)
+    action: Mapped[str] = mapped_column(String(16))
+    actor: Mapped[str] = mapped_column(String(128))
+    at: Mapped[datetime]
+    detail: Mapped[dict[str, Any]]
 
 
 class SignatureCount(Base):

@@ -533,6 +533,136 @@ def conversations_show(
                       f"{escape(str(response.handoff.get('priority')))}[/]", highlight=False)
 
 
+review_app = typer.Typer(help="Work the review queue (flagged conversations) from the terminal.", no_args_is_help=True)
+app.add_typer(review_app, name="review")
+
+
+def _queue() -> object:
+    from assistant.store import ConversationStore, ReviewQueue
+
+    store = _open_store()
+    assert isinstance(store, ConversationStore)
+    return ReviewQueue(store)
+
+
+def _review_call(action: str, *args: object, **kwargs: object) -> object:
+    try:
+        queue = _queue()
+        return getattr(queue, action)(*args, **kwargs)
+    except (ConfigurationError, InputError) as exc:
+        raise _fail(str(exc), 2) from None
+    except AssistantError as exc:
+        raise _fail(str(exc), 1) from None
+
+
+@review_app.command("list")
+def review_list(
+    status: Annotated[str, typer.Option(help="active (open or claimed), open, claimed, resolved, dismissed, any.")] = "active",
+    reason: Annotated[str | None, typer.Option(help="escalation, low_confidence, decline, unhelpful, sample, error.")] = None,
+    category: Annotated[str | None, typer.Option(help="Handoff category, e.g. app_defect, safety.")] = None,
+    priority: Annotated[str | None, typer.Option(help="urgent, high or normal.")] = None,
+    market: Annotated[str | None, typer.Option()] = None,
+    stage: Annotated[str | None, typer.Option()] = None,
+    text: Annotated[str | None, typer.Option(help="Words of the (redacted) message or answer.")] = None,
+    limit: Annotated[int, typer.Option(min=1)] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list.")] = False,
+) -> None:
+    """Flagged conversations, most urgent then oldest first, with counts by reason."""
+    from rich.table import Table
+
+    from assistant.store import ReviewFilter
+
+    where = ReviewFilter(status=None if status == "any" else status, reason=reason, category=category,  # type: ignore[arg-type]
+                         priority=priority, market=market, stage=stage, text=text)
+    items = _review_call("items", where, limit=limit)
+    assert isinstance(items, list)
+    if as_json:
+        sys.stdout.write(json.dumps([i.model_dump(mode="json") for i in items], ensure_ascii=False) + "\n")
+        return
+    counts = _review_call("counts", where)
+    assert isinstance(counts, dict)
+    out.print(", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) or "nothing to review", highlight=False)
+    table = Table("id", "priority", "reason", "status", "assignee", "market", "message")
+    for i in items:
+        table.add_row(str(i.id), i.priority, i.reason, i.status, i.assignee or "", i.market or "", escape(i.message[:60]))
+    out.print(table)
+
+
+@review_app.command("show")
+def review_show(
+    item_id: Annotated[int, typer.Argument(help="A review item id.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """One item with its label and its audit log."""
+    item = _review_call("get", item_id)
+    history = _review_call("history", item_id)
+    assert isinstance(history, list)
+    data = {**item.model_dump(mode="json"), "history": [h.model_dump(mode="json") for h in history]}  # type: ignore[attr-defined]
+    if as_json:
+        sys.stdout.write(json.dumps(data, ensure_ascii=False) + "\n")
+        return
+    out.print(f"[bold]#{data['id']}[/] {data['priority']} {data['reason']} ({data['status']}) "
+              f"conversation {escape(data['conversation_id'])}", highlight=False)
+    out.print(f"[bold]Driver:[/] {escape(data['message'])}", highlight=False)
+    out.print(f"[bold]{data['route']}[/]: {escape(data['answer'])}", highlight=False)
+    if data["label"]:
+        out.print(f"label: {escape(json.dumps(data['label']))}", highlight=False)
+    for h in data["history"]:
+        out.print(f"  [dim]{h['at']} {escape(h['actor'])} {h['action']}[/]", highlight=False)
+
+
+@review_app.command("claim")
+def review_claim(
+    item_id: Annotated[int, typer.Argument()],
+    who: Annotated[str, typer.Option("--as", help="Your name, for the audit log.")],
+) -> None:
+    """Take an item."""
+    _review_call("claim", item_id, who)
+    out.print(f"#{item_id} claimed by {escape(who)}", highlight=False)
+
+
+@review_app.command("resolve")
+def review_resolve(
+    item_id: Annotated[int, typer.Argument()],
+    who: Annotated[str, typer.Option("--as", help="Your name, for the audit log.")],
+    note: Annotated[str | None, typer.Option(help="Why (redacted before it is kept).")] = None,
+    dismiss: Annotated[bool, typer.Option("--dismiss", help="Close it as needing nothing instead.")] = False,
+    route_right: Annotated[bool | None, typer.Option("--route-right/--route-wrong", help="Was the route right?")] = None,
+    answer_right: Annotated[bool | None, typer.Option("--answer-right/--answer-wrong", help="Was the answer right?")] = None,
+    defect: Annotated[bool | None, typer.Option("--defect/--no-defect", help="Was it a platform defect?")] = None,
+    correct_doc: Annotated[str | None, typer.Option(help="The article that should have been given.")] = None,
+) -> None:
+    """Label (when any label option is given) and close an item."""
+    from assistant.store import ReviewLabel
+
+    if any(v is not None for v in (route_right, answer_right, defect, correct_doc)):
+        label = ReviewLabel(route_right=route_right, answer_right=answer_right, defect_confirmed=defect,
+                            correct_doc_id=correct_doc)
+        _review_call("label", item_id, label, who)
+    _review_call("dismiss" if dismiss else "resolve", item_id, who, note)
+    out.print(f"#{item_id} {'dismissed' if dismiss else 'resolved'} by {escape(who)}", highlight=False)
+
+
+@review_app.command("export")
+def review_export(
+    out_file: Annotated[Path, typer.Option("--out", help="JSONL file to write (evals/datasets format).")],
+    since: Annotated[str | None, typer.Option(help="Only items labelled since this date (YYYY-MM-DD).")] = None,
+) -> None:
+    """Reviewed conversations as eval cases: run them with `assistant eval run -d FILE`."""
+    from datetime import UTC, datetime
+
+    try:
+        start = datetime.fromisoformat(since).replace(tzinfo=UTC) if since else None
+    except ValueError:
+        raise _fail(f"--since: not a date: {since!r}", 2) from None
+    cases = _review_call("export_cases", since=start)
+    assert isinstance(cases, list)
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    lines = [c.model_dump_json(exclude={"dataset"}, exclude_defaults=True) for c in cases]
+    out_file.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    out.print(f"{len(cases)} reviewed case(s) written to {escape(str(out_file))}", highlight=False)
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

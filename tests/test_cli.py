@@ -109,3 +109,35 @@ def test_demo_keeps_its_conversations_and_says_how_to_start_the_service(copy_of_
     from assistant.demo import load_scenarios
 
     assert len(listed) == len(load_scenarios())
+
+
+def test_review_list_claim_resolve_export_and_the_export_runs_as_an_eval(copy_of_shipped_index: Path, tmp_path: Path):
+    data = copy_of_shipped_index
+    from assistant import Assistant, HelpRequest, Settings
+
+    assistant = Assistant(Settings(data_dir=data, corpus_dir=REPO / "corpus", database_url=f"sqlite:///{data / 'assistant.db'}",
+                                   review_sample_rate=0.0))
+    assistant.answer(HelpRequest(message="does courio have a dental plan for drivers"))
+    assistant.answer(HelpRequest(message="i was in a crash, someone is hurt", journey={"stage": "en_route_to_customer"}))
+    assistant.close()
+    listed = json.loads(run(["review", "list", "--json"], data).stdout)
+    assert listed[0]["priority"] == "urgent" and len(listed) == 2  # the crash comes first
+    text = run(["review", "list"], data).stdout
+    assert "escalation" in text or "low_confidence" in text
+    first = listed[0]["id"]
+    assert run(["review", "claim", str(first), "--as", "sam"], data).returncode == 0
+    done = run(["review", "resolve", str(first), "--as", "sam", "--route-right", "--answer-wrong",
+                "--correct-doc", "accidents-and-incident-reporting", "--note", "called the driver"], data)
+    assert done.returncode == 0, done.stderr
+    shown = json.loads(run(["review", "show", str(first), "--json"], data).stdout)
+    assert shown["status"] == "resolved" and [h["action"] for h in shown["history"]] == ["claim", "label", "resolved"]
+    assert run(["review", "claim", str(first), "--as", "alex"], data).returncode == 2  # closed
+    cases = tmp_path / "reviewed.jsonl"
+    exported = run(["review", "export", "--out", str(cases)], data)
+    assert exported.returncode == 0 and "1 reviewed case" in exported.stdout
+    case = json.loads(cases.read_text(encoding="utf-8"))
+    assert case["expected_route"] == "escalate" and case["relevant_doc_ids"] == ["accidents-and-incident-reporting"]
+    assert "safety" in case["expected_reasons"]
+    evaluated = run(["eval", "run", "-d", str(cases), "--out", str(tmp_path / "run"), "--quiet"], data)
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert (tmp_path / "run" / "results.jsonl").read_text(encoding="utf-8").count("\n") == 1

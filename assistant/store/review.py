@@ -22,7 +22,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Select, case, func, or_, select
 
 from assistant.errors import ConfigurationError, NotFoundError
+from assistant.evals.dataset import EvalCase
 from assistant.guardrails.pii import redact
+from assistant.request import JourneyContext, Turn
+from assistant.response import ReasonCode, Route
 from assistant.store import schema
 from assistant.store.store import ConversationStore, _utc
 
@@ -238,6 +241,71 @@ class ReviewQueue:
                 item_id=item_id, action=action, actor=actor.strip()[:128], at=datetime.now(UTC), detail=detail,
             ))
         return self.get(item_id)
+
+
+    # -- reviews become eval cases ----------------------------------------------------------------
+
+    def export_cases(self, *, since: datetime | None = None) -> list[EvalCase]:
+        """Every labelled item (newest label since ``since``) as an eval case in the
+        ``evals/datasets`` format, the reviewer's verdict as its expectations (texts redacted):
+
+        - the route: the one given if the reviewer says it was right, the other one if not;
+        - the reasons given, when the route was right (``defect_confirmed`` when the reviewer
+          confirmed a defect);
+        - the relevant article: the one the reviewer says should have been given (a retrieval
+          case), else the cited ones when the answer was right.
+        """
+        statement = (
+            select(schema.ReviewItem, schema.Response)
+            .join(schema.Response, schema.Response.record_id == schema.ReviewItem.record_id)
+            .where(schema.ReviewItem.label.is_not(None))
+            .order_by(schema.ReviewItem.id)
+        )
+        cases: list[EvalCase] = []
+        with self.store._session() as session:
+            for item, response in session.execute(statement).tuples():
+                labelled = session.scalar(
+                    select(func.max(schema.ReviewAction.at))
+                    .where(schema.ReviewAction.item_id == item.id, schema.ReviewAction.action == "label")
+                )
+                if since is not None and (labelled is None or _utc(labelled) < since):
+                    continue
+                earlier = session.scalars(
+                    select(schema.Turn).where(
+                        schema.Turn.conversation_id == item.conversation_id, schema.Turn.created_at < response.created_at
+                    ).order_by(schema.Turn.created_at, schema.Turn.id)
+                ).all()
+                cases.append(_case(item, response, ReviewLabel.model_validate(item.label), earlier))
+        return cases
+
+
+def _case(item: schema.ReviewItem, response: schema.Response, label: ReviewLabel, earlier: Any) -> EvalCase:
+    route = Route(response.route)
+    expected_route: Route | None = None
+    reasons: list[ReasonCode] = []
+    if label.route_right is True:
+        expected_route = route
+        reasons = [ReasonCode(c) for c in response.reason_codes.split(",") if c in ReasonCode._value2member_map_]
+    elif label.route_right is False:
+        expected_route = Route.ESCALATE if route is Route.ANSWER else Route.ANSWER
+    if label.defect_confirmed and expected_route is Route.ESCALATE and ReasonCode.DEFECT_CONFIRMED not in reasons:
+        reasons = [*(r for r in reasons if r is not ReasonCode.DEFECT_SUSPECTED), ReasonCode.DEFECT_CONFIRMED]
+    if label.correct_doc_id:
+        relevant = [label.correct_doc_id]
+    elif label.answer_right:
+        relevant = list(dict.fromkeys(str(c["doc_id"]) for c in response.citations))
+    else:
+        relevant = []
+    return EvalCase(
+        id=f"review-{item.record_id[:16]}",
+        message=response.message,
+        journey=JourneyContext.model_validate(response.journey) if response.journey else None,
+        history=[Turn(role="driver" if t.role == "driver" else "assistant", text=t.text) for t in earlier],
+        expected_route=expected_route,
+        expected_reasons=reasons,
+        relevant_doc_ids=relevant,
+        tags=["review", f"reason:{item.reason}", *label.tags],
+    )
 
 
 def _still_active(row: schema.ReviewItem) -> None:

@@ -117,7 +117,7 @@ def test_review_list_claim_resolve_export_and_the_export_runs_as_an_eval(copy_of
 
     assistant = Assistant(Settings(data_dir=data, corpus_dir=REPO / "corpus", database_url=f"sqlite:///{data / 'assistant.db'}",
                                    review_sample_rate=0.0))
-    assistant.answer(HelpRequest(message="does courio have a dental plan for drivers"))
+    assistant.answer(HelpRequest(message="i want to talk to a real person please"))
     assistant.answer(HelpRequest(message="i was in a crash, someone is hurt", journey={"stage": "en_route_to_customer"}))
     assistant.close()
     listed = json.loads(run(["review", "list", "--json"], data).stdout)

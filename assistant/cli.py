@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from rich.console import Console
@@ -23,6 +24,11 @@ from assistant.pipeline import Assistant
 from assistant.request import HelpRequest, History, JourneyContext, Stage
 from assistant.response import HelpResponse, Route
 from assistant.retrieval.manifest import read_manifest
+
+if TYPE_CHECKING:
+    from assistant.store import ConversationStore, ReviewQueue
+
+_T = TypeVar("_T")
 
 app = typer.Typer(
     name="assistant",
@@ -456,7 +462,8 @@ conversations_app = typer.Typer(help="Read stored conversations (redacted).", no
 app.add_typer(conversations_app, name="conversations")
 
 
-def _open_store() -> object:
+def _open_store() -> ConversationStore:
+    """The configured store, once it is migrated."""
     from assistant.store import ConversationStore
 
     settings = load_settings()
@@ -476,11 +483,8 @@ def conversations_list(
     """The newest conversations."""
     from rich.table import Table
 
-    from assistant.store import ConversationStore
-
     try:
         store = _open_store()
-        assert isinstance(store, ConversationStore)
         rows = store.list_conversations(limit=limit, route=route, driver_id=driver)
     except ConfigurationError as exc:
         raise _fail(str(exc), 2) from None
@@ -503,11 +507,8 @@ def conversations_show(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """One conversation: turns, routes, reasons, citations and handoff packets."""
-    from assistant.store import ConversationStore
-
     try:
         store = _open_store()
-        assert isinstance(store, ConversationStore)
         found = store.get(conversation_id)
     except ConfigurationError as exc:
         raise _fail(str(exc), 2) from None
@@ -537,18 +538,12 @@ review_app = typer.Typer(help="Work the review queue (flagged conversations) fro
 app.add_typer(review_app, name="review")
 
 
-def _queue() -> object:
-    from assistant.store import ConversationStore, ReviewQueue
+def _review_call(act: Callable[[ReviewQueue], _T]) -> _T:
+    """``act`` on the review queue of the configured store, errors as exit codes."""
+    from assistant.store import ReviewQueue
 
-    store = _open_store()
-    assert isinstance(store, ConversationStore)
-    return ReviewQueue(store)
-
-
-def _review_call(action: str, *args: object, **kwargs: object) -> object:
     try:
-        queue = _queue()
-        return getattr(queue, action)(*args, **kwargs)
+        return act(ReviewQueue(_open_store()))
     except (ConfigurationError, InputError) as exc:
         raise _fail(str(exc), 2) from None
     except AssistantError as exc:
@@ -574,13 +569,11 @@ def review_list(
 
     where = ReviewFilter(status=None if status == "any" else status, reason=reason, category=category,  # type: ignore[arg-type]
                          priority=priority, market=market, stage=stage, text=text)
-    items = _review_call("items", where, limit=limit)
-    assert isinstance(items, list)
+    items = _review_call(lambda queue: queue.items(where, limit=limit))
     if as_json:
         sys.stdout.write(json.dumps([i.model_dump(mode="json") for i in items], ensure_ascii=False) + "\n")
         return
-    counts = _review_call("counts", where)
-    assert isinstance(counts, dict)
+    counts = _review_call(lambda queue: queue.counts(where))
     out.print(", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) or "nothing to review", highlight=False)
     table = Table("id", "priority", "reason", "status", "assignee", "market", "message")
     for i in items:
@@ -594,10 +587,9 @@ def review_show(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """One item with its label and its audit log."""
-    item = _review_call("get", item_id)
-    history = _review_call("history", item_id)
-    assert isinstance(history, list)
-    data = {**item.model_dump(mode="json"), "history": [h.model_dump(mode="json") for h in history]}  # type: ignore[attr-defined]
+    item = _review_call(lambda queue: queue.get(item_id))
+    history = _review_call(lambda queue: queue.history(item_id))
+    data = {**item.model_dump(mode="json"), "history": [h.model_dump(mode="json") for h in history]}
     if as_json:
         sys.stdout.write(json.dumps(data, ensure_ascii=False) + "\n")
         return
@@ -617,7 +609,7 @@ def review_claim(
     who: Annotated[str, typer.Option("--as", help="Your name, for the audit log.")],
 ) -> None:
     """Take an item."""
-    _review_call("claim", item_id, who)
+    _review_call(lambda queue: queue.claim(item_id, who))
     out.print(f"#{item_id} claimed by {escape(who)}", highlight=False)
 
 
@@ -638,8 +630,8 @@ def review_resolve(
     if any(v is not None for v in (route_right, answer_right, defect, correct_doc)):
         label = ReviewLabel(route_right=route_right, answer_right=answer_right, defect_confirmed=defect,
                             correct_doc_id=correct_doc)
-        _review_call("label", item_id, label, who)
-    _review_call("dismiss" if dismiss else "resolve", item_id, who, note)
+        _review_call(lambda queue: queue.label(item_id, label, who))
+    _review_call(lambda queue: (queue.dismiss if dismiss else queue.resolve)(item_id, who, note))
     out.print(f"#{item_id} {'dismissed' if dismiss else 'resolved'} by {escape(who)}", highlight=False)
 
 
@@ -655,8 +647,7 @@ def review_export(
         start = datetime.fromisoformat(since).replace(tzinfo=UTC) if since else None
     except ValueError:
         raise _fail(f"--since: not a date: {since!r}", 2) from None
-    cases = _review_call("export_cases", since=start)
-    assert isinstance(cases, list)
+    cases = _review_call(lambda queue: queue.export_cases(since=start))
     out_file.parent.mkdir(parents=True, exist_ok=True)
     lines = [c.model_dump_json(exclude={"dataset"}, exclude_defaults=True) for c in cases]
     out_file.write_text("".join(line + "\n" for line in lines), encoding="utf-8")

@@ -85,12 +85,9 @@ def _sink_from_settings(settings: Settings) -> ConversationSink:
     the spot; run ``assistant db upgrade`` for PostgreSQL), else the :class:`NullSink`."""
     if not settings.database_url:
         return NullSink()
-    from assistant.store import ConversationStore, SqlSink
+    from assistant.store import SqlSink
 
-    store = ConversationStore.from_url(settings.database_url, review_sample_rate=settings.review_sample_rate)
-    if store.backend == "sqlite":
-        store.upgrade()
-    return SqlSink(store, spool_dir=settings.resolved_spool_dir())
+    return SqlSink.open(settings)
 
 
 @dataclass

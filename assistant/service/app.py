@@ -21,7 +21,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request, Response
@@ -132,14 +132,11 @@ class ServiceState:
     metrics: ServiceMetrics
     index_error: str | None = None
     migrated: bool = False
-    started: float = field(default_factory=time.monotonic)
 
 
 def _build_state(settings: Settings, assistant: Assistant | None) -> ServiceState:
-    store = ConversationStore.from_url(settings.resolved_database_url(), review_sample_rate=settings.review_sample_rate)
-    if store.backend == "sqlite":
-        store.upgrade()  # PostgreSQL is migrated by `assistant db upgrade`, once per deployment
-    sink = SqlSink(store, spool_dir=settings.resolved_spool_dir())
+    sink = SqlSink.open(settings)  # the service records even when no database URL is set
+    store = sink.store
     metrics = ServiceMetrics()
     metered = MeteredSink(sink, metrics)
     if assistant is None:
@@ -149,7 +146,7 @@ def _build_state(settings: Settings, assistant: Assistant | None) -> ServiceStat
     Gauge(
         "assistant_records_spooled_pending", "Conversation records waiting in the spool for the database.",
         registry=metrics.registry,
-    ).set_function(lambda: sink.spool.pending())
+    ).set_function(sink.spool.pending)
     return ServiceState(
         settings=settings, assistant=assistant, store=store, sink=sink, keys=ApiKeys(settings.api_keys),
         limiter=RateLimiter(settings.rate_limit_per_minute), metrics=metrics,
@@ -160,7 +157,6 @@ def create_app(settings: Settings | None = None, *, assistant: Assistant | None 
     """The service as an ASGI app. Models and the index load at start-up (``lifespan``), once
     per worker; the store is migrated (SQLite) and every request is recorded in it."""
     settings = settings or load_settings()
-    holder: dict[str, ServiceState] = {}
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -170,7 +166,6 @@ def create_app(settings: Settings | None = None, *, assistant: Assistant | None 
         except AssistantError as exc:  # no index, a damaged one, a Chroma server down: not ready, yet alive
             state.index_error = str(exc)
             logger.error("index not loaded (%s): /readyz reports not ready until it loads", type(exc).__name__)
-        holder["state"] = state
         app.state.service = state
         logger.info("service ready (store: %s)", state.store.backend)
         try:
@@ -235,7 +230,7 @@ def create_app(settings: Settings | None = None, *, assistant: Assistant | None 
         seconds = time.perf_counter() - started
         route = request.scope.get("route")
         path = getattr(route, "path", "unmatched")
-        current = holder.get("state")
+        current: ServiceState | None = getattr(request.app.state, "service", None)
         if current is not None:
             current.metrics.http_requests.labels(method=request.method, path=path, status=str(response.status_code)).inc()
             current.metrics.http_seconds.labels(path=path).observe(seconds)

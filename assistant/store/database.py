@@ -6,10 +6,11 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
@@ -18,11 +19,6 @@ from assistant.errors import BackendError, ConfigurationError
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 #: Seconds a connection attempt to a database server may take.
 CONNECT_TIMEOUT = 3
-
-
-def default_url(data_dir: Path) -> str:
-    """The default store: ``assistant.db`` in the data dir."""
-    return f"sqlite:///{Path(data_dir).resolve() / 'assistant.db'}"
 
 
 def normalise_url(url: str) -> str:
@@ -71,30 +67,27 @@ def make_engine(url: str, *, sqlite_timeout: float = 30.0) -> Engine:
     return engine
 
 
-def _alembic_config(engine: Engine) -> Any:
+def _alembic_config() -> Any:
+    """Alembic's configuration: the migrations folder only (env.py takes the connection given)."""
     from alembic.config import Config
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
-    config.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False).replace("%", "%%"))
     return config
 
 
 def upgrade(engine: Engine, revision: str = "head") -> str | None:
     """Run the store's migrations up to ``revision``; returns the revision the database is at."""
     from alembic import command
-    from alembic.runtime.migration import MigrationContext
 
-    config = _alembic_config(engine)
+    config = _alembic_config()
     try:
         with engine.begin() as connection:
             config.attributes["connection"] = connection
             command.upgrade(config, revision)
-        with engine.connect() as connection:
-            current: str | None = MigrationContext.configure(connection).get_current_revision()
-            return current
     except SQLAlchemyError as exc:
         raise BackendError(f"database migration failed: {type(exc).__name__}: {_safe(exc)}") from exc
+    return current_revision(engine)
 
 
 def current_revision(engine: Engine) -> str | None:
@@ -109,21 +102,13 @@ def current_revision(engine: Engine) -> str | None:
         raise BackendError(f"database unreachable: {type(exc).__name__}: {_safe(exc)}") from exc
 
 
+@functools.cache
 def head_revision() -> str | None:
     """The newest migration shipped with the package."""
     from alembic.script import ScriptDirectory
 
-    from assistant.store.database import MIGRATIONS as folder
-
-    config = _alembic_config(create_engine("sqlite://"))
-    config.set_main_option("script_location", str(folder))
-    head: str | None = ScriptDirectory.from_config(config).get_current_head()
+    head: str | None = ScriptDirectory.from_config(_alembic_config()).get_current_head()
     return head
-
-
-def has_tables(engine: Engine) -> bool:
-    """True when the store's tables exist."""
-    return bool(inspect(engine).has_table("responses"))
 
 
 def _safe(exc: BaseException) -> str:

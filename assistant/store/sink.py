@@ -13,6 +13,7 @@ import threading
 import time
 from pathlib import Path
 
+from assistant.config import Settings
 from assistant.errors import BackendError
 from assistant.records import ConversationRecord
 from assistant.store.spool import Spool
@@ -49,6 +50,18 @@ class SqlSink:
         self._guard = threading.Lock()
         if self.spool.has_pending():  # left by an earlier process
             self._start_replayer()
+
+    @classmethod
+    def open(cls, settings: Settings) -> SqlSink:
+        """A sink on ``settings``' store (``resolved_database_url()``), spooling to its spool dir.
+        SQLite is migrated on the spot; PostgreSQL is migrated by ``assistant db upgrade``, once
+        per deployment."""
+        store = ConversationStore.from_url(
+            settings.resolved_database_url(), review_sample_rate=settings.review_sample_rate
+        )
+        if store.backend == "sqlite":
+            store.upgrade()
+        return cls(store, spool_dir=settings.resolved_spool_dir())
 
     # -- the sink ---------------------------------------------------------------------------
 

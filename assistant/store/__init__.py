@@ -9,6 +9,14 @@
 ``import assistant`` does not import this package (nor SQLAlchemy) until a store is used.
 """
 
+from assistant.store.analytics import (
+    Analytics,
+    ContentGap,
+    CountRow,
+    FeedbackSummary,
+    RatePoint,
+    SelfService,
+)
 from assistant.store.review import ReviewAction, ReviewFilter, ReviewItem, ReviewLabel, ReviewQueue
 from assistant.store.sink import SqlSink
 from assistant.store.spool import Spool
@@ -22,13 +30,19 @@ from assistant.store.store import (
 )
 
 __all__ = [
+    "Analytics",
+    "ContentGap",
     "ConversationStore",
     "ConversationSummary",
+    "CountRow",
+    "FeedbackSummary",
+    "RatePoint",
     "ReviewAction",
     "ReviewFilter",
     "ReviewItem",
     "ReviewLabel",
     "ReviewQueue",
+    "SelfService",
     "Spool",
     "SqlSink",
     "StoredConversation",

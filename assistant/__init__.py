@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from assistant.config import Settings
 from assistant.errors import (
     AssistantError,
+    AuthError,
     BackendError,
     BackendTimeout,
     ConfigurationError,
@@ -52,12 +53,14 @@ from assistant.response import (
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    from assistant.console import ConsoleUsers
     from assistant.service import create_app
     from assistant.store import ConversationStore, ReviewFilter, ReviewLabel, ReviewQueue, SqlSink
 
 _LAZY = {
     "ConversationStore": "assistant.store", "SqlSink": "assistant.store", "ReviewQueue": "assistant.store",
     "ReviewFilter": "assistant.store", "ReviewLabel": "assistant.store", "create_app": "assistant.service",
+    "ConsoleUsers": "assistant.console",
 }
 
 
@@ -73,10 +76,12 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "Assistant",
     "AssistantError",
+    "AuthError",
     "BackendError",
     "BackendTimeout",
     "Citation",
     "ConfigurationError",
+    "ConsoleUsers",
     "ConversationRecord",
     "ConversationSink",
     "ConversationStore",

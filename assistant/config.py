@@ -121,6 +121,11 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Origins allowed to call the service from a browser, comma-separated; none: CORS off."
     )
+    console_session_hours: float = Field(12, gt=0, le=24 * 30, description="How long a console sign-in lasts.")
+    console_secure_cookies: bool = Field(
+        False, description="Mark console cookies Secure even when the service sees plain HTTP "
+        "(set it behind a TLS-terminating proxy; requests that arrive over https get Secure anyway).",
+    )
 
     # -- evals: LLM-as-judge (assistant eval run); unset means deterministic metrics only
     judge_model: str | None = Field(

@@ -15,6 +15,7 @@ A human handoff is a normal :class:`~assistant.response.HelpResponse`, not an ex
       IndexNotReadyError        # no index has been built yet
       BackendError              # the vector store, embedder or model failed
         BackendTimeout          # ... by running past its deadline
+      AuthError                 # a console sign-in refused or throttled
 """
 
 from __future__ import annotations
@@ -76,3 +77,12 @@ __all__ = [
     "InputError",
     "NotFoundError",
 ]
+
+
+class AuthError(AssistantError):
+    """A console sign-in was refused (wrong name or password), or too many failed; when
+    throttled, ``retry_after`` says how many seconds to wait."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

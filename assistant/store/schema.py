@@ -168,3 +168,49 @@ class SignatureCount(Base):
     bucket: Mapped[datetime] = mapped_column(primary_key=True)
     contacts: Mapped[int] = mapped_column(Integer, default=0)
     fields: Mapped[dict[str, Any]]
+
+
+class ConsoleUser(Base):
+    """A person who may sign in to the console: a ``reviewer`` or a ``lead`` (argon2 hash only)."""
+
+    __tablename__ = "console_users"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    role: Mapped[str] = mapped_column(String(16))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime]
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class ConsoleSession(Base):
+    """A signed-in browser: the SHA-256 of its cookie token (never the token) and its CSRF token."""
+
+    __tablename__ = "console_sessions"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_name: Mapped[str] = mapped_column(ForeignKey("console_users.name", ondelete="CASCADE"), index=True)
+    csrf: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class LoginAttempt(Base):
+    """A failed sign-in, by account and by client address (the console's login rate limit)."""
+
+    __tablename__ = "login_attempts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(160), index=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+
+
+class ConsoleAudit(Base):
+    """Who did what in the console outside the review queue (sign-ins, user management)."""
+
+    __tablename__ = "console_audit"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    actor: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(32))
+    target: Mapped[str | None] = mapped_column(String(128))
+    at: Mapped[datetime] = mapped_column(index=True)

@@ -1,0 +1,11 @@
+"""The support-lead console: users and sessions (:class:`ConsoleUsers`) and the web pages that
+work the review queue, show a flagged conversation with its evidence, and report analytics
+(:func:`~assistant.console.pages.mount_console`, mounted by :func:`assistant.create_app` under
+``/console``).
+
+``import assistant`` does not import this package until it is used.
+"""
+
+from assistant.console.users import ROLES, ConsoleSession, ConsoleUser, ConsoleUsers, Role
+
+__all__ = ["ROLES", "ConsoleSession", "ConsoleUser", "ConsoleUsers", "Role"]

@@ -18,7 +18,7 @@ from rich.panel import Panel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from assistant.config import load_settings
-from assistant.errors import AssistantError, ConfigurationError, InputError
+from assistant.errors import AssistantError, ConfigurationError, InputError, NotFoundError
 from assistant.ingestion.indexer import IngestReport
 from assistant.pipeline import Assistant
 from assistant.request import HelpRequest, History, JourneyContext, Stage
@@ -26,6 +26,7 @@ from assistant.response import HelpResponse, Route
 from assistant.retrieval.manifest import read_manifest
 
 if TYPE_CHECKING:
+    from assistant.console import ConsoleUsers
     from assistant.store import ConversationStore, ReviewQueue
 
 _T = TypeVar("_T")
@@ -190,12 +191,19 @@ def demo(
         assistant = Assistant(settings)
         _print_report(_run_ingest(assistant, None, rebuild=False, quiet=quiet))
         run_demo(assistant, out)
+        from assistant.demo import record_traffic
+
+        recorded = record_traffic(assistant)
         assistant.close()
+        password = _demo_login(settings.resolved_database_url())
         out.print(
-            f"\nThe demo's conversations are in {escape(settings.resolved_database_url())}: "
+            f"\nThe demo's conversations, and {recorded} more contacts for the console, are in "
+            f"{escape(settings.resolved_database_url())}: "
             "`.venv/bin/assistant conversations list`.\nStart the HTTP service with `.venv/bin/assistant serve` "
             "(http://127.0.0.1:8000/docs), then:\n"
-            "  curl -s localhost:8000/v1/answer -H 'content-type: application/json' -d '{\"message\": \"when do i get paid\"}'",
+            "  curl -s localhost:8000/v1/answer -H 'content-type: application/json' -d '{\"message\": \"when do i get paid\"}'\n"
+            "The support-lead console (review queue, conversations, analytics) is at http://127.0.0.1:8000/console\n"
+            f"  sign in as {DEMO_USER} with the password {password} (new at every `make demo`)",
             highlight=False, soft_wrap=True,
         )
     except ConfigurationError as exc:
@@ -409,6 +417,32 @@ def eval_compare(
 _LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
+DEMO_USER = "demo"
+
+
+def _demo_login(url: str) -> str:
+    """Create (or reset) the demo's console login, a lead, with a fresh random password."""
+    import secrets
+
+    from assistant.console import ConsoleUsers
+    from assistant.store import ConversationStore
+
+    store = ConversationStore.from_url(url)
+    try:
+        store.upgrade()
+        users = ConsoleUsers(store)
+        password = secrets.token_urlsafe(12)
+        try:
+            users.add(DEMO_USER, password, role="lead", actor="demo")
+        except ConfigurationError:  # it exists: a new password, and it is a lead again
+            users.set_password(DEMO_USER, password, actor="demo")
+            users.set_role(DEMO_USER, "lead", actor="demo")
+            users.set_active(DEMO_USER, True, actor="demo")
+        return password
+    finally:
+        store.close()
+
+
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
@@ -607,9 +641,13 @@ def review_show(
 def review_claim(
     item_id: Annotated[int, typer.Argument()],
     who: Annotated[str, typer.Option("--as", help="Your name, for the audit log.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the item as one JSON object.")] = False,
 ) -> None:
     """Take an item."""
-    _review_call(lambda queue: queue.claim(item_id, who))
+    item = _review_call(lambda queue: queue.claim(item_id, who))
+    if as_json:
+        sys.stdout.write(item.model_dump_json() + "\n")
+        return
     out.print(f"#{item_id} claimed by {escape(who)}", highlight=False)
 
 
@@ -623,6 +661,7 @@ def review_resolve(
     answer_right: Annotated[bool | None, typer.Option("--answer-right/--answer-wrong", help="Was the answer right?")] = None,
     defect: Annotated[bool | None, typer.Option("--defect/--no-defect", help="Was it a platform defect?")] = None,
     correct_doc: Annotated[str | None, typer.Option(help="The article that should have been given.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the closed item as one JSON object.")] = False,
 ) -> None:
     """Label (when any label option is given) and close an item."""
     from assistant.store import ReviewLabel
@@ -631,7 +670,10 @@ def review_resolve(
         label = ReviewLabel(route_right=route_right, answer_right=answer_right, defect_confirmed=defect,
                             correct_doc_id=correct_doc)
         _review_call(lambda queue: queue.label(item_id, label, who))
-    _review_call(lambda queue: (queue.dismiss if dismiss else queue.resolve)(item_id, who, note))
+    item = _review_call(lambda queue: (queue.dismiss if dismiss else queue.resolve)(item_id, who, note))
+    if as_json:
+        sys.stdout.write(item.model_dump_json() + "\n")
+        return
     out.print(f"#{item_id} {'dismissed' if dismiss else 'resolved'} by {escape(who)}", highlight=False)
 
 
@@ -639,6 +681,7 @@ def review_resolve(
 def review_export(
     out_file: Annotated[Path, typer.Option("--out", help="JSONL file to write (evals/datasets format).")],
     since: Annotated[str | None, typer.Option(help="Only items labelled since this date (YYYY-MM-DD).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print {\"cases\": N, \"path\": FILE}.")] = False,
 ) -> None:
     """Reviewed conversations as eval cases: run them with `assistant eval run -d FILE`."""
     from datetime import UTC, datetime
@@ -651,7 +694,80 @@ def review_export(
     out_file.parent.mkdir(parents=True, exist_ok=True)
     lines = [c.model_dump_json(exclude={"dataset"}, exclude_defaults=True) for c in cases]
     out_file.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    if as_json:
+        sys.stdout.write(json.dumps({"cases": len(cases), "path": str(out_file)}) + "\n")
+        return
     out.print(f"{len(cases)} reviewed case(s) written to {escape(str(out_file))}", highlight=False)
+
+
+users_app = typer.Typer(help="Console users (reviewers and leads).", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+
+
+def _read_password(from_stdin: bool) -> str:
+    """A new password: one line of stdin (``--password-stdin`` or a pipe), else asked twice."""
+    if from_stdin or not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\r\n")
+    return str(typer.prompt("Password", hide_input=True, confirmation_prompt=True))
+
+
+def _users_call(act: Callable[[ConsoleUsers], _T]) -> _T:
+    from assistant.console import ConsoleUsers
+    from assistant.store import ConversationStore
+
+    try:
+        settings = load_settings()
+        store = ConversationStore.from_url(settings.resolved_database_url())
+        if store.backend == "sqlite":
+            store.upgrade()  # as the service does at start; PostgreSQL is migrated by `assistant db upgrade`
+        elif not store.is_current():
+            raise ConfigurationError("the conversation store is empty or not migrated: run `assistant db upgrade`")
+        return act(ConsoleUsers(store))
+    except (ConfigurationError, InputError, NotFoundError) as exc:
+        raise _fail(str(exc), 2) from None
+    except AssistantError as exc:
+        raise _fail(str(exc), 1) from None
+
+
+@users_app.command("add")
+def users_add(
+    name: Annotated[str, typer.Argument(help="Sign-in name.")],
+    role: Annotated[str, typer.Option(help="reviewer (labels and resolves) or lead (also manages users, exports).")] = "reviewer",
+    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the password from stdin.")] = False,
+) -> None:
+    """Create a console user (the password is asked twice, or read from stdin)."""
+    password = _read_password(password_stdin)
+    user = _users_call(lambda users: users.add(name, password, role=role))  # type: ignore[arg-type]
+    out.print(f"user {escape(user.name)} ({user.role}) added", highlight=False)
+
+
+@users_app.command("passwd")
+def users_passwd(
+    name: Annotated[str, typer.Argument()],
+    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the password from stdin.")] = False,
+) -> None:
+    """Change a user's password (their sessions end)."""
+    password = _read_password(password_stdin)
+    _users_call(lambda users: users.set_password(name, password))
+    out.print(f"password of {escape(name)} changed", highlight=False)
+
+
+@users_app.command("disable")
+def users_disable(name: Annotated[str, typer.Argument()]) -> None:
+    """Disable a user (their sessions end)."""
+    _users_call(lambda users: users.set_active(name, False))
+    out.print(f"user {escape(name)} disabled", highlight=False)
+
+
+@users_app.command("list")
+def users_list(as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list.")] = False) -> None:
+    """Console users and their roles."""
+    listed = _users_call(lambda users: users.all())
+    if as_json:
+        sys.stdout.write(json.dumps([u.model_dump(mode="json") for u in listed]) + "\n")
+        return
+    for u in listed:
+        out.print(f"{escape(u.name)}\t{u.role}\t{'active' if u.active else 'disabled'}", highlight=False)
 
 
 def main() -> None:

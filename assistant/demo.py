@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import suppress
 from importlib import resources
 
 import yaml
@@ -10,6 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.rule import Rule
 
+from assistant.errors import AssistantError
 from assistant.pipeline import Assistant
 from assistant.request import HelpRequest, JourneyContext
 
@@ -23,6 +25,36 @@ class Scenario(BaseModel):
     message: str
     journey: JourneyContext | None = None
     pair: str | None = None
+
+
+class Contact(BaseModel):
+    """One background contact of the demo's traffic (recorded, not printed)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    driver: str
+    message: str
+    journey: JourneyContext | None = None
+    helpful: bool | None = None
+
+
+def load_traffic() -> list[Contact]:
+    """The demo's background contacts shipped with the package."""
+    text = resources.files("assistant").joinpath("demo_traffic.yaml").read_text(encoding="utf-8")
+    return [Contact.model_validate(item) for item in yaml.safe_load(text)]
+
+
+def record_traffic(assistant: Assistant) -> int:
+    """Answer the demo's background contacts and record the drivers' feedback in the assistant's
+    store (nothing is printed); returns how many contacts were recorded."""
+    contacts = load_traffic()
+    store = assistant.store
+    for contact in contacts:
+        response = assistant.answer(HelpRequest(message=contact.message, journey=contact.journey, driver_id=contact.driver))
+        if contact.helpful is not None and store is not None:
+            with suppress(AssistantError):  # the record is still spooled (database busy): no feedback then
+                store.add_feedback(response.conversation_id, helpful=contact.helpful)
+    return len(contacts)
 
 
 def load_scenarios() -> list[Scenario]:

@@ -150,11 +150,12 @@ def wait_until_serving(url: str, process: subprocess.Popen[bytes], *, seconds: f
 
 @contextmanager
 def serving(
-    command: list[str], *, probe: str, seconds: float, what: str, output: IO[str] | int = subprocess.DEVNULL, stop_seconds: float = 10
+    command: list[str], *, probe: str, seconds: float, what: str, output: IO[str] | int = subprocess.DEVNULL, stop_seconds: float = 10,
+    env: dict[str, str] | None = None,
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Run a server on loopback until the block ends: start ``command`` (stdout and stderr to
-    ``output``), wait until ``probe`` answers 200, then terminate it."""
-    process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
+    ``output``, environment ``env``), wait until ``probe`` answers 200, then terminate it."""
+    process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=env)
     try:
         wait_until_serving(probe, process, seconds=seconds, what=what)
         yield process

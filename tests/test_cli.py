@@ -106,9 +106,23 @@ def test_demo_keeps_its_conversations_and_says_how_to_start_the_service(copy_of_
     assert demo.returncode == 0, demo.stderr
     assert "assistant serve" in demo.stdout and "assistant.db" in demo.stdout
     listed = json.loads(run(["conversations", "list", "--json", "--limit", "100"], copy_of_shipped_index).stdout)
-    from assistant.demo import load_scenarios
+    from assistant.demo import load_scenarios, load_traffic
 
-    assert len(listed) == len(load_scenarios())
+    assert len(listed) == len(load_scenarios()) + len(load_traffic())
+    # the demo's console login is printed and signs in (a lead)
+    import re
+
+    from assistant.console import ConsoleUsers
+    from assistant.store import ConversationStore
+
+    found = re.search(r"sign in as (\S+) with the password (\S+)", demo.stdout)
+    assert found and "http://127.0.0.1:8000/console" in demo.stdout
+    store = ConversationStore.from_url(f"sqlite:///{copy_of_shipped_index / 'assistant.db'}")
+    _, session = ConsoleUsers(store).sign_in(found.group(1), found.group(2))
+    assert session.role == "lead"
+    again = run(["demo", "--quiet"], copy_of_shipped_index)  # a second demo gives a new password
+    second = re.search(r"with the password (\S+)", again.stdout)
+    assert second and second.group(1) != found.group(2)
 
 
 def test_review_list_claim_resolve_export_and_the_export_runs_as_an_eval(copy_of_shipped_index: Path, tmp_path: Path):
@@ -141,3 +155,22 @@ def test_review_list_claim_resolve_export_and_the_export_runs_as_an_eval(copy_of
     evaluated = run(["eval", "run", "-d", str(cases), "--out", str(tmp_path / "run"), "--quiet"], data)
     assert evaluated.returncode == 0, evaluated.stderr
     assert (tmp_path / "run" / "results.jsonl").read_text(encoding="utf-8").count("\n") == 1
+
+
+def test_users_add_list_passwd_and_disable(tmp_path: Path):
+    def users(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "ASSISTANT_DATA_DIR": str(tmp_path)}
+        return subprocess.run([sys.executable, "-m", "assistant.cli", "users", *args], input=stdin, capture_output=True,
+                              text=True, env=env, cwd=REPO, timeout=120)
+
+    added = users("add", "kim", "--role", "lead", "--password-stdin", stdin="a long passphrase\n")
+    assert added.returncode == 0 and "kim (lead) added" in added.stdout, added.stderr
+    assert users("add", "kim", "--password-stdin", stdin="a long passphrase\n").returncode == 2
+    short = users("add", "lee", "--password-stdin", stdin="short\n")
+    assert short.returncode == 2 and "at least 10" in short.stderr
+    assert users("add", "lee", "--role", "admin", "--password-stdin", stdin="a long passphrase\n").returncode == 2
+    assert users("passwd", "kim", "--password-stdin", stdin="another long one\n").returncode == 0
+    assert users("disable", "kim").returncode == 0
+    assert users("disable", "nobody").returncode == 2
+    listed = json.loads(users("list", "--json").stdout)
+    assert [(u["name"], u["role"], u["active"]) for u in listed] == [("kim", "lead", False)]

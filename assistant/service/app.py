@@ -7,7 +7,9 @@ Endpoints (every error has one body, ``{"error": {"type", "message"}}``):
   ``response`` event with the final response (citations included); ``error`` on failure;
 - ``POST /v1/feedback``: a driver's verdict on an answer;
 - ``GET /v1/conversations/{id}``: a stored conversation (redacted);
-- ``GET /healthz`` (alive), ``GET /readyz`` (index loaded, database reachable), ``GET /metrics``.
+- ``GET /healthz`` (alive), ``GET /readyz`` (index loaded, database reachable), ``GET /metrics``;
+- ``/console/...``: the support-lead console's pages (:mod:`assistant.console`), signed in with
+  console users, not API keys; their errors are pages.
 
 Every request is recorded in the conversation store (``ASSISTANT_DATABASE_URL``, default SQLite
 in the data dir, migrated at start). No driver text is logged: log lines carry ids and codes.
@@ -33,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from assistant.config import Settings, load_settings
+from assistant.console.pages import error_page, is_console, mount_console
 from assistant.errors import (
     AssistantError,
     BackendError,
@@ -194,12 +197,18 @@ def create_app(settings: Settings | None = None, *, assistant: Assistant | None 
         return _error(exc.status, exc.type, exc.message, exc.headers)
 
     @app.exception_handler(AssistantError)
-    async def _assistant_error(_: Request, exc: AssistantError) -> JSONResponse:
+    async def _assistant_error(request: Request, exc: AssistantError) -> Response:
         status, name = error_status(exc)
-        return _error(status, name, str(exc) if status < 500 or status in (503, 504) else "internal error")
+        message = str(exc) if status < 500 or status in (503, 504) else "internal error"
+        if is_console(request):
+            status = 409 if isinstance(exc, ConfigurationError) else status  # e.g. resolving a closed item
+            return error_page(request, status, name.replace("_", " ").capitalize(), message)
+        return _error(status, name, message)
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+        if is_console(request):
+            return error_page(request, 404, "Not found", "There is no such page.")
         errors = exc.errors()
         first = errors[0] if errors else {}
         if first.get("type") == "json_invalid":
@@ -209,14 +218,18 @@ def create_app(settings: Settings | None = None, *, assistant: Assistant | None 
         return _error(422, "invalid_request", message)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         name = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        if is_console(request):
+            return error_page(request, exc.status_code, name.replace("_", " ").capitalize(), str(exc.detail))
         return _error(exc.status_code, name, str(exc.detail), dict(exc.headers or {}))
 
     @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    async def _unexpected(request: Request, exc: Exception) -> Response:
         logger.error("unexpected %s on %s (request %s)", type(exc).__name__, request.url.path,
                      getattr(request.state, "request_id", "-"))
+        if is_console(request):
+            return error_page(request, 500, "Internal error", "Something went wrong; the error was logged.")
         return _error(500, "internal_error", "internal error")
 
     # -- logs and HTTP metrics: ids and codes, never driver text -----------------------------
@@ -332,6 +345,7 @@ def create_app(settings: Settings | None = None, *, assistant: Assistant | None 
             CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST"],
             allow_headers=["Authorization", "Content-Type", "X-Request-Id"],
         )
+    mount_console(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     return app
 

@@ -7,6 +7,7 @@ The browser test saves screenshots of the queue, conversation and analytics page
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -185,6 +186,7 @@ def test_a_reviewer_is_refused_user_management_and_exports_a_lead_is_not(console
     _sign_in(console, "rev1")
     assert console.get("/console/users").status_code == 403
     assert console.get("/console/analytics.json").status_code == 403
+    assert console.get("/console/reviews.jsonl").status_code == 403
     assert console.get("/console/analytics").status_code == 200
     _sign_in(console, "lead1")
     page = console.get("/console/users")
@@ -192,6 +194,7 @@ def test_a_reviewer_is_refused_user_management_and_exports_a_lead_is_not(console
     added = console.post("/console/users", data={"action": "add", "name": "rev2", "role": "reviewer",
                                                  "password": PASSWORD, "csrf_token": _csrf(page.text)})
     assert added.status_code == 200 and "rev2" in added.text
+    assert console.get("/console/reviews.jsonl").status_code == 200
     exported = console.get("/console/analytics.json").json()
     assert exported["totals"]["total"] >= 3 and "self_service" in exported and "content_gaps" in exported
 
@@ -308,6 +311,11 @@ def test_a_lead_works_the_queue_in_headless_chromium(shipped_index: Path, tmp_pa
             assert page.locator("#item-status").inner_text() == "resolved"
             assert page.locator("input[name=defect_confirmed][value=yes]").is_checked()
             assert "lead1 resolved" in page.locator("ol.log").inner_text()
+            # the lead downloads the labelled reviews as eval cases
+            export = page.request.get(f"{base}/console/reviews.jsonl")
+            assert export.status == 200
+            [case] = [json.loads(line) for line in export.text().splitlines()]
+            assert case["expected_route"] == "escalate" and "defect_confirmed" in case["expected_reasons"]
 
             # keyboard: '/' focuses the search box on the queue
             page.goto(f"{base}/console/queue")

@@ -10,7 +10,9 @@ vendored JavaScript adds keyboard shortcuts. Pages:
   model, the label form, Claim / Resolve / Dismiss / Reopen, and the item's audit log;
 - ``/console/analytics``: answer, escalation and decline rates by day, escalations by reason and
   category, drivers' feedback, self-service resolution and content gaps;
-- ``/console/users`` (leads only): accounts and the console's audit log.
+- ``/console/users`` (leads only): accounts and the console's audit log;
+- ``/console/analytics.json`` and ``/console/reviews.jsonl`` (leads only): the analytics, and the
+  labelled reviews as eval cases (the same file as ``assistant review export``).
 
 Nothing personal goes in a URL: ids are opaque, texts are the store's redacted texts, and a
 search typed with PII in it is redacted and redirected. Log lines carry the route, not the URL.
@@ -479,6 +481,17 @@ def mount_console(app: FastAPI) -> None:
         }
         return JSONResponse(body, headers={"Content-Disposition": f'attachment; filename="analytics-{days}d.json"',
                                            **_SECURITY_HEADERS})
+
+    @router.get("/reviews.jsonl")
+    async def reviews_export(request: Request, since: str | None = None) -> Response:
+        """Labelled reviews as eval cases (``evals/datasets`` format): ``assistant eval run -d FILE``."""
+        await _signed_in(request, lead=True)
+        start = _day(since)
+        cases = await run_in_threadpool(lambda: _console(request).queue.export_cases(since=start))
+        body = "".join(c.model_dump_json(exclude={"dataset"}, exclude_defaults=True) + "\n" for c in cases)
+        return Response(body, media_type="application/x-ndjson", headers={
+            "Content-Disposition": 'attachment; filename="reviewed-cases.jsonl"', **_SECURITY_HEADERS,
+        })
 
     # -- users (leads) --------------------------------------------------------------------------
 

@@ -27,6 +27,7 @@ from assistant.retrieval.manifest import read_manifest
 
 if TYPE_CHECKING:
     from assistant.console import ConsoleUsers
+    from assistant.incidents import Incident, IncidentDetector
     from assistant.store import ConversationStore, ReviewQueue
 
 _T = TypeVar("_T")
@@ -415,6 +416,58 @@ def eval_compare(
 # -- the service and the conversation store -----------------------------------------------------
 
 _LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+incidents_app = typer.Typer(help="Platform defects detected from the pattern of contacts.", no_args_is_help=True)
+app.add_typer(incidents_app, name="incidents")
+
+
+def _incidents_call(act: Callable[[IncidentDetector], _T]) -> _T:
+    from assistant.incidents import IncidentDetector
+
+    try:
+        return act(IncidentDetector(_open_store()))
+    except (ConfigurationError, InputError, NotFoundError) as exc:
+        raise _fail(str(exc), 2) from None
+    except AssistantError as exc:
+        raise _fail(str(exc), 1) from None
+
+
+@incidents_app.command("list")
+def incidents_list(
+    show_all: Annotated[bool, typer.Option("--all", help="Closed incidents too.")] = False,
+    scan: Annotated[bool, typer.Option("--scan/--no-scan", help="Scan the store first (as the service does each minute).")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help='Print {"incidents": [...]}.')] = False,
+) -> None:
+    """Open incidents (newest first), after a scan of the store's contact counts."""
+    def run(detector: IncidentDetector) -> list[Incident]:
+        if scan:
+            detector.scan()
+        return detector.incidents(status=None if show_all else "open")
+
+    found = _incidents_call(run)
+    if as_json:
+        sys.stdout.write(json.dumps({"incidents": [i.model_dump(mode="json") for i in found]}, ensure_ascii=False) + "\n")
+        return
+    if not found:
+        out.print("no open incident" if not show_all else "no incident", highlight=False)
+    for i in found:
+        where = ", ".join(f"{k}={','.join(v) if isinstance(v, list) else v}" for k, v in i.signature.items() if v)
+        out.print(f"#{i.id} [{i.status}] {escape(i.group)} opened {i.opened_at:%Y-%m-%d %H:%M} UTC: "
+                  f"{i.contacts} contacts, {i.drivers} drivers ({escape(where)})", highlight=False)
+        if i.workaround:
+            out.print(f"  workaround: {escape(i.workaround)}", highlight=False)
+
+
+@incidents_app.command("note")
+def incidents_note(
+    incident_id: Annotated[int, typer.Argument()],
+    note: Annotated[str | None, typer.Option(help="What drivers are told about it (redacted; '' removes it).")] = None,
+    workaround: Annotated[str | None, typer.Option(help="What drivers can do meanwhile (redacted; '' removes it).")] = None,
+) -> None:
+    """Attach a driver-facing note and/or workaround to an incident."""
+    found = _incidents_call(lambda detector: detector.annotate(incident_id, note=note, workaround=workaround))
+    out.print(f"#{found.id} updated", highlight=False)
 
 
 DEMO_USER = "demo"

@@ -121,6 +121,9 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Origins allowed to call the service from a browser, comma-separated; none: CORS off."
     )
+    incident_scan_seconds: float = Field(
+        60.0, ge=0, description="How often each service worker scans the store for incidents (0: never)."
+    )
     console_session_hours: float = Field(12, gt=0, le=24 * 30, description="How long a console sign-in lasts.")
     console_secure_cookies: bool = Field(
         False, description="Mark console cookies Secure even when the service sees plain HTTP "

@@ -349,3 +349,27 @@ def test_a_lead_works_the_queue_in_headless_chromium(shipped_index: Path, tmp_pa
     for name in ("queue.png", "conversation.png", "analytics.png"):
         assert (shots / name).stat().st_size > 10_000
     print(f"screenshots: {shots}")
+
+
+@pytest.mark.integration
+def test_incidents_page_shows_an_open_incident_and_a_lead_attaches_a_workaround(console: TestClient) -> None:
+    from assistant.incidents import IncidentDetector
+
+    for n in range(7):  # a burst of the same defect from seven drivers
+        reply = console.post("/v1/answer", json={"message": "the photo upload keeps failing", "journey": DEFECT_JOURNEY,
+                                                 "driver_id": f"drv-burst-{n}"})
+        assert reply.json()["route"] == "escalate"
+    IncidentDetector(console.app.state.service.store).scan()  # what each worker's scanner does every minute
+    _sign_in(console, "rev1")
+    page = console.get("/console/incidents")
+    assert page.status_code == 200 and "code:UPL-500" in page.text and "drivers" in page.text
+    incident_id = re.search(r"#(\d+) code:UPL-500", page.text)
+    assert incident_id
+    form = {"workaround": "Tap Complete without photo", "csrf_token": _csrf(console.get("/console/queue").text)}
+    assert console.post(f"/console/incidents/{incident_id.group(1)}", data=form).status_code == 403  # reviewers read
+    _sign_in(console, "lead1")
+    form["csrf_token"] = _csrf(console.get("/console/incidents").text)
+    saved = console.post(f"/console/incidents/{incident_id.group(1)}", data=form)
+    assert saved.status_code == 200 and "Tap Complete without photo" in saved.text
+    example = re.search(r'href="(/console/conversations/[^"]+)"', saved.text)
+    assert example and console.get(example.group(1)).url.path.startswith("/console/items/")

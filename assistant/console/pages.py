@@ -8,6 +8,7 @@ vendored JavaScript adds keyboard shortcuts. Pages:
 - ``/console/items/{id}``: one flagged conversation: transcript, journey timeline, defect
   evidence, retrieved passages and citations with their text, the handoff packet, prompt and
   model, the label form, Claim / Resolve / Dismiss / Reopen, and the item's audit log;
+- ``/console/incidents``: open and recent incidents; leads attach a note and a workaround;
 - ``/console/analytics``: answer, escalation and decline rates by day, escalations by reason and
   category, drivers' feedback, self-service resolution and content gaps;
 - ``/console/users`` (leads only): accounts and the console's audit log;
@@ -42,6 +43,7 @@ from sqlalchemy import select
 from assistant.console.users import ROLES, ConsoleSession, ConsoleUsers, Role
 from assistant.errors import AssistantError, AuthError, ConfigurationError, NotFoundError
 from assistant.guardrails.pii import redact
+from assistant.incidents import IncidentDetector
 from assistant.store import schema
 from assistant.store.analytics import Analytics, ContentGap, RatePoint
 from assistant.store.review import ReviewFilter, ReviewItem, ReviewLabel, ReviewQueue
@@ -492,6 +494,47 @@ def mount_console(app: FastAPI) -> None:
         return Response(body, media_type="application/x-ndjson", headers={
             "Content-Disposition": 'attachment; filename="reviewed-cases.jsonl"', **_SECURITY_HEADERS,
         })
+
+    # -- incidents ------------------------------------------------------------------------------
+
+    @router.get("/incidents", response_class=HTMLResponse)
+    async def incidents_page(request: Request) -> Response:
+        session = await _signed_in(request)
+        detector = IncidentDetector(_service(request).store)
+        open_, closed = await run_in_threadpool(
+            lambda: (detector.incidents(status="open"), detector.incidents(status="closed", limit=20))
+        )
+        return _render(request, "incidents.html", session=session, open_incidents=open_, closed_incidents=closed,
+                       done=request.query_params.get("done"))
+
+    @router.post("/incidents/{incident_id}")
+    async def incident_note(request: Request, incident_id: int) -> Response:
+        session = await _signed_in(request, lead=True)
+        form = await _form(request, session)
+        detector = IncidentDetector(_service(request).store)
+        await run_in_threadpool(
+            lambda: detector.annotate(incident_id, note=form.get("note", ""), workaround=form.get("workaround", ""))
+        )
+        logger.info("incident %d annotated by a lead", incident_id)
+        return _redirect(_flash_url("/console/incidents", f"incident {incident_id} updated"))
+
+    @router.get("/conversations/{conversation_id}")
+    async def conversation_link(request: Request, conversation_id: str) -> Response:
+        """A conversation's review item (incidents list conversations by id)."""
+        await _signed_in(request)
+        store = _service(request).store
+
+        def first_item() -> int | None:
+            with store._session() as db:
+                return db.scalar(
+                    select(schema.ReviewItem.id).where(schema.ReviewItem.conversation_id == conversation_id[:64])
+                    .order_by(schema.ReviewItem.id).limit(1)
+                )
+
+        found = await run_in_threadpool(first_item)
+        if found is None:
+            raise _PageError(404, "Not in the queue", "That conversation was not flagged for review.")
+        return _redirect(f"/console/items/{found}")
 
     # -- users (leads) --------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -156,6 +157,41 @@ def _build_state(settings: Settings, assistant: Assistant | None) -> ServiceStat
     )
 
 
+class IncidentScanner:
+    """Scans the store for incidents every ``interval`` seconds in a daemon thread. Every worker
+    runs one; they agree because incidents live in the database (one open per group)."""
+
+    def __init__(self, store: ConversationStore, interval: float) -> None:
+        self.store, self.interval = store, interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self.interval > 0:
+            self._thread = threading.Thread(target=self._run, name="incident-scanner", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        from assistant.incidents import IncidentDetector
+
+        detector = IncidentDetector(self.store)
+        while not self._stop.wait(self.interval):
+            try:
+                result = detector.scan()
+            except AssistantError as exc:  # the database is down: try again next time
+                logger.warning("incident scan failed: %s", type(exc).__name__)
+                continue
+            for incident in result.opened:
+                logger.warning("incident %d opened: %s, %d contacts", incident.id, incident.group, incident.contacts)
+            for incident in result.closed:
+                logger.info("incident %d closed: %s", incident.id, incident.group)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+
 def create_app(settings: Settings | None = None, *, assistant: Assistant | None = None) -> FastAPI:
     """The service as an ASGI app. Models and the index load at start-up (``lifespan``), once
     per worker; the store is migrated (SQLite) and every request is recorded in it."""
@@ -171,9 +207,12 @@ def create_app(settings: Settings | None = None, *, assistant: Assistant | None 
             logger.error("index not loaded (%s): /readyz reports not ready until it loads", type(exc).__name__)
         app.state.service = state
         logger.info("service ready (store: %s)", state.store.backend)
+        scanner = IncidentScanner(state.store, settings.incident_scan_seconds)
+        scanner.start()
         try:
             yield
         finally:
+            await run_in_threadpool(scanner.stop)
             await run_in_threadpool(state.sink.close)
 
     app = FastAPI(

@@ -25,6 +25,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.sql import text
 
 
 class Base(DeclarativeBase):
@@ -214,3 +215,32 @@ class ConsoleAudit(Base):
     action: Mapped[str] = mapped_column(String(32))
     target: Mapped[str | None] = mapped_column(String(128))
     at: Mapped[datetime] = mapped_column(index=True)
+
+
+class Incident(Base):
+    """A platform defect detected from the pattern of contacts: one group of related defect
+    signatures (same error code across app versions and markets, or same endpoint) whose contact
+    rate rose above its own baseline. At most one open incident per group."""
+
+    __tablename__ = "incidents"
+    __table_args__ = (
+        Index("uq_incidents_open_group", "group_key", unique=True,
+              sqlite_where=text("status = 'open'"), postgresql_where=text("status = 'open'")),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    group_key: Mapped[str] = mapped_column(String(160), index=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    fields: Mapped[dict[str, Any]]
+    signatures: Mapped[list[Any]]
+    first_contact_at: Mapped[datetime]
+    opened_at: Mapped[datetime] = mapped_column(index=True)
+    closed_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime]
+    contacts: Mapped[int] = mapped_column(Integer, default=0)
+    drivers: Mapped[int] = mapped_column(Integer, default=0)
+    examples: Mapped[list[Any]]
+    score: Mapped[float] = mapped_column(Float, default=0.0)
+    baseline_per_hour: Mapped[float] = mapped_column(Float, default=0.0)
+    note: Mapped[str | None] = mapped_column(Text)
+    workaround: Mapped[str | None] = mapped_column(Text)

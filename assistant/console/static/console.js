@@ -18,6 +18,7 @@
       pendingG = false;
       if (e.key === "q") { location.href = "/console/queue"; }
       else if (e.key === "a") { location.href = "/console/analytics"; }
+      else if (e.key === "i") { location.href = "/console/incidents"; }
       return;
     }
     if (e.key === "g") { pendingG = true; return; }

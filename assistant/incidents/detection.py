@@ -1,0 +1,359 @@
+"""Incident detection over the conversation store: a defect noticed from the pattern of contacts.
+
+Every escalated contact that the guardrails judged a defect carries a signature (error code,
+endpoint, app version, platform, stage, market), and the store counts contacts per signature per
+hour (``signature_counts``), so every service worker sees the same numbers. A scan:
+
+1. groups related signatures: the same error code across app versions, platforms and markets;
+   without a code, the same failing endpoint (event name) across markets;
+2. estimates each group's own baseline rate for each hour of the day from the preceding
+   ``baseline_days`` (shrunk toward the group's daily mean, and that toward a small prior rate, so
+   a signature never seen before has a low baseline and a busy hour of the day is not an alarm);
+3. runs a Poisson CUSUM over the last ``window_hours`` hourly buckets (the current hour counted
+   against the elapsed part of its baseline): it accumulates the log-likelihood ratio of
+   "rate is ``shift`` times the baseline (at least ``min_shift_per_hour`` more)" against "rate is
+   the baseline", and opens an incident when that sum crosses ``threshold`` with at least
+   ``min_contacts`` contacts in the run;
+4. closes an open incident when its last ``close_after_hours`` complete hours were each at or
+   below the CUSUM's break-even count (the rate is back to its baseline).
+
+At most one incident is open per group (a unique index), so workers scanning at once agree.
+
+>>> detector = IncidentDetector(store)
+>>> result = detector.scan()            # opens and closes incidents as of now
+>>> [i.signature["error_code"] for i in detector.incidents(status="open")]
+['UPL-500']
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import func, select
+
+from assistant.errors import ConfigurationError, NotFoundError
+from assistant.guardrails.pii import redact
+from assistant.store import schema
+from assistant.store.store import ConversationStore, RecordRejected, _utc
+
+HOUR = timedelta(hours=1)
+_LIST_FIELDS = ("app_version", "platform", "market", "stage")
+
+
+class DetectionConfig(BaseModel):
+    """The detector's settings (the defaults are discussed in the module docstring)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    baseline_days: int = Field(14, ge=1, le=90, description="History that sets each group's hour-of-day baseline.")
+    window_hours: int = Field(24, ge=1, le=168, description="Hours the CUSUM runs over.")
+    prior_rate_per_hour: float = Field(0.05, gt=0, description="Baseline of a group never seen (about one a day).")
+    prior_weight_days: float = Field(2.0, gt=0, description="Days of evidence the prior is worth.")
+    shift: float = Field(3.0, gt=1, description="The rate, as a multiple of the baseline, the CUSUM looks for.")
+    min_shift_per_hour: float = Field(1.0, gt=0, description="... and at least this many more contacts an hour.")
+    threshold: float = Field(4.0, gt=0, description="CUSUM decision interval (log-likelihood units).")
+    min_contacts: int = Field(5, ge=1, description="Never open an incident on fewer contacts than this.")
+    close_after_hours: int = Field(3, ge=1, description="Quiet complete hours before an incident closes.")
+
+
+class Incident(BaseModel):
+    """A detected platform defect."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: int
+    group: str = Field(description="What ties its signatures together: 'code:UPL-500' or 'endpoint:photo_upload'.")
+    status: Literal["open", "closed"]
+    signature: dict[str, Any] = Field(
+        description="error_code and endpoint, and the app versions, platforms, markets and stages seen."
+    )
+    signatures: list[str] = Field(description="Keys of the stored signatures merged into this incident.")
+    first_contact_at: datetime
+    opened_at: datetime
+    closed_at: datetime | None
+    contacts: int = Field(description="Contacts since the first one of the run that opened it.")
+    drivers: int = Field(description="Distinct drivers among those contacts.")
+    examples: list[str] = Field(description="Conversation ids of the earliest contacts.")
+    score: float = Field(description="The CUSUM when it was opened.")
+    baseline_per_hour: float
+    note: str | None = Field(None, description="A lead's note for drivers (redacted).")
+    workaround: str | None = Field(None, description="A lead's workaround for drivers (redacted).")
+
+
+class ScanResult(BaseModel):
+    """What one scan changed."""
+
+    model_config = ConfigDict(frozen=True)
+
+    at: datetime
+    opened: list[Incident]
+    closed: list[Incident]
+    open: list[Incident]
+
+
+def group_of(fields: dict[str, Any]) -> str | None:
+    """The group a signature belongs to: its error code, else its endpoint; None without either."""
+    code = str(fields.get("error_code") or "").strip()
+    if code:
+        return f"code:{code.upper()}"
+    endpoint = str(fields.get("endpoint") or "").strip()
+    return f"endpoint:{endpoint.lower()}" if endpoint else None
+
+
+def hour_floor(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+class _Group:
+    """The hourly counts of one group of signatures."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self.counts: dict[datetime, int] = defaultdict(int)
+        self.signatures: set[str] = set()
+        self.fields: dict[str, set[str]] = defaultdict(set)
+
+    def add(self, signature: str, bucket: datetime, contacts: int, fields: dict[str, Any]) -> None:
+        self.counts[bucket] += contacts
+        self.signatures.add(signature)
+        for name, value in fields.items():
+            if value:
+                self.fields[name].add(str(value))
+
+    def merged(self) -> dict[str, Any]:
+        merged: dict[str, Any] = {
+            "error_code": min(self.fields["error_code"]) if self.fields.get("error_code") else None,
+            "endpoint": min(self.fields["endpoint"]) if self.fields.get("endpoint") else None,
+        }
+        for name in _LIST_FIELDS:
+            merged[name + "s"] = sorted(self.fields.get(name, ()))
+        return merged
+
+
+def baseline_by_hour(
+    counts: dict[datetime, int], *, start: datetime, end: datetime, observed_days: float, config: DetectionConfig
+) -> list[float]:
+    """Expected contacts per hour for each hour of the day (0-23, UTC), from the counts in
+    ``[start, end)``: each hour's mean shrunk toward the group's hourly mean, and that toward the
+    prior rate, each by ``prior_weight_days`` of evidence."""
+    by_hour = [0.0] * 24
+    for bucket, n in counts.items():
+        if start <= bucket < end:
+            by_hour[bucket.hour] += n
+    w = config.prior_weight_days
+    mean = (sum(by_hour) + config.prior_rate_per_hour * 24 * w) / (24 * (observed_days + w))
+    return [(c + mean * w) / (observed_days + w) for c in by_hour]
+
+
+def _llr(x: float, expected: float, config: DetectionConfig, fraction: float) -> tuple[float, float]:
+    """The Poisson log-likelihood ratio of ``x`` contacts (shifted rate vs baseline), and the
+    break-even count below which a bucket pulls the CUSUM down."""
+    lam0 = max(expected * fraction, 1e-9)
+    lam1 = max(config.shift * lam0, lam0 + config.min_shift_per_hour * fraction)
+    log_ratio = math.log(lam1 / lam0)
+    return x * log_ratio - (lam1 - lam0), (lam1 - lam0) / log_ratio
+
+
+class IncidentDetector:
+    """Open, follow and close incidents from the store's per-signature contact counts."""
+
+    def __init__(self, store: ConversationStore, config: DetectionConfig | None = None) -> None:
+        self.store = store
+        self.config = config or DetectionConfig()
+
+    # -- scanning ---------------------------------------------------------------------------
+
+    def scan(self, now: datetime | None = None) -> ScanResult:
+        """Look at every group of signatures as of ``now`` (default: the current time): open an
+        incident where the contact rate rose above its baseline, update open incidents' counts,
+        close those whose rate is back to baseline."""
+        now = (now or datetime.now(UTC)).astimezone(UTC)
+        config = self.config
+        current = hour_floor(now)
+        window_start = current - (config.window_hours - 1) * HOUR
+        history_start = window_start - timedelta(days=config.baseline_days)
+        groups, earliest = self._groups(history_start, now)
+        open_rows = {row.group_key: row for row in self._open_rows()}
+        last_closed = self._last_closed(window_start)
+        opened: list[Incident] = []
+        closed: list[Incident] = []
+        for key, group in groups.items():
+            observed = 0.0 if earliest is None else max(0.0, min(
+                float(config.baseline_days), (window_start - hour_floor(earliest)).total_seconds() / 86400))
+            baseline = baseline_by_hour(group.counts, start=history_start, end=window_start,
+                                        observed_days=observed, config=config)
+            row = open_rows.pop(key, None)
+            if row is None:
+                # after an incident closes, its contacts do not open it again: start after it
+                start = max(window_start, hour_floor(last_closed[key]) + HOUR) if key in last_closed else window_start
+                alarm = self._alarm(group, baseline, start, current, now)
+                if alarm is not None:
+                    incident = self._open(group, alarm, baseline, now)
+                    if incident is not None:
+                        opened.append(incident)
+            elif self._quiet(group, baseline, row, current):
+                closed.append(self._close(row.id, now))
+            else:
+                self._refresh(row, group, now)
+        for row in open_rows.values():  # no contact at all in the window: quiet
+            if _utc(row.opened_at) <= current - config.close_after_hours * HOUR:
+                closed.append(self._close(row.id, now))
+        return ScanResult(at=now, opened=opened, closed=closed, open=self.incidents(status="open"))
+
+    def _groups(self, since: datetime, now: datetime) -> tuple[dict[str, _Group], datetime | None]:
+        statement = select(schema.SignatureCount).where(
+            schema.SignatureCount.bucket >= since, schema.SignatureCount.bucket <= now
+        )
+        groups: dict[str, _Group] = {}
+        with self.store._session() as session:
+            for row in session.scalars(statement):
+                key = group_of(row.fields)
+                if key is None:
+                    continue
+                groups.setdefault(key, _Group(key)).add(row.signature, _utc(row.bucket), row.contacts, row.fields)
+            earliest = session.scalar(select(func.min(schema.SignatureCount.bucket)))
+        return groups, _utc(earliest) if earliest is not None else None
+
+    def _alarm(
+        self, group: _Group, baseline: list[float], window_start: datetime, current: datetime, now: datetime
+    ) -> tuple[datetime, float] | None:
+        """The start of the run that crossed the threshold, and the CUSUM, or None."""
+        score, run_start, run_contacts = 0.0, window_start, 0
+        bucket = window_start
+        while bucket <= current:
+            x = group.counts.get(bucket, 0)
+            fraction = 1.0 if bucket < current else max((now - current) / HOUR, 1 / 60)
+            llr, _ = _llr(x, baseline[bucket.hour], self.config, fraction)
+            if score == 0.0:
+                run_start, run_contacts = bucket, 0
+            score = max(0.0, score + llr)
+            run_contacts = run_contacts + x if score > 0 else 0
+            if score >= self.config.threshold and run_contacts >= self.config.min_contacts:
+                return run_start, score
+            bucket += HOUR
+        return None
+
+    def _quiet(self, group: _Group, baseline: list[float], row: schema.Incident, current: datetime) -> bool:
+        """True when each of the last complete hours (at least ``close_after_hours`` of them since
+        it opened) was at or below the break-even count."""
+        hours = self.config.close_after_hours
+        if hour_floor(_utc(row.opened_at)) > current - (hours + 1) * HOUR:
+            return False
+        for back in range(1, hours + 1):
+            bucket = current - back * HOUR
+            _, break_even = _llr(0, baseline[bucket.hour], self.config, 1.0)
+            if group.counts.get(bucket, 0) > break_even:
+                return False
+        return True
+
+    # -- writing ----------------------------------------------------------------------------
+
+    def _contacts(self, signatures: set[str], since: datetime) -> tuple[datetime | None, int, int, list[str]]:
+        """First contact time, contacts, distinct drivers and example conversations since ``since``."""
+        handoff, response = schema.Handoff, schema.Response
+        where = (handoff.defect_signature.in_(sorted(signatures)), handoff.created_at >= since)
+        with self.store._session() as session:
+            first, contacts, drivers = session.execute(
+                select(func.min(handoff.created_at), func.count(), func.count(func.distinct(response.driver_id)))
+                .join(response, response.record_id == handoff.record_id).where(*where)
+            ).one()
+            examples = session.scalars(
+                select(handoff.conversation_id).where(*where).order_by(handoff.created_at).limit(5)
+            ).all()
+        return (_utc(first) if first else None), int(contacts or 0), int(drivers or 0), list(examples)
+
+    def _open(self, group: _Group, alarm: tuple[datetime, float], baseline: list[float], now: datetime) -> Incident | None:
+        run_start, score = alarm
+        first, contacts, drivers, examples = self._contacts(group.signatures, run_start)
+        if contacts == 0:  # counts without their handoff rows (e.g. hand-made counts): the run's sum
+            contacts = sum(n for bucket, n in group.counts.items() if bucket >= run_start)
+        row = schema.Incident(
+            group_key=group.key, status="open", fields=group.merged(), signatures=sorted(group.signatures),
+            first_contact_at=first or run_start, opened_at=now, closed_at=None, updated_at=now,
+            contacts=contacts, drivers=drivers, examples=examples, score=round(score, 3),
+            baseline_per_hour=round(sum(baseline) / 24, 4),
+        )
+        try:
+            with self.store._session(write=True) as session:
+                session.add(row)
+                session.flush()
+                created = row.id
+        except RecordRejected:  # another worker opened it a moment ago
+            return None
+        return self.get(created)
+
+    def _refresh(self, row: schema.Incident, group: _Group, now: datetime) -> None:
+        _, contacts, drivers, examples = self._contacts(group.signatures, _utc(row.first_contact_at))
+        with self.store._session(write=True) as session:
+            live = session.get(schema.Incident, row.id)
+            if live is None:
+                return
+            live.fields, live.signatures = group.merged(), sorted(group.signatures)
+            if contacts:
+                live.contacts, live.drivers, live.examples = contacts, drivers, examples
+            live.updated_at = now
+
+    def _close(self, incident_id: int, now: datetime) -> Incident:
+        with self.store._session(write=True) as session:
+            row = session.get(schema.Incident, incident_id)
+            if row is not None and row.status == "open":
+                row.status, row.closed_at, row.updated_at = "closed", now, now
+        return self.get(incident_id)
+
+    # -- reading and annotating ------------------------------------------------------------
+
+    def _last_closed(self, since: datetime) -> dict[str, datetime]:
+        statement = (
+            select(schema.Incident.group_key, func.max(schema.Incident.closed_at))
+            .where(schema.Incident.status == "closed", schema.Incident.closed_at >= since)
+            .group_by(schema.Incident.group_key)
+        )
+        with self.store._session() as session:
+            return {key: _utc(at) for key, at in session.execute(statement).tuples() if at is not None}
+
+    def _open_rows(self) -> list[schema.Incident]:
+        with self.store._session() as session:
+            return list(session.scalars(select(schema.Incident).where(schema.Incident.status == "open")))
+
+    def incidents(self, *, status: Literal["open", "closed"] | None = None, limit: int = 100) -> list[Incident]:
+        """Incidents, newest first."""
+        statement = select(schema.Incident).order_by(schema.Incident.opened_at.desc(), schema.Incident.id.desc())
+        if status is not None:
+            statement = statement.where(schema.Incident.status == status)
+        with self.store._session() as session:
+            return [_view(row) for row in session.scalars(statement.limit(limit))]
+
+    def get(self, incident_id: int) -> Incident:
+        with self.store._session() as session:
+            row = session.get(schema.Incident, incident_id)
+            if row is None:
+                raise NotFoundError(f"no incident {incident_id}")
+            return _view(row)
+
+    def annotate(self, incident_id: int, *, note: str | None = None, workaround: str | None = None) -> Incident:
+        """Attach a driver-facing note and/or workaround (redacted; an empty string removes it)."""
+        if note is None and workaround is None:
+            raise ConfigurationError("give a note, a workaround or both")
+        with self.store._session(write=True) as session:
+            row = session.get(schema.Incident, incident_id)
+            if row is None:
+                raise NotFoundError(f"no incident {incident_id}")
+            if note is not None:
+                row.note = redact(note).text[:2000] if note.strip() else None
+            if workaround is not None:
+                row.workaround = redact(workaround).text[:2000] if workaround.strip() else None
+        return self.get(incident_id)
+
+
+def _view(row: schema.Incident) -> Incident:
+    return Incident(
+        id=row.id, group=row.group_key, status=row.status,  # type: ignore[arg-type]
+        signature=row.fields, signatures=list(row.signatures), first_contact_at=_utc(row.first_contact_at),
+        opened_at=_utc(row.opened_at), closed_at=_utc(row.closed_at) if row.closed_at else None,
+        contacts=row.contacts, drivers=row.drivers, examples=list(row.examples), score=row.score,
+        baseline_per_hour=row.baseline_per_hour, note=row.note, workaround=row.workaround,
+    )

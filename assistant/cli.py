@@ -55,9 +55,9 @@ def _read(path: Path, what: str) -> str:
         raise InputError(f"cannot read {what} file {path}: {exc}") from exc
 
 
-def _progress(quiet: bool) -> Progress:
+def _progress(quiet: bool, label: str = "embedding") -> Progress:
     return Progress(
-        TextColumn("[bold]embedding"),
+        TextColumn(f"[bold]{label}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
@@ -457,6 +457,45 @@ def incidents_list(
                   f"{i.contacts} contacts, {i.drivers} drivers ({escape(where)})", highlight=False)
         if i.workaround:
             out.print(f"  workaround: {escape(i.workaround)}", highlight=False)
+
+
+@incidents_app.command("replay")
+def incidents_replay(
+    contacts_file: Annotated[Path, typer.Argument(help='JSONL: {"ts", "driver_id", "message", "journey"} a line.')],
+    as_json: Annotated[bool, typer.Option("--json", help='Print {"incidents": [...]} and nothing else.')] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress.")] = False,
+) -> None:
+    """Answer timestamped contacts on their own clock into a fresh store and print the incidents
+    the detector opened (first contact, opened, closed, contacts, drivers)."""
+    from assistant.incidents.replay import read_contacts, replay
+
+    try:
+        settings = load_settings()
+        with contacts_file.open(encoding="utf-8") as lines:
+            contacts = read_contacts(lines, source=str(contacts_file))
+        if not Assistant(settings).index_ready():
+            Assistant(settings).ingest()
+        with _progress(quiet or as_json, "replaying") as bar:
+            task = bar.add_task("replaying", total=len(contacts))
+            report = replay(contacts, settings, progress=lambda done, _: bar.update(task, completed=done))
+    except OSError as exc:
+        raise _fail(f"cannot read {contacts_file}: {exc.strerror}", 2) from None
+    except (ConfigurationError, InputError) as exc:
+        raise _fail(str(exc), 2) from None
+    except AssistantError as exc:
+        raise _fail(str(exc), 1) from None
+    body = {"incidents": [i.model_dump(mode="json", exclude={"group"}) for i in report.incidents]}
+    if as_json:
+        sys.stdout.write(json.dumps(body, ensure_ascii=False) + "\n")
+        return
+    out.print(f"{report.contacts} contacts replayed in {report.seconds:.0f} s "
+              f"({', '.join(f'{k} {v}' for k, v in sorted(report.routes.items()))}); {len(report.incidents)} incident(s)",
+              highlight=False)
+    for i in report.incidents:
+        out.print(f"{escape(i.group)}: first contact {i.first_contact_at:%Y-%m-%d %H:%M}, opened {i.opened_at:%Y-%m-%d %H:%M} "
+                  f"({(i.opened_at - i.first_contact_at).total_seconds() / 60:.0f} min), "
+                  f"{'closed ' + format(i.closed_at, '%Y-%m-%d %H:%M') if i.closed_at else 'still open'}, "
+                  f"{i.contacts} contacts, {i.drivers} drivers", highlight=False)
 
 
 @incidents_app.command("note")

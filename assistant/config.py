@@ -124,6 +124,9 @@ class Settings(BaseSettings):
     incident_scan_seconds: float = Field(
         60.0, ge=0, description="How often each service worker scans the store for incidents (0: never)."
     )
+    incident_cache_seconds: float = Field(
+        15.0, ge=0, description="How long an answer may use a list of open incidents before reading it again."
+    )
     console_session_hours: float = Field(12, gt=0, le=24 * 30, description="How long a console sign-in lasts.")
     console_secure_cookies: bool = Field(
         False, description="Mark console cookies Secure even when the service sees plain HTTP "

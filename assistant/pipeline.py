@@ -11,10 +11,11 @@ import queue
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
@@ -31,6 +32,7 @@ from assistant.guardrails.defects import (
     EvidenceSource,
     JourneyEvidence,
     JsonlLogEvidence,
+    LiveIncident,
 )
 from assistant.guardrails.engine import ContextCheck, Guardrails, InputCheck, redact_request
 from assistant.guardrails.hygiene import clean_message
@@ -56,7 +58,7 @@ from assistant.routing.decide import (
     decide_with_context,
     pii_reasons,
 )
-from assistant.routing.handoff import build_handoff
+from assistant.routing.handoff import build_handoff, defect_signature
 
 if TYPE_CHECKING:
     from assistant.store import ConversationStore
@@ -129,10 +131,14 @@ class Assistant:
         composer: Composer | None = None,
         sink: ConversationSink | None = None,
         evidence: EvidenceSource | None = None,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         """``evidence`` replaces the default defect evidence (the journey's events, plus the JSONL
-        log named by ``ASSISTANT_EVIDENCE_LOG``) with your own :class:`EvidenceSource`."""
+        log named by ``ASSISTANT_EVIDENCE_LOG``) with your own :class:`EvidenceSource`; ``clock``
+        (default: the current UTC time) stamps each record, so a replay of past contacts can run
+        on their own times."""
         self.settings = settings
+        self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(UTC))
         self._evidence = evidence
         self._embeddings = embeddings
         self._retriever = retriever
@@ -451,8 +457,10 @@ class Assistant:
             # the offline answer quotes the English help centre: say so in the driver's language
             draft = draft.model_copy(update={"text": f"{p.language.note}\n\n{draft.text}"})
         response = self._respond(p.safe_request, p.retrieval, draft, decision, p.conversation_id, checked)
+        judged = {r.code for r in decision.reasons} & _DEFECT_CODES
         return self._finish(
-            p.safe_request, p.message, p.retrieval, response, p.timings, p.started, context=draft.read, draft=draft.text
+            p.safe_request, p.message, p.retrieval, response, p.timings, p.started, context=draft.read, draft=draft.text,
+            signature=defect_signature(p.safe_request, checked) if judged else None,
         )
 
     def retrieve(self, request: HelpRequest | str) -> RetrievalResult:
@@ -528,6 +536,7 @@ class Assistant:
                     cache_dir=Path(self.settings.data_dir) / "guardrails",
                     model_id=embedding_model_id(self.settings),
                 )
+                self._guardrails_engine.incidents = _StoreIncidents(self)
             return self._guardrails_engine
 
     def _unavailable(
@@ -549,13 +558,26 @@ class Assistant:
         )
         return self._finish(request, message, None, response, timings, started, error=str(exc))
 
-    def _told(self, decision: Decision, draft: Draft | None) -> tuple[str, bool]:
+    def _told(self, decision: Decision, draft: Draft | None, checked: ContextCheck | None = None) -> tuple[str, bool]:
         """What the driver is told for ``decision``, and whether the draft's citations go with it."""
         policy = self._guardrails().policy
         quote = draft.text if draft is not None and draft.text and draft.cited else ""
         handling = decision.handling
         if handling is Handling.ANSWER:
             return (draft.text if draft else ""), True
+        if handling is Handling.KNOWN_INCIDENT_ANSWER:
+            # the problem is known: say so at once, with the lead's note and workaround, else the
+            # help centre's passage when it is strong enough to stand as the workaround
+            incident = checked.incident if checked is not None else None
+            known = policy.known_incidents
+            parts = [incident.note if incident and incident.note else known.detected_message]
+            if incident and incident.workaround:
+                parts.append(f"{known.workaround_lead_in} {incident.workaround}")
+                return "\n\n".join(parts), False
+            if quote and draft is not None and decision.confidence >= self._min_confidence(draft):
+                parts.append(f"{known.workaround_lead_in}\n\n{quote}")
+                return "\n\n".join(parts), True
+            return "\n\n".join(parts), False
         if handling is Handling.SAFETY:
             return (f"{policy.safety.message}\n\n{quote}".strip(), bool(quote))
         answers = bool(quote) and draft is not None and decision.confidence >= self._min_confidence(draft)
@@ -588,7 +610,7 @@ class Assistant:
         conversation_id: str,
         checked: ContextCheck | None = None,
     ) -> HelpResponse:
-        told, with_citations = self._told(decision, draft)
+        told, with_citations = self._told(decision, draft, checked)
         citations = []
         used: list[str] = []
         if with_citations and draft is not None and retrieval is not None:
@@ -630,6 +652,7 @@ class Assistant:
         context: list[str] | None = None,
         draft: str = "",
         redacted: bool = True,
+        signature: dict[str, str | None] | None = None,
     ) -> HelpResponse:
         timings["total_ms"] = (time.perf_counter() - started) * 1000
         if not redacted:  # settled before the guardrails redacted it: redact here, on every path
@@ -652,9 +675,36 @@ class Assistant:
             response=response,
             timings_ms=timings,
             error=error,
+            defect_signature=signature,
+            created_at=self.clock(),
         )
         try:
             self.sink.record(record)
         except AssistantError:  # a sink must never cost the driver their answer
             logger.exception("conversation sink failed")
         return response
+
+
+_DEFECT_CODES = {ReasonCode.DEFECT_CONFIRMED, ReasonCode.DEFECT_SUSPECTED, ReasonCode.KNOWN_INCIDENT}
+
+
+class _StoreIncidents:
+    """The open incidents of the assistant's store, when it records to one (none otherwise);
+    SQLAlchemy is imported only then."""
+
+    def __init__(self, assistant: Assistant) -> None:
+        self.assistant = assistant
+        self._lookup: Any = None
+        self._store: object | None = None
+
+    def match(self, *, codes: set[str], endpoints: set[str], message: str) -> LiveIncident | None:
+        store = self.assistant.store
+        if store is None:
+            return None
+        if self._lookup is None or self._store is not store:
+            from assistant.incidents.live import OpenIncidents
+
+            self._lookup = OpenIncidents(store, ttl_seconds=self.assistant.settings.incident_cache_seconds)
+            self._store = store
+        found: LiveIncident | None = self._lookup.match(codes=codes, endpoints=endpoints, message=message)
+        return found

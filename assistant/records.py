@@ -50,6 +50,10 @@ class ConversationRecord(BaseModel):
     timings_ms: dict[str, float] = Field(default_factory=dict)
     model: str | None = Field(None, description="What wrote the answer: 'extractive' or the chat model's name.")
     error: str | None = None
+    defect_signature: dict[str, str | None] | None = Field(
+        None, description="error_code, endpoint, app_version, platform, stage of a contact the guardrails judged a "
+        "defect or matched to a known incident (answered or handed over); incident detection counts these.",
+    )
 
 
 class ConversationSink(Protocol):

@@ -193,3 +193,108 @@ def test_incidents_list_and_note_from_the_cli(tmp_path: Path) -> None:
     text = cli("list").stdout
     assert "code:UPL-500" in text and "Tap Complete without photo" in text
     assert cli("note", "99", "--note", "x").returncode == 2
+
+
+@pytest.mark.integration
+def test_a_contact_matching_an_open_incident_gets_the_known_answer_over_http(shipped_index: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from fastapi.testclient import TestClient
+
+    from assistant import Settings, create_app
+    from tests.conftest import CORPUS
+
+    data = tmp_path / "data"
+    shutil.copytree(shipped_index, data)
+    journey = {"stage": "at_dropoff", "market": "us-ca", "app_version": "5.4.1", "platform": "android",
+               "events": [{"type": "action", "name": "photo_submit"},
+                          {"type": "error", "name": "photo_upload", "code": "UPL-500", "detail": "upload failed"}]}
+    settings = Settings(data_dir=data, corpus_dir=CORPUS, rate_limit_per_minute=0, review_sample_rate=0.0,
+                        incident_scan_seconds=0, incident_cache_seconds=0)
+    app = create_app(settings)
+    with TestClient(app) as client:
+        for n in range(7):
+            reply = client.post("/v1/answer", json={"message": "photo upload keeps failing", "journey": journey,
+                                                    "driver_id": f"drv-{n}"}).json()
+            assert reply["route"] == "escalate" and reply["handoff"]["defect_signature"]["error_code"] == "UPL-500"
+        store = app.state.service.store
+        detector = IncidentDetector(store)
+        [incident] = detector.scan().opened
+        detector.annotate(incident.id, workaround="Tap Complete without photo; you are paid in full.")
+
+        reply = client.post("/v1/answer", json={"message": "cant upload the photo", "journey": journey,
+                                                "driver_id": "drv-new"}).json()
+        assert reply["route"] == "answer" and reply["handoff"] is None
+        assert [r["code"] for r in reply["reasons"]] == ["known_incident"]
+        assert f"#{incident.id}" in reply["reasons"][0]["detail"]
+        assert "known problem" in reply["answer"] and "Tap Complete without photo" in reply["answer"]
+        stored = client.get(f"/v1/conversations/{reply['conversation_id']}").json()
+        assert stored["history"][0]["handoff"] is None  # no new case
+        from assistant.store import ReviewFilter, ReviewQueue
+
+        assert not [i for i in ReviewQueue(store).items(ReviewFilter(status=None)) if i.conversation_id == reply["conversation_id"]]
+
+        typed = client.post("/v1/answer", json={"message": "getting UPL-500 again", "driver_id": "drv-typed"}).json()
+        assert typed["route"] == "answer" and typed["reasons"][0]["code"] == "known_incident"
+
+        detector.scan()
+        updated = detector.get(incident.id)
+        assert updated.contacts == 9 and updated.drivers == 9  # the answered contacts join the incident
+
+
+def _replay_file(path: Path) -> list[str]:
+    """Two hours of ordinary contacts, then a burst of photo-upload failures from many drivers."""
+    import json
+
+    start = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
+    questions = ["when do i get paid", "how do i change my bank account", "customer not answering",
+                 "what is peak pay", "can i pick my own zone"]
+    lines = []
+    for n in range(24):
+        lines.append({"ts": (start + timedelta(minutes=5 * n)).isoformat(), "driver_id": f"drv-{n}",
+                      "message": questions[n % len(questions)], "journey": {"market": "us-ca"}})
+    burst = start + timedelta(hours=2)
+    journey = {"stage": "at_dropoff", "market": "us-ca", "app_version": "5.4.1", "platform": "android",
+               "events": [{"type": "action", "name": "photo_submit"},
+                          {"type": "error", "name": "photo_upload", "code": "UPL-500"}]}
+    for n in range(12):
+        lines.append({"ts": (burst + timedelta(minutes=2 * n)).isoformat(), "driver_id": f"drv-b{n}",
+                      "message": "photo wont upload", "journey": journey})
+    text = [json.dumps(line) for line in lines]
+    path.write_text("\n".join(text) + "\n", encoding="utf-8")
+    return text
+
+
+@pytest.mark.integration
+def test_replay_detects_the_burst_on_the_contacts_own_clock(shipped_index: Path, tmp_path: Path) -> None:
+    import json
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    from assistant import InputError, Settings
+    from assistant.incidents.replay import read_contacts, replay
+    from tests.conftest import CORPUS
+
+    data = tmp_path / "data"
+    shutil.copytree(shipped_index, data)
+    lines = _replay_file(tmp_path / "contacts.jsonl")
+    report = replay(read_contacts(lines), Settings(data_dir=data, corpus_dir=CORPUS))
+    assert report.contacts == 36 and report.routes.get("answer", 0) >= 10
+    [incident] = report.incidents
+    assert incident.signature["error_code"] == "UPL-500"
+    assert incident.first_contact_at == datetime(2026, 11, 2, 10, 0, tzinfo=UTC)
+    assert incident.opened_at - incident.first_contact_at <= timedelta(minutes=15)
+    assert incident.closed_at is None and incident.contacts >= 5 and incident.drivers == incident.contacts
+    assert not (data / "assistant.db").exists()  # a fresh store, not the deployment's
+    with pytest.raises(InputError, match="line 2"):
+        read_contacts(['{"ts": "2026-11-02T08:00:00Z", "driver_id": "d", "message": "hi"}', '{"ts": "nope"}'])
+
+    env = {**os.environ, "ASSISTANT_DATA_DIR": str(data), "ASSISTANT_CORPUS_DIR": str(CORPUS)}
+    done = subprocess.run([sys.executable, "-m", "assistant.cli", "incidents", "replay", str(tmp_path / "contacts.jsonl"),
+                           "--json"], capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr
+    [printed] = json.loads(done.stdout)["incidents"]
+    assert set(printed) >= {"signature", "opened_at", "closed_at", "contacts", "drivers"}
+    assert printed["opened_at"] == incident.opened_at.isoformat().replace("+00:00", "Z")

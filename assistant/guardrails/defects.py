@@ -188,6 +188,34 @@ def assess_defect(message: str, evidence: list[EvidenceLine], policy: DefectPoli
     )
 
 
+class LiveIncident(BaseModel):
+    """An open incident detected from the pattern of contacts, as the guardrails see it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: int
+    group: str = Field(description="'code:UPL-500' or 'endpoint:photo_upload'.")
+    note: str | None = None
+    workaround: str | None = None
+
+
+class IncidentLookup(Protocol):
+    """Finds the open incident a contact belongs to (``assistant.incidents.OpenIncidents``)."""
+
+    def match(self, *, codes: set[str], endpoints: set[str], message: str) -> LiveIncident | None:
+        """The open incident for these error codes, failing endpoints or the message, if any."""
+        ...
+
+
+def incident_keys(evidence: list[EvidenceLine], failures: list[EvidenceLine]) -> tuple[set[str], set[str]]:
+    """The error codes and failing endpoints (event names) a contact's evidence shows: the
+    defect's failures when there are some, else every error line."""
+    lines = failures or [line for line in evidence if line.kind == EventType.ERROR.value]
+    codes = {line.code.strip().upper() for line in lines if line.code and line.code.strip()}
+    endpoints = {line.name.strip().lower() for line in lines if line.name and line.name.strip()}
+    return codes, endpoints
+
+
 def known_incident(message: str, evidence: list[EvidenceLine], policy: IncidentPolicy) -> str | None:
     """The detail of a known incident this contact belongs to, or ``None``."""
     for line in evidence:

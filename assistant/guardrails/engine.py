@@ -25,8 +25,11 @@ from assistant.guardrails.defects import (
     DefectVerdict,
     EvidenceLine,
     EvidenceSource,
+    IncidentLookup,
     JourneyEvidence,
+    LiveIncident,
     assess_defect,
+    incident_keys,
     known_incident,
 )
 from assistant.guardrails.hygiene import unleet
@@ -60,6 +63,7 @@ class ContextCheck(BaseModel):
     defect: DefectAssessment | None = None
     evidence: list[EvidenceLine] = Field(default_factory=list)
     explanation_sought: bool = Field(False, description="The message asks what something means or how to do it.")
+    incident: LiveIncident | None = Field(None, description="The open detected incident this contact belongs to.")
 
     def first(self, code: ReasonCode) -> Finding | None:
         """The finding with ``code``, if any."""
@@ -115,6 +119,8 @@ class Guardrails:
         self.embeddings = embeddings
         self.policy = policy or load_policy()
         self.evidence: EvidenceSource = evidence or JourneyEvidence()
+        #: Open incidents detected from contacts (set by the assistant when it records to a store).
+        self.incidents: IncidentLookup | None = None
         self.classifier = MessageClassifier(
             embeddings, examples_path=examples_path, cache_dir=cache_dir, model_id=model_id
         )
@@ -148,6 +154,14 @@ class Guardrails:
         if incident := known_incident(message, evidence, self.policy.known_incidents):
             findings.append(Finding(code=ReasonCode.KNOWN_INCIDENT, detail=incident))
         defect = assess_defect(message, evidence, self.policy.defects)
+        live = None
+        if not findings and self.incidents is not None:
+            codes, endpoints = incident_keys(evidence, list(defect.failures))
+            live = self.incidents.match(codes=codes, endpoints=endpoints, message=message)
+            if live is not None:
+                findings.append(Finding(
+                    code=ReasonCode.KNOWN_INCIDENT, detail=f"matches open incident #{live.id} ({live.group}) detected from contacts",
+                ))
         if defect.verdict is DefectVerdict.CONFIRMED:
             findings.append(Finding(
                 code=ReasonCode.DEFECT_CONFIRMED, detail=defect.detail(), evidence=[e.render() for e in defect.failures]
@@ -162,4 +176,5 @@ class Guardrails:
         if repeat:
             findings.append(repeat)
         explanation = bool(self.policy.defects.explanation_question.search(message))
-        return ContextCheck(findings=findings, defect=defect, evidence=evidence, explanation_sought=explanation)
+        return ContextCheck(findings=findings, defect=defect, evidence=evidence, explanation_sought=explanation,
+                            incident=live)

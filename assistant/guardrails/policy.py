@@ -181,6 +181,13 @@ class IncidentPolicy(_Model):
     event_names: re.Pattern[str]
     active: tuple[Incident, ...] = ()
     message: str
+    #: What a driver is told at once about an open incident detected from contacts (no new case).
+    detected_message: str = (
+        "This is a known problem: other drivers have reported it and our team is already working on it. "
+        "You don't need to report it again; your report has been added to it."
+    )
+    #: Leads the workaround (the one a lead attached to the incident, else the help centre's).
+    workaround_lead_in: str = "Until it's fixed:"
 
     @field_validator("event_names", mode="before")
     @classmethod

@@ -254,22 +254,21 @@ class IncidentDetector:
 
     def _contacts(self, signatures: set[str], since: datetime) -> tuple[datetime | None, int, int, list[str]]:
         """First contact time, contacts, distinct drivers and example conversations since ``since``."""
-        handoff, response = schema.Handoff, schema.Response
-        where = (handoff.defect_signature.in_(sorted(signatures)), handoff.created_at >= since)
+        response = schema.Response
+        where = (response.defect_signature.in_(sorted(signatures)), response.created_at >= since)
         with self.store._session() as session:
             first, contacts, drivers = session.execute(
-                select(func.min(handoff.created_at), func.count(), func.count(func.distinct(response.driver_id)))
-                .join(response, response.record_id == handoff.record_id).where(*where)
+                select(func.min(response.created_at), func.count(), func.count(func.distinct(response.driver_id))).where(*where)
             ).one()
             examples = session.scalars(
-                select(handoff.conversation_id).where(*where).order_by(handoff.created_at).limit(5)
+                select(response.conversation_id).where(*where).order_by(response.created_at).limit(5)
             ).all()
         return (_utc(first) if first else None), int(contacts or 0), int(drivers or 0), list(examples)
 
     def _open(self, group: _Group, alarm: tuple[datetime, float], baseline: list[float], now: datetime) -> Incident | None:
         run_start, score = alarm
         first, contacts, drivers, examples = self._contacts(group.signatures, run_start)
-        if contacts == 0:  # counts without their handoff rows (e.g. hand-made counts): the run's sum
+        if contacts == 0:  # counts without their response rows (e.g. hand-made counts): the run's sum
             contacts = sum(n for bucket, n in group.counts.items() if bucket >= run_start)
         row = schema.Incident(
             group_key=group.key, status="open", fields=group.merged(), signatures=sorted(group.signatures),

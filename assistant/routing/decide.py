@@ -8,7 +8,9 @@ Precedence, first match wins (``pii_redacted`` is added to any route when PII wa
 4. the driver asks for a person -> escalate ``driver_requested`` at once;
    (then an injection or harmful request only the classifier saw -> declined as in 3, unless a
    policy clearly covers the question: answer confidence at least ``covered_confidence``);
-5. a known incident -> escalate ``known_incident``;
+5. a known incident -> escalate ``known_incident`` (announced by the app or declared in the
+   policy); an open incident detected from contacts -> answer ``known_incident`` at once, with
+   the workaround, without a new case (the incident is the case);
 6. a confirmed or suspected defect -> escalate ``defect_confirmed`` / ``defect_suspected``
    (with ``repeat_contact`` when raised before);
 7. an account action -> escalate ``account_action`` after the policy answer;
@@ -46,6 +48,7 @@ class Handling(StrEnum):
     SAFETY = "safety"
     DRIVER_REQUESTED = "driver_requested"
     KNOWN_INCIDENT = "known_incident"
+    KNOWN_INCIDENT_ANSWER = "known_incident_answer"
     DEFECT = "defect"
     ACCOUNT_ACTION = "account_action"
     REPEAT = "repeat"
@@ -190,6 +193,10 @@ def decide_with_context(
                 return Decision(route=Route.DECLINE, reasons=[_reason(finding.code, finding.detail), *pii],
                                 confidence=base.confidence, handling=handling)
     if ReasonCode.KNOWN_INCIDENT in by_code:
+        if context is not None and context.incident is not None:  # detected from contacts: the incident is the case
+            finding = by_code[ReasonCode.KNOWN_INCIDENT]
+            return Decision(route=Route.ANSWER, reasons=[_reason(finding.code, finding.detail), *pii],
+                            confidence=base.confidence, handling=Handling.KNOWN_INCIDENT_ANSWER)
         return escalate(ReasonCode.KNOWN_INCIDENT, Handling.KNOWN_INCIDENT)
     if ReasonCode.DEFECT_CONFIRMED in by_code:
         return escalate(ReasonCode.DEFECT_CONFIRMED, Handling.DEFECT, *repeat_reason)

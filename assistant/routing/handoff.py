@@ -61,18 +61,31 @@ _STEPS = {
 }
 
 
-def _signature(request: HelpRequest, context: ContextCheck | None) -> dict[str, str | None] | None:
-    if context is None or context.defect is None or not context.defect.failures:
+def defect_signature(request: HelpRequest, context: ContextCheck | None) -> dict[str, str | None] | None:
+    """The structured signature of a defect contact: the last failure's error code and endpoint
+    (event name), else the matched open incident's code or endpoint; the app version, platform and
+    stage from the journey. ``None`` when neither shows what broke."""
+    if context is None:
         return None
-    failure = context.defect.failures[-1]
+    code: str | None = None
+    endpoint: str | None = None
+    if context.defect is not None and context.defect.failures:
+        failure = context.defect.failures[-1]
+        code, endpoint = failure.code, failure.name or None
+    elif context.incident is not None:
+        kind, _, value = context.incident.group.partition(":")
+        code, endpoint = (value, None) if kind == "code" else (None, value)
+    else:
+        return None
     journey = request.journey
     return {
-        "error_code": failure.code,
-        "endpoint": failure.name or None,
+        "error_code": code,
+        "endpoint": endpoint,
         "app_version": journey.app_version if journey else None,
         "platform": journey.platform if journey else None,
         "stage": journey.stage.value if journey and journey.stage else None,
     }
+
 
 
 def build_handoff(
@@ -115,5 +128,5 @@ def build_handoff(
         suggested_next_steps=steps,
         conversation=[f"{t.role}: {t.text}" for t in request.history],
         evidence_timeline=evidence,
-        defect_signature=_signature(request, context),
+        defect_signature=defect_signature(request, context),
     )

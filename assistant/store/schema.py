@@ -99,6 +99,7 @@ class Response(Base):
     timings_ms: Mapped[dict[str, Any]]
     total_ms: Mapped[float | None] = mapped_column(Float)
     error: Mapped[str | None] = mapped_column(Text)
+    defect_signature: Mapped[str | None] = mapped_column(String(64), index=True)
 
 
 class Handoff(Base):

@@ -203,6 +203,11 @@ class ConversationStore:
             conversation.app_version = journey.app_version or conversation.app_version
             conversation.platform = journey.platform or conversation.platform
         session.flush()
+        signature, fields = None, {}
+        judged = (response.handoff.defect_signature if response.handoff is not None else None) or record.defect_signature
+        if judged:
+            fields = {**judged, "market": journey.market if journey else None}
+            signature = signature_key(fields)
         session.add(schema.Response(
             record_id=record.record_id,
             conversation_id=response.conversation_id,
@@ -232,6 +237,7 @@ class ConversationStore:
             timings_ms=dict(record.timings_ms),
             total_ms=record.timings_ms.get("total_ms"),
             error=record.error,
+            defect_signature=signature,
         ))
         session.flush()
         session.add_all([
@@ -240,13 +246,10 @@ class ConversationStore:
             schema.Turn(conversation_id=response.conversation_id, record_id=record.record_id, role="assistant",
                         text=response.answer, created_at=created),
         ])
-        signature = None
+        if signature is not None:  # a defect contact, handed over or answered: incident detection counts it
+            self._count_signature(session, signature, fields, created)
         if response.handoff is not None:
             packet = response.handoff
-            if packet.defect_signature:
-                fields = {**packet.defect_signature, "market": journey.market if journey else None}
-                signature = signature_key(fields)
-                self._count_signature(session, signature, fields, created)
             session.add(schema.Handoff(
                 record_id=record.record_id, conversation_id=response.conversation_id, created_at=created,
                 category=packet.category, priority=packet.priority.value, summary=packet.summary,

@@ -1,4 +1,5 @@
-"""Incidents: platform defects detected from the contact rate of related defect signatures
+"""Incidents: platform defects detected from the contact rate of related defect signatures; the
+defect signature of every response the guardrails judged a defect
 
 Revision ID: 0004
 Revises: 0003
@@ -17,6 +18,9 @@ depends_on = None
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("responses", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("defect_signature", sa.String(length=64), nullable=True))
+        batch_op.create_index(batch_op.f("ix_responses_defect_signature"), ["defect_signature"], unique=False)
     op.create_table(
         "incidents",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
@@ -49,3 +53,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("incidents")
+    with op.batch_alter_table("responses", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_responses_defect_signature"))
+        batch_op.drop_column("defect_signature")

@@ -144,7 +144,13 @@ def test_an_incident_closes_when_the_rate_is_back_and_does_not_reopen_on_the_sam
 def test_a_steady_poisson_baseline_gives_no_alarm_over_a_day_of_scans(store: ConversationStore) -> None:
     detector = IncidentDetector(store)
     profile = {h: 0.4 + 2.5 * np.exp(-((h - 18) ** 2) / 8) for h in range(24)}  # a daily peak at 18:00
-    history(store, profile, days=15, end=NOW + timedelta(days=1), seed=11)  # the last day is the day scanned
+    history(store, profile, days=14, seed=11)
+    rng = np.random.default_rng(12)  # the day scanned: real contacts at the same rates
+    day = (NOW - timedelta(hours=23)).replace(minute=0)
+    for hour in range(24):
+        start = day + timedelta(hours=hour)
+        for n in range(int(rng.poisson(profile[start.hour]))):
+            contact(store, start + timedelta(minutes=int(rng.integers(60))), driver=f"drv-{hour}-{n}")
     false_alarms = 0
     for hour in range(24):
         false_alarms += len(detector.scan(NOW - timedelta(hours=23 - hour)).opened)

@@ -8,12 +8,16 @@ hour (``signature_counts``), so every service worker sees the same numbers. A sc
    without a code, the same failing endpoint (event name) across markets;
 2. estimates each group's own baseline rate for each hour of the day from the preceding
    ``baseline_days`` (shrunk toward the group's daily mean, and that toward a small prior rate, so
-   a signature never seen before has a low baseline and a busy hour of the day is not an alarm);
-3. runs a Poisson CUSUM over the last ``window_hours`` hourly buckets (the current hour counted
-   against the elapsed part of its baseline): it accumulates the log-likelihood ratio of
+   a signature never seen before has a low baseline and a busy hour of the day is not an alarm),
+   times a day-of-week factor pooled over all groups (busier weekends are not an alarm either);
+3. runs a Poisson CUSUM over the last ``window_hours``, ``step_minutes`` at a time on the
+   contacts' own times (the current step counted against the elapsed part of its baseline): it
+   accumulates the log-likelihood ratio of
    "rate is ``shift`` times the baseline (at least ``min_shift_per_hour`` more)" against "rate is
    the baseline", and opens an incident when that sum crosses ``threshold`` with at least
-   ``min_contacts`` contacts in the run;
+   ``min_contacts`` contacts in the run, and those contacts are unlikely under the baseline
+   (a Poisson tail probability at most ``alpha``), which keeps quiet groups from alarming on a
+   chance handful;
 4. closes an open incident when its last ``close_after_hours`` complete hours were each at or
    below the CUSUM's break-even count (the rate is back to its baseline).
 
@@ -51,12 +55,19 @@ class DetectionConfig(BaseModel):
 
     baseline_days: int = Field(14, ge=1, le=90, description="History that sets each group's hour-of-day baseline.")
     window_hours: int = Field(24, ge=1, le=168, description="Hours the CUSUM runs over.")
+    step_minutes: int = Field(10, ge=1, le=60, description="The CUSUM's step (a divisor of 60).")
     prior_rate_per_hour: float = Field(0.05, gt=0, description="Baseline of a group never seen (about one a day).")
-    prior_weight_days: float = Field(2.0, gt=0, description="Days of evidence the prior is worth.")
+    prior_weight_days: float = Field(1.0, gt=0, description="Days of evidence the prior (and a group's daily mean) is worth.")
     shift: float = Field(3.0, gt=1, description="The rate, as a multiple of the baseline, the CUSUM looks for.")
     min_shift_per_hour: float = Field(1.0, gt=0, description="... and at least this many more contacts an hour.")
     threshold: float = Field(4.0, gt=0, description="CUSUM decision interval (log-likelihood units).")
     min_contacts: int = Field(5, ge=1, description="Never open an incident on fewer contacts than this.")
+    alpha: float = Field(
+        2e-5, gt=0, le=1,
+        description="... nor unless the run's contacts are this unlikely under the baseline (Poisson tail). "
+        "A group watched in 10-minute steps makes about 1,000 such tests a week, so 2e-5 allows roughly "
+        "one chance alarm a week among 50 groups (overlapping runs make it somewhat more).",
+    )
     close_after_hours: int = Field(3, ge=1, description="Quiet complete hours before an incident closes.")
 
 
@@ -113,7 +124,8 @@ class _Group:
 
     def __init__(self, key: str) -> None:
         self.key = key
-        self.counts: dict[datetime, int] = defaultdict(int)
+        self.counts: dict[datetime, int] = defaultdict(int)  # per hour (signature_counts)
+        self.recent: list[datetime] = []  # each contact's time within the CUSUM's window
         self.signatures: set[str] = set()
         self.fields: dict[str, set[str]] = defaultdict(set)
 
@@ -134,19 +146,65 @@ class _Group:
         return merged
 
 
+def weekday_factors(counts: dict[datetime, int], *, start: datetime, end: datetime, prior_days: float = 2.0) -> list[float]:
+    """How busy each day of the week is (Monday first, 1.0 = an average day), pooled over every
+    group's counts in ``[start, end)`` and shrunk toward 1 by ``prior_days`` average days; all
+    1.0 until a full week of history holds at least 100 contacts."""
+    days = (end - start).days
+    total = sum(n for bucket, n in counts.items() if start <= bucket < end)
+    if days < 7 or total < 100:
+        return [1.0] * 7
+    per_weekday = [0.0] * 7
+    for bucket, n in counts.items():
+        if start <= bucket < end:
+            per_weekday[bucket.weekday()] += n
+    seen = [0] * 7
+    for offset in range(days):
+        seen[(start + timedelta(days=offset)).weekday()] += 1
+    mean_day = total / days
+    return [(per_weekday[d] + prior_days * mean_day) / ((seen[d] + prior_days) * mean_day) for d in range(7)]
+
+
 def baseline_by_hour(
-    counts: dict[datetime, int], *, start: datetime, end: datetime, observed_days: float, config: DetectionConfig
+    counts: dict[datetime, int], *, start: datetime, end: datetime, observed_days: float, config: DetectionConfig,
+    weekdays: list[float] | None = None,
 ) -> list[float]:
-    """Expected contacts per hour for each hour of the day (0-23, UTC), from the counts in
-    ``[start, end)``: each hour's mean shrunk toward the group's hourly mean, and that toward the
-    prior rate, each by ``prior_weight_days`` of evidence."""
+    """Expected contacts per hour for each hour of the day (0-23, UTC) on an average day, from the
+    counts in ``[start, end)`` (each divided by its weekday's factor, when ``weekdays`` is given):
+    each hour's mean shrunk toward the group's hourly mean, and that toward the prior rate, each
+    by ``prior_weight_days`` of evidence."""
     by_hour = [0.0] * 24
     for bucket, n in counts.items():
         if start <= bucket < end:
-            by_hour[bucket.hour] += n
+            by_hour[bucket.hour] += n / (weekdays[bucket.weekday()] if weekdays else 1.0)
     w = config.prior_weight_days
     mean = (sum(by_hour) + config.prior_rate_per_hour * 24 * w) / (24 * (observed_days + w))
     return [(c + mean * w) / (observed_days + w) for c in by_hour]
+
+
+class _Baseline:
+    """A group's expected contacts an hour: its hour-of-day profile times the day of the week's factor."""
+
+    def __init__(self, by_hour: list[float], weekdays: list[float]) -> None:
+        self.by_hour, self.weekdays = by_hour, weekdays
+
+    def at(self, bucket: datetime) -> float:
+        return self.by_hour[bucket.hour] * self.weekdays[bucket.weekday()]
+
+
+def poisson_tail(k: int, mean: float) -> float:
+    """P(X >= k) for X ~ Poisson(``mean``), summed from k upwards (accurate when it is tiny)."""
+    if k <= 0:
+        return 1.0
+    if mean <= 0:
+        return 0.0
+    total, i = 0.0, k
+    while True:
+        term = math.exp(i * math.log(mean) - mean - math.lgamma(i + 1))
+        total += term
+        if i > mean and term < 1e-17 * max(total, 1e-300):
+            return min(1.0, total)
+        i += 1
 
 
 def _llr(x: float, expected: float, config: DetectionConfig, fraction: float) -> tuple[float, float]:
@@ -177,6 +235,13 @@ class IncidentDetector:
         window_start = current - (config.window_hours - 1) * HOUR
         history_start = window_start - timedelta(days=config.baseline_days)
         groups, earliest = self._groups(history_start, now)
+        pooled: dict[datetime, int] = defaultdict(int)
+        for group in groups.values():
+            for bucket, n in group.counts.items():
+                pooled[bucket] += n
+        weekdays = weekday_factors(pooled, start=max(history_start, hour_floor(earliest) if earliest else history_start),
+                                   end=window_start)
+        self._attach_recent(groups, window_start, now)
         open_rows = {row.group_key: row for row in self._open_rows()}
         last_closed = self._last_closed(window_start)
         opened: list[Incident] = []
@@ -184,8 +249,9 @@ class IncidentDetector:
         for key, group in groups.items():
             observed = 0.0 if earliest is None else max(0.0, min(
                 float(config.baseline_days), (window_start - hour_floor(earliest)).total_seconds() / 86400))
-            baseline = baseline_by_hour(group.counts, start=history_start, end=window_start,
-                                        observed_days=observed, config=config)
+            by_hour = baseline_by_hour(group.counts, start=history_start, end=window_start,
+                                       observed_days=observed, config=config, weekdays=weekdays)
+            baseline = _Baseline(by_hour, weekdays)
             row = open_rows.pop(key, None)
             if row is None:
                 # after an incident closes, its contacts do not open it again: start after it
@@ -218,26 +284,49 @@ class IncidentDetector:
             earliest = session.scalar(select(func.min(schema.SignatureCount.bucket)))
         return groups, _utc(earliest) if earliest is not None else None
 
+    def _attach_recent(self, groups: dict[str, _Group], since: datetime, now: datetime) -> None:
+        """Each group's contact times since ``since`` (from the responses, to the second)."""
+        owner = {signature: group for group in groups.values() for signature in group.signatures}
+        response = schema.Response
+        statement = select(response.defect_signature, response.created_at).where(
+            response.created_at >= since, response.created_at <= now, response.defect_signature.is_not(None)
+        )
+        with self.store._session() as session:
+            for signature, at in session.execute(statement).tuples():
+                group = owner.get(str(signature))
+                if group is not None:
+                    group.recent.append(_utc(at))
+
     def _alarm(
-        self, group: _Group, baseline: list[float], window_start: datetime, current: datetime, now: datetime
+        self, group: _Group, baseline: _Baseline, window_start: datetime, current: datetime, now: datetime
     ) -> tuple[datetime, float] | None:
-        """The start of the run that crossed the threshold, and the CUSUM, or None."""
-        score, run_start, run_contacts = 0.0, window_start, 0
+        """The start of the run that crossed the threshold, and the CUSUM, or None. The CUSUM steps
+        ``step_minutes`` at a time through the window, on the contacts' own times."""
+        config = self.config
+        step = timedelta(minutes=config.step_minutes)
+        fine: dict[datetime, int] = defaultdict(int)
+        for at in group.recent:
+            fine[window_start + ((at - window_start) // step) * step] += 1
+        score, run_start, run_contacts, run_expected = 0.0, window_start, 0, 0.0
         bucket = window_start
-        while bucket <= current:
-            x = group.counts.get(bucket, 0)
-            fraction = 1.0 if bucket < current else max((now - current) / HOUR, 1 / 60)
-            llr, _ = _llr(x, baseline[bucket.hour], self.config, fraction)
+        while bucket <= now:
+            x = fine.get(bucket, 0)
+            fraction = min(step, max(now - bucket, timedelta(minutes=1))) / HOUR  # of an hour
+            llr, _ = _llr(x, baseline.at(bucket), config, fraction)
             if score == 0.0:
-                run_start, run_contacts = bucket, 0
+                run_start, run_contacts, run_expected = bucket, 0, 0.0
             score = max(0.0, score + llr)
-            run_contacts = run_contacts + x if score > 0 else 0
-            if score >= self.config.threshold and run_contacts >= self.config.min_contacts:
+            if score > 0:
+                run_contacts, run_expected = run_contacts + x, run_expected + baseline.at(bucket) * fraction
+            else:
+                run_contacts, run_expected = 0, 0.0
+            if (score >= config.threshold and run_contacts >= config.min_contacts
+                    and poisson_tail(run_contacts, run_expected) <= config.alpha):
                 return run_start, score
-            bucket += HOUR
+            bucket += step
         return None
 
-    def _quiet(self, group: _Group, baseline: list[float], row: schema.Incident, current: datetime) -> bool:
+    def _quiet(self, group: _Group, baseline: _Baseline, row: schema.Incident, current: datetime) -> bool:
         """True when each of the last complete hours (at least ``close_after_hours`` of them since
         it opened) was at or below the break-even count."""
         hours = self.config.close_after_hours
@@ -245,7 +334,7 @@ class IncidentDetector:
             return False
         for back in range(1, hours + 1):
             bucket = current - back * HOUR
-            _, break_even = _llr(0, baseline[bucket.hour], self.config, 1.0)
+            _, break_even = _llr(0, baseline.at(bucket), self.config, 1.0)
             if group.counts.get(bucket, 0) > break_even:
                 return False
         return True
@@ -265,7 +354,7 @@ class IncidentDetector:
             ).all()
         return (_utc(first) if first else None), int(contacts or 0), int(drivers or 0), list(examples)
 
-    def _open(self, group: _Group, alarm: tuple[datetime, float], baseline: list[float], now: datetime) -> Incident | None:
+    def _open(self, group: _Group, alarm: tuple[datetime, float], baseline: _Baseline, now: datetime) -> Incident | None:
         run_start, score = alarm
         first, contacts, drivers, examples = self._contacts(group.signatures, run_start)
         if contacts == 0:  # counts without their response rows (e.g. hand-made counts): the run's sum
@@ -274,7 +363,7 @@ class IncidentDetector:
             group_key=group.key, status="open", fields=group.merged(), signatures=sorted(group.signatures),
             first_contact_at=first or run_start, opened_at=now, closed_at=None, updated_at=now,
             contacts=contacts, drivers=drivers, examples=examples, score=round(score, 3),
-            baseline_per_hour=round(sum(baseline) / 24, 4),
+            baseline_per_hour=round(sum(baseline.by_hour) / 24, 4),
         )
         try:
             with self.store._session(write=True) as session:

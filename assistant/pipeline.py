@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
@@ -61,6 +61,7 @@ from assistant.routing.decide import (
 from assistant.routing.handoff import build_handoff, defect_signature
 
 if TYPE_CHECKING:
+    from assistant.incidents.live import OpenIncidents
     from assistant.store import ConversationStore
 
 logger = logging.getLogger("assistant")
@@ -694,8 +695,8 @@ class _StoreIncidents:
 
     def __init__(self, assistant: Assistant) -> None:
         self.assistant = assistant
-        self._lookup: Any = None
-        self._store: object | None = None
+        self._lookup: OpenIncidents | None = None
+        self._store: ConversationStore | None = None
 
     def match(self, *, codes: set[str], endpoints: set[str], message: str) -> LiveIncident | None:
         store = self.assistant.store
@@ -706,5 +707,4 @@ class _StoreIncidents:
 
             self._lookup = OpenIncidents(store, ttl_seconds=self.assistant.settings.incident_cache_seconds)
             self._store = store
-        found: LiveIncident | None = self._lookup.match(codes=codes, endpoints=endpoints, message=message)
-        return found
+        return self._lookup.match(codes=codes, endpoints=endpoints, message=message)

@@ -425,12 +425,7 @@ app.add_typer(incidents_app, name="incidents")
 def _incidents_call(act: Callable[[IncidentDetector], _T]) -> _T:
     from assistant.incidents import IncidentDetector
 
-    try:
-        return act(IncidentDetector(_open_store()))
-    except (ConfigurationError, InputError, NotFoundError) as exc:
-        raise _fail(str(exc), 2) from None
-    except AssistantError as exc:
-        raise _fail(str(exc), 1) from None
+    return _store_call(lambda store: act(IncidentDetector(store)))
 
 
 @incidents_app.command("list")
@@ -588,15 +583,28 @@ conversations_app = typer.Typer(help="Read stored conversations (redacted).", no
 app.add_typer(conversations_app, name="conversations")
 
 
-def _open_store() -> ConversationStore:
-    """The configured store, once it is migrated."""
+def _open_store(*, migrate_sqlite: bool = False) -> ConversationStore:
+    """The configured store, once it is migrated (SQLite migrated on the spot when
+    ``migrate_sqlite``, as the service does at start; PostgreSQL by `assistant db upgrade`)."""
     from assistant.store import ConversationStore
 
     settings = load_settings()
     store = ConversationStore.from_url(settings.resolved_database_url())
-    if not store.is_current():
+    if migrate_sqlite and store.backend == "sqlite":
+        store.upgrade()
+    elif not store.is_current():
         raise ConfigurationError("the conversation store is empty or not migrated: run `assistant db upgrade`")
     return store
+
+
+def _store_call(act: Callable[[ConversationStore], _T], *, migrate_sqlite: bool = False) -> _T:
+    """``act`` on the configured store; a bad setting, input or id exits 2, a failure 1."""
+    try:
+        return act(_open_store(migrate_sqlite=migrate_sqlite))
+    except (ConfigurationError, InputError, NotFoundError) as exc:
+        raise _fail(str(exc), 2) from None
+    except AssistantError as exc:
+        raise _fail(str(exc), 1) from None
 
 
 @conversations_app.command("list")
@@ -668,12 +676,7 @@ def _review_call(act: Callable[[ReviewQueue], _T]) -> _T:
     """``act`` on the review queue of the configured store, errors as exit codes."""
     from assistant.store import ReviewQueue
 
-    try:
-        return act(ReviewQueue(_open_store()))
-    except (ConfigurationError, InputError) as exc:
-        raise _fail(str(exc), 2) from None
-    except AssistantError as exc:
-        raise _fail(str(exc), 1) from None
+    return _store_call(lambda store: act(ReviewQueue(store)))
 
 
 @review_app.command("list")
@@ -805,20 +808,8 @@ def _read_password(from_stdin: bool) -> str:
 
 def _users_call(act: Callable[[ConsoleUsers], _T]) -> _T:
     from assistant.console import ConsoleUsers
-    from assistant.store import ConversationStore
 
-    try:
-        settings = load_settings()
-        store = ConversationStore.from_url(settings.resolved_database_url())
-        if store.backend == "sqlite":
-            store.upgrade()  # as the service does at start; PostgreSQL is migrated by `assistant db upgrade`
-        elif not store.is_current():
-            raise ConfigurationError("the conversation store is empty or not migrated: run `assistant db upgrade`")
-        return act(ConsoleUsers(store))
-    except (ConfigurationError, InputError, NotFoundError) as exc:
-        raise _fail(str(exc), 2) from None
-    except AssistantError as exc:
-        raise _fail(str(exc), 1) from None
+    return _store_call(lambda store: act(ConsoleUsers(store)), migrate_sqlite=True)
 
 
 @users_app.command("add")

@@ -9,11 +9,14 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 import pytest
 
 from assistant import Assistant, Settings
+
+if TYPE_CHECKING:
+    from assistant.store import ConversationStore
 
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = REPO / "corpus"
@@ -217,3 +220,20 @@ def postgres_url(postgres_server: PostgresServer) -> str:
         conn.execute("DROP SCHEMA public CASCADE")
         conn.execute("CREATE SCHEMA public")
     return postgres_server.url
+
+
+STORE_BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)]
+
+
+@pytest.fixture(params=STORE_BACKENDS)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> ConversationStore:
+    """An empty, migrated conversation store: SQLite in the fast tier, PostgreSQL on loopback in
+    the integration tier (each test gets the same tests on both)."""
+    from assistant.store import ConversationStore
+    from assistant.store.database import head_revision
+
+    url = f"sqlite:///{tmp_path / 'store.db'}" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+    created = ConversationStore.from_url(url)
+    assert created.upgrade() == head_revision()
+    assert created.is_current()
+    return created

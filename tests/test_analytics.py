@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,20 +24,8 @@ from assistant.store import (
 )
 from assistant.store.analytics import cluster_by_similarity
 
-BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)]
 DAY1 = datetime(2026, 11, 2, tzinfo=UTC)
 DAY2 = DAY1 + timedelta(days=1)
-
-
-@pytest.fixture(params=BACKENDS)
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> ConversationStore:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'store.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    created = ConversationStore.from_url(url)
-    created.upgrade()
-    return created
 
 
 def make_record(

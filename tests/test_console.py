@@ -22,10 +22,8 @@ from fastapi.testclient import TestClient
 from assistant import AuthError, ConfigurationError, NotFoundError, Settings, create_app
 from assistant.console import ConsoleUsers
 from assistant.store import ConversationStore
-from assistant.store.database import head_revision
 from tests.conftest import CORPUS, REPO, free_port, serving
 
-BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)]
 PASSWORD = "correct horse battery"
 PHONE = "415-555-0132"
 DEFECT_JOURNEY = {
@@ -36,14 +34,6 @@ DEFECT_JOURNEY = {
          "detail": "upload failed: 500"},
     ],
 }
-
-
-@pytest.fixture(params=BACKENDS)
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> ConversationStore:
-    url = f"sqlite:///{tmp_path / 'store.db'}" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
-    created = ConversationStore.from_url(url)
-    assert created.upgrade() == head_revision()
-    return created
 
 
 # -- users and sessions (library) ------------------------------------------------------------

@@ -16,20 +16,10 @@ from assistant.incidents import DetectionConfig, IncidentDetector, group_of
 from assistant.incidents.detection import baseline_by_hour
 from assistant.response import Route
 from assistant.store import ConversationStore, schema
-from assistant.store.database import head_revision
 from assistant.store.store import signature_key
 from tests.test_store import make_record
 
-BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)]
 NOW = datetime(2026, 11, 20, 14, 40, tzinfo=UTC)
-
-
-@pytest.fixture(params=BACKENDS)
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> ConversationStore:
-    url = f"sqlite:///{tmp_path / 'store.db'}" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
-    created = ConversationStore.from_url(url)
-    assert created.upgrade() == head_revision()
-    return created
 
 
 def contact(store: ConversationStore, at: datetime, *, code: str = "UPL-500", driver: str = "drv-1",

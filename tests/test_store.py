@@ -23,21 +23,6 @@ from assistant.store import (
     Spool,
     SqlSink,
 )
-from assistant.store.database import head_revision
-
-BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)]
-
-
-@pytest.fixture(params=BACKENDS)
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> ConversationStore:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'store.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    created = ConversationStore.from_url(url)
-    assert created.upgrade() == head_revision()
-    assert created.is_current()
-    return created
 
 
 def make_record(

@@ -29,6 +29,7 @@ import numpy as np
 
 from assistant import HelpRequest, HelpResponse, JourneyContext
 from assistant.incidents import DetectionConfig, IncidentDetector, group_of
+from assistant.incidents.replay import ScanClock
 from assistant.records import ConversationRecord
 from assistant.request import JourneyEvent
 from assistant.response import HandoffPacket, Priority, Reason, ReasonCode, Route
@@ -171,26 +172,16 @@ def run_detector(
     store = ConversationStore.from_url(f"sqlite:///{folder / 'sim.db'}")
     store.upgrade()
     detector = IncidentDetector(store, config)
-    due: datetime | None = None
-    scans, started = 0, time.perf_counter()
-    last_open = 0
-    last_scan: datetime | None = None
+    clock = ScanClock(detector)  # when the workers scan: as `assistant incidents replay` does
+    started = time.perf_counter()
     for n, (at, code, market, version, _) in enumerate(stream):
-        if at >= week_start():
-            while True:  # the scans due before this contact
-                hourly = (last_scan.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
-                          if last_open and last_scan else None)
-                due_now = [t for t in (due, hourly) if t is not None and t <= at]
-                if not due_now:
-                    break
-                when = min(due_now)
-                last_open = len(detector.scan(when).open)
-                last_scan, scans = when, scans + 1
-                if due is not None and due <= when:
-                    due = None
+        scanned = at >= week_start()
+        if scanned:
+            clock.scan_until(at)
         assert store.write(record(n, at, code, market, version))
-        if at >= week_start() and due is None:
-            due = at.replace(second=0, microsecond=0) + timedelta(minutes=1)
+        if scanned:
+            clock.counted(at)
+    scans = clock.scans
     seconds = time.perf_counter() - started
     opened = [(i.group, i.opened_at) for i in sorted(detector.incidents(limit=10_000), key=lambda i: i.opened_at)]
     print(f"  {len(stream)} contacts written, {scans} scans in {seconds:.0f} s")

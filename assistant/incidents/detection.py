@@ -256,7 +256,7 @@ class IncidentDetector:
             if row is None:
                 # after an incident closes, its contacts do not open it again: start after it
                 start = max(window_start, hour_floor(last_closed[key]) + HOUR) if key in last_closed else window_start
-                alarm = self._alarm(group, baseline, start, current, now)
+                alarm = self._alarm(group, baseline, start, now)
                 if alarm is not None:
                     incident = self._open(group, alarm, baseline, now)
                     if incident is not None:
@@ -298,7 +298,7 @@ class IncidentDetector:
                     group.recent.append(_utc(at))
 
     def _alarm(
-        self, group: _Group, baseline: _Baseline, window_start: datetime, current: datetime, now: datetime
+        self, group: _Group, baseline: _Baseline, window_start: datetime, now: datetime
     ) -> tuple[datetime, float] | None:
         """The start of the run that crossed the threshold, and the CUSUM, or None. The CUSUM steps
         ``step_minutes`` at a time through the window, on the contacts' own times."""

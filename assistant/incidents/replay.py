@@ -110,7 +110,7 @@ def replay(
         assistant = Assistant(replay_settings, sink=sink, clock=lambda: now[0])
         detector = IncidentDetector(store, config)
         routes: dict[str, int] = {}
-        clock = _ScanClock(detector)
+        clock = ScanClock(detector)
         try:
             for index, contact in enumerate(contacts):
                 clock.scan_until(contact.ts)
@@ -137,7 +137,7 @@ def replay(
                         seconds=round(time.perf_counter() - started, 2))
 
 
-class _ScanClock:
+class ScanClock:
     """When the service's workers would scan: the minute after a contact that counts towards a
     defect signature, and each hour while an incident is open (to close it)."""
 
@@ -146,6 +146,7 @@ class _ScanClock:
         self.due: datetime | None = None  # the scan a counted contact asks for
         self.last: datetime | None = None
         self.open = 0
+        self.scans = 0
 
     def counted(self, ts: datetime) -> None:
         if self.due is None:
@@ -159,7 +160,7 @@ class _ScanClock:
                 return
             at = min(candidates)
             self.open = len(self.detector.scan(at).open)
-            self.last = at
+            self.last, self.scans = at, self.scans + 1
             if self.due is not None and self.due <= at:
                 self.due = None
 

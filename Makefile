@@ -48,6 +48,7 @@ test: $(STAMP) $(BROWSER) $(LLAMA) $(POSTGRES)
 	$(BIN)/python -m pytest -m integration -q
 	rm -rf evals/runs/make-test
 	$(BIN)/assistant eval run --check --quiet --out evals/runs/make-test
+	$(BIN)/assistant eval suggestions --check
 
 # Every dataset with the offline default; reports in evals/runs/<time>-default/.
 eval: $(STAMP)

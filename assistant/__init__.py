@@ -49,6 +49,7 @@ from assistant.response import (
     Route,
     Usage,
 )
+from assistant.suggestions import HelpCard
 
 __version__ = "0.1.0"
 
@@ -90,6 +91,7 @@ __all__ = [
     "EvidenceLine",
     "EvidenceSource",
     "HandoffPacket",
+    "HelpCard",
     "HelpRequest",
     "HelpResponse",
     "IndexMismatchError",

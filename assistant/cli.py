@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, TypeVar
 
@@ -179,11 +180,42 @@ def ask(
 
 
 @app.command()
+def suggest(
+    journey: Annotated[Path, typer.Option(help="Journey JSON file.")],
+    driver_id: Annotated[str | None, typer.Option("--driver-id", help="Leave out the cards this driver dismissed.")] = None,
+    limit: Annotated[int | None, typer.Option(min=0, max=10, help="Most cards (default: the rules' max_cards).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help='Print one JSON object: {"cards": [...]}.')] = False,
+) -> None:
+    """Help cards for a journey, with no question asked (none for a calm journey)."""
+    try:
+        context = JourneyContext.from_json(_read(journey, "journey"), source=str(journey))
+        assistant = Assistant.from_settings()
+        if read_manifest(assistant.settings.data_dir) is None:
+            err.print("No index yet: building it from the corpus first (one time).", highlight=False)
+            _print_report(_run_ingest(assistant, None, rebuild=False, quiet=as_json), err)
+        cards = assistant.suggest(context, driver_id=driver_id, limit=limit)
+    except (InputError, ConfigurationError) as exc:
+        raise _fail(str(exc), 2) from None
+    except AssistantError as exc:
+        raise _fail(str(exc), 1) from None
+    if as_json:
+        sys.stdout.write(json.dumps({"cards": [c.model_dump(mode="json") for c in cards]}, ensure_ascii=False) + "\n")
+        return
+    if not cards:
+        out.print("No help card: the journey shows no friction.", highlight=False)
+    for card in cards:
+        out.print(Panel(escape(card.body), title=f"[bold]{escape(card.title)}[/]", subtitle=escape(card.id), expand=False))
+        out.print(f"  why: {escape(card.why)}", highlight=False)
+        for c in card.citations:
+            out.print(f"  source: {escape(c.title)} > {escape(c.section)}  ({c.doc_id})", highlight=False)
+
+
+@app.command()
 def demo(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
-    """Ingest the shipped corpus and run the scripted driver scenarios."""
-    from assistant.demo import run_demo
+    """Ingest the shipped corpus, run the scripted driver scenarios and show help cards."""
+    from assistant.demo import run_cards, run_demo
 
     try:
         settings = load_settings()
@@ -192,6 +224,7 @@ def demo(
         assistant = Assistant(settings)
         _print_report(_run_ingest(assistant, None, rebuild=False, quiet=quiet))
         run_demo(assistant, out)
+        run_cards(assistant, out)
         from assistant.demo import record_traffic
 
         recorded = record_traffic(assistant)
@@ -203,6 +236,8 @@ def demo(
             "`.venv/bin/assistant conversations list`.\nStart the HTTP service with `.venv/bin/assistant serve` "
             "(http://127.0.0.1:8000/docs), then:\n"
             "  curl -s localhost:8000/v1/answer -H 'content-type: application/json' -d '{\"message\": \"when do i get paid\"}'\n"
+            "  curl -s localhost:8000/v1/suggestions -H 'content-type: application/json' "
+            "-d '{\"journey\": {\"stage\": \"at_dropoff\", \"events\": [{\"type\": \"error\", \"code\": \"UPL-500\"}]}}'\n"
             "The support-lead console (review queue, conversations, analytics) is at http://127.0.0.1:8000/console\n"
             f"  sign in as {DEMO_USER} with the password {password} (new at every `make demo`)",
             highlight=False, soft_wrap=True,
@@ -380,6 +415,67 @@ def eval_redaction(
     if show:
         for line in [*report.misses, *report.false_positives]:
             out.print(line, highlight=False, markup=False)
+
+
+@eval_app.command("suggestions")
+def eval_suggestions(
+    path: Annotated[Path, typer.Option("--path", help="A JSONL file of journeys with expected cards, or a folder of them.")] = Path(
+        "evals/suggestions"
+    ),
+    split: Annotated[str | None, typer.Option(help="Only this split: tuning or sealed.")] = None,
+    check: Annotated[bool, typer.Option("--check", help="Exit 1 when a gate of evals/thresholds.yaml fails.")] = False,
+    thresholds: Annotated[Path, typer.Option(help="Gates file (its suggestions: block).")] = Path("evals/thresholds.yaml"),
+    show: Annotated[bool, typer.Option("--show-misses", help="List the cases that failed.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as one JSON object.")] = False,
+) -> None:
+    """Help cards on journeys with expected cards: hit@3 and calm journeys without a card, per split."""
+    from rich.table import Table
+
+    from assistant.evals.gates import check_metrics, load_thresholds
+    from assistant.evals.suggestions import CaseResult, load_suggestion_cases, score_suggestions
+
+    try:
+        cases = [c for c in load_suggestion_cases(path) if split is None or c.split.value == split]
+        assistant = Assistant.from_settings()
+        if read_manifest(assistant.settings.data_dir) is None:
+            _print_report(_run_ingest(assistant, None, rebuild=False, quiet=True), err)
+        # the dataset's journeys are recordings: each one's time is its newest event's
+        results = [CaseResult(case=c, cards=assistant.suggest(c.journey, now=_newest(c.journey))) for c in cases]
+        gates = load_thresholds(thresholds).suggestions if check else {}
+    except (InputError, ConfigurationError) as exc:
+        raise _fail(str(exc), 2) from None
+    except AssistantError as exc:
+        raise _fail(str(exc), 1) from None
+    report = score_suggestions(results)
+    verdicts = check_metrics("suggestions", report.metrics, gates) if check else []
+    if as_json:
+        sys.stdout.write(json.dumps({**report.model_dump(), "gates": [str(v) for v in verdicts]}) + "\n")
+    else:
+        table = Table(title=f"Help cards on {path} ({len(cases)} journeys)")
+        for column in ("split", "friction journeys", "hit@3", "hit@1", "carded", "calm journeys", "calm: no card"):
+            table.add_column(column, justify="left" if column == "split" else "right")
+        for scope in ("tuning", "sealed", "all"):
+            m = report.metrics
+            if f"{scope}.friction_journeys" in m:
+                table.add_row(scope, str(m[f"{scope}.friction_journeys"]), f"{m.get(f'{scope}.hit@3', float('nan')):.3f}",
+                              f"{m.get(f'{scope}.hit@1', float('nan')):.3f}",
+                              f"{m.get(f'{scope}.carded', float('nan')):.3f}", str(m[f"{scope}.calm_journeys"]),
+                              f"{m.get(f'{scope}.calm_no_card', float('nan')):.3f}")
+        out.print(table)
+        for kind, row in report.by_friction.items():
+            out.print(f"  {kind}: {row['passed']:.3f} of {row['cases']}", highlight=False)
+        for verdict in verdicts:
+            out.print(str(verdict), highlight=False, markup=False)
+        if show:
+            for line in report.failures:
+                out.print(line, highlight=False, markup=False)
+    if any(not v.passed for v in verdicts):
+        raise typer.Exit(1)
+
+
+def _newest(journey: JourneyContext) -> datetime | None:
+    stamps = [e.ts for e in journey.events if e.ts is not None]
+    return max(stamps) if stamps else None
 
 
 @eval_app.command("report")

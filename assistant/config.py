@@ -121,6 +121,9 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Origins allowed to call the service from a browser, comma-separated; none: CORS off."
     )
+    friction_rules: Path | None = Field(
+        None, description="Help-card friction rules YAML replacing the shipped assistant/suggestions/friction.yaml."
+    )
     incident_scan_seconds: float = Field(
         60.0, ge=0, description="How often each service worker scans the store for incidents (0: never)."
     )

@@ -57,6 +57,35 @@ def record_traffic(assistant: Assistant) -> int:
     return len(contacts)
 
 
+class CardScenario(BaseModel):
+    """A journey shown for help cards (no question)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    title: str
+    journey: JourneyContext
+
+
+def load_card_scenarios() -> list[CardScenario]:
+    """The help-card journeys shipped with the package."""
+    text = resources.files("assistant").joinpath("demo_cards.yaml").read_text(encoding="utf-8")
+    return [CardScenario.model_validate(item) for item in yaml.safe_load(text)]
+
+
+def run_cards(assistant: Assistant, console: Console) -> None:
+    """Show the help cards of every card journey (none for the calm one)."""
+    console.print(Rule("Help before the driver asks (Assistant.suggest)"))
+    for scenario in load_card_scenarios():
+        console.print(f"[bold]{escape(scenario.title)}[/]  [dim]{escape(_journey_line(scenario.journey))}[/]", highlight=False)
+        cards = assistant.suggest(scenario.journey)
+        if not cards:
+            console.print("  no card: the journey shows no friction", highlight=False)
+        for card in cards:
+            source = f" ({card.citations[0].doc_id})" if card.citations else ""
+            console.print(f"  [green]card[/] {escape(card.title)}{escape(source)}: why: {escape(card.why)}", highlight=False)
+            console.print(f"    {escape(card.body.splitlines()[0][:160])}", highlight=False)
+
+
 def load_scenarios() -> list[Scenario]:
     """The scenarios shipped with the package."""
     text = resources.files("assistant").joinpath("demo_scenarios.yaml").read_text(encoding="utf-8")

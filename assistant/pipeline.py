@@ -40,7 +40,7 @@ from assistant.guardrails.pii import redact
 from assistant.guardrails.policy import load_policy
 from assistant.ingestion.indexer import Indexer, IngestReport, ProgressCallback
 from assistant.records import ConversationRecord, ConversationSink, NullSink, RetrievedRef
-from assistant.request import HelpRequest
+from assistant.request import HelpRequest, JourneyContext
 from assistant.response import Citation, HelpResponse, Reason, ReasonCode, Route, Usage
 from assistant.retrieval.base import Passage, RetrievalResult, Retriever
 from assistant.retrieval.embeddings import embedding_model_id, make_embeddings
@@ -59,6 +59,8 @@ from assistant.routing.decide import (
     pii_reasons,
 )
 from assistant.routing.handoff import build_handoff, defect_signature
+from assistant.suggestions.cards import HelpCard, Suggester
+from assistant.suggestions.rules import load_rules
 
 if TYPE_CHECKING:
     from assistant.incidents.live import OpenIncidents
@@ -146,6 +148,8 @@ class Assistant:
         self._composer = composer
         self.sink: ConversationSink = sink if sink is not None else _sink_from_settings(settings)
         self._guardrails_engine: Guardrails | None = None
+        self._dismissed_cards: dict[str, set[str]] = {}
+        self._incidents = _StoreIncidents(self)
         self._lock = threading.Lock()
 
     @classmethod
@@ -464,6 +468,76 @@ class Assistant:
             signature=defect_signature(p.safe_request, checked) if judged else None,
         )
 
+    # -- help cards -------------------------------------------------------------------------
+
+    def suggest(
+        self,
+        journey: JourneyContext | None,
+        *,
+        driver_id: str | None = None,
+        limit: int | None = None,
+        now: datetime | None = None,
+    ) -> list[HelpCard]:
+        """Help cards for the driver's journey, with no question asked: up to ``limit`` (default
+        the rules' ``max_cards``), best first, one per friction the journey shows (an open
+        incident matching its errors first); none for a calm journey. Cards ``driver_id``
+        dismissed are left out. ``now`` is the journey's time (default: the current time, or the
+        newest event's for a recorded journey). The rules are ``ASSISTANT_FRICTION_RULES`` or the
+        shipped ``assistant/suggestions/friction.yaml``.
+
+        Raises :class:`~assistant.errors.IndexNotReadyError` if no index was ever built. When the
+        store cannot be read, the cards are shown without the driver's dismissals.
+        """
+        dismissed: frozenset[str] = frozenset()
+        if driver_id:
+            try:
+                dismissed = self._dismissed(driver_id)
+            except BackendError as exc:
+                logger.error("dismissed cards unreadable, suggesting without them: %s", exc)
+        return self._suggester().suggest(journey, dismissed=dismissed, limit=limit, now=now)
+
+    async def asuggest(
+        self,
+        journey: JourneyContext | None,
+        *,
+        driver_id: str | None = None,
+        limit: int | None = None,
+        now: datetime | None = None,
+    ) -> list[HelpCard]:
+        """Async :meth:`suggest` (run in a worker thread)."""
+        return await asyncio.to_thread(self.suggest, journey, driver_id=driver_id, limit=limit, now=now)
+
+    def dismiss(self, driver_id: str, card_id: str) -> None:
+        """Record that ``driver_id`` dismissed the help card ``card_id``: :meth:`suggest` leaves it
+        out from now on (in the store, so every worker agrees; in this process when there is none).
+
+        Raises :class:`~assistant.errors.BackendError` when the store cannot record it.
+        """
+        store = self.store
+        if store is not None:
+            store.dismiss_card(driver_id, card_id, at=self.clock())
+            return
+        with self._lock:
+            self._dismissed_cards.setdefault(driver_id, set()).add(card_id)
+
+    def _dismissed(self, driver_id: str) -> frozenset[str]:
+        store = self.store
+        if store is not None:
+            return store.dismissed_cards(driver_id)
+        with self._lock:
+            return frozenset(self._dismissed_cards.get(driver_id, ()))
+
+    def _suggester(self) -> Suggester:
+        retriever, composer = self._stages()
+        extractive = composer.fallback if isinstance(composer, ChatComposer) else composer
+        if not isinstance(extractive, ExtractiveComposer):  # a custom composer: quote with the offline one
+            hybrid = retriever if isinstance(retriever, HybridRetriever) else None
+            extractive = ExtractiveComposer(self.embeddings, hybrid.store if hybrid else None)
+        return Suggester(
+            load_rules(self.settings.friction_rules), retriever, extractive, top_k=self.settings.top_k,
+            incidents=self._incidents, use_journey=self.settings.use_journey,
+        )
+
     def retrieve(self, request: HelpRequest | str) -> RetrievalResult:
         """The passages :meth:`answer` would draw on for ``request`` (retrieval only, no answer).
 
@@ -537,7 +611,7 @@ class Assistant:
                     cache_dir=Path(self.settings.data_dir) / "guardrails",
                     model_id=embedding_model_id(self.settings),
                 )
-                self._guardrails_engine.incidents = _StoreIncidents(self)
+                self._guardrails_engine.incidents = self._incidents
             return self._guardrails_engine
 
     def _unavailable(

@@ -161,6 +161,9 @@ class JourneyContext(_Text):
     account_status: str | None = None
     order: Order | None = None
     events: list[JourneyEvent] = Field(default_factory=list)
+    stage_since: datetime | None = Field(
+        None, description="When the driver entered ``stage`` (a time without a zone is UTC); help cards use it to see a long wait."
+    )
 
     @field_validator("market")
     @classmethod
@@ -173,6 +176,11 @@ class JourneyContext(_Text):
     @classmethod
     def _short(cls, value: str | None) -> str | None:
         return value[:MAX_SHORT_FIELD_CHARS] if value else value
+
+    @field_validator("stage_since")
+    @classmethod
+    def _aware_since(cls, value: datetime | None) -> datetime | None:
+        return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
     @field_validator("events")
     @classmethod

@@ -50,6 +50,8 @@ class Thresholds(BaseModel):
     overall: dict[str, Bound] = {}
     datasets: dict[str, dict[str, Bound]] = {}
     splits: dict[str, dict[str, Bound]] = {}
+    #: gates of ``assistant eval suggestions``: ``<split>.<metric>`` (``sealed.hit@3``)
+    suggestions: dict[str, Bound] = {}
 
 
 class GateResult(BaseModel):
@@ -101,6 +103,11 @@ def _check(scope: str, metrics: dict[str, Any] | None, gates: dict[str, Bound], 
         )
         results.append(GateResult(scope=scope, metric=name, value=value, bound=bound, passed=passed))
     return results
+
+
+def check_metrics(scope: str, metrics: dict[str, Any], gates: dict[str, Bound]) -> list[GateResult]:
+    """Every gate's verdict on a flat ``metrics`` mapping (a gate on a missing metric fails)."""
+    return _check(scope, metrics, gates, judged=True)
 
 
 def check_gates(summary: dict[str, Any], thresholds: Thresholds) -> list[GateResult]:

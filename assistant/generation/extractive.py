@@ -264,6 +264,11 @@ class ExtractiveComposer:
             min_confidence=self.model.threshold,
         )
 
+    def excerpt(self, section: Section, question: Question, budget: int) -> str:
+        """What this composer quotes of ``section`` for ``question`` in at most ``budget`` words
+        (whole sentences and list items, as an answer quotes them), rendered as prose."""
+        return _render(self._quote(section, question, budget))
+
     def quotable(self, section: Section, question: Question) -> str:
         """Everything of ``section`` this composer would quote for ``question`` (no word budget)."""
         return "\n".join(self._quote(section, question, budget=10**6))

@@ -5,6 +5,8 @@ Endpoints (every error has one body, ``{"error": {"type", "message"}}``):
 - ``POST /v1/answer``: a :class:`~assistant.HelpRequest` in, a :class:`~assistant.HelpResponse` out;
 - ``POST /v1/answer/stream``: Server-Sent Events, ``delta`` events with text, then one
   ``response`` event with the final response (citations included); ``error`` on failure;
+- ``POST /v1/suggestions``: help cards for a journey, no question asked; ``POST
+  /v1/suggestions/dismiss``: a driver dismissed one;
 - ``POST /v1/feedback``: a driver's verdict on an answer;
 - ``GET /v1/conversations/{id}``: a stored conversation (redacted);
 - ``GET /healthz`` (alive), ``GET /readyz`` (index loaded, database reachable), ``GET /metrics``;
@@ -47,11 +49,12 @@ from assistant.errors import (
     NotFoundError,
 )
 from assistant.pipeline import Assistant
-from assistant.request import HelpRequest
+from assistant.request import HelpRequest, JourneyContext
 from assistant.response import HelpResponse
 from assistant.service.metrics import MeteredSink, ServiceMetrics
 from assistant.service.security import ApiKeys, BodyLimit, RateLimiter, retry_after
 from assistant.store import ConversationStore, SqlSink, StoredConversation, StoredFeedback
+from assistant.suggestions import HelpCard
 
 logger = logging.getLogger("assistant.service")
 
@@ -78,6 +81,31 @@ class FeedbackRequest(BaseModel):
     helpful: bool
     comment: str | None = Field(None, max_length=2000, description="Redacted before it is stored.")
     record_id: str | None = Field(None, max_length=64)
+
+
+class SuggestionRequest(BaseModel):
+    """A driver's journey, for help cards with no question asked."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    journey: JourneyContext | None = None
+    driver_id: str | None = Field(None, max_length=128, description="Leave out the cards this driver dismissed.")
+    limit: int | None = Field(None, ge=0, le=10, description="Most cards (default: the friction rules' max_cards).")
+
+
+class Suggestions(BaseModel):
+    """``POST /v1/suggestions``: the cards, best first (none for a calm journey)."""
+
+    cards: list[HelpCard]
+
+
+class DismissRequest(BaseModel):
+    """A driver dismissed a help card: it is not shown to them again."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    driver_id: str = Field(min_length=1, max_length=128)
+    card_id: str = Field(min_length=1, max_length=160)
 
 
 class Readiness(BaseModel):
@@ -323,6 +351,19 @@ def create_app(settings: Settings | None = None, *, assistant: Assistant | None 
                 yield _sse("error", {"error": {"type": "internal_error", "message": "internal error"}})
 
         return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+    @app.post("/v1/suggestions", response_model=Suggestions, tags=["suggestions"])
+    async def suggestions(body: SuggestionRequest, current: State, _: Caller) -> Suggestions:
+        """Help cards for the driver's journey before they ask: one per friction it shows (an open
+        incident matching its errors first), none for a calm journey, never one they dismissed."""
+        await _ready_or_raise(current)
+        return Suggestions(cards=await current.assistant.asuggest(body.journey, driver_id=body.driver_id, limit=body.limit))
+
+    @app.post("/v1/suggestions/dismiss", status_code=204, tags=["suggestions"], response_class=Response)
+    async def dismiss(body: DismissRequest, current: State, _: Caller) -> Response:
+        """Record that the driver dismissed a card (idempotent; every worker honours it)."""
+        await run_in_threadpool(current.assistant.dismiss, body.driver_id, body.card_id)
+        return Response(status_code=204)
 
     @app.post("/v1/feedback", response_model=StoredFeedback, status_code=201, tags=["feedback"],
               responses={404: {"model": ErrorBody}})

@@ -245,3 +245,15 @@ class Incident(Base):
     baseline_per_hour: Mapped[float] = mapped_column(Float, default=0.0)
     note: Mapped[str | None] = mapped_column(Text)
     workaround: Mapped[str | None] = mapped_column(Text)
+
+
+class DismissedCard(Base):
+    """A help card a driver dismissed: not shown to that driver again."""
+
+    __tablename__ = "dismissed_cards"
+    __table_args__ = (UniqueConstraint("driver_id", "card_id", name="uq_dismissed_cards_driver_card"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    driver_id: Mapped[str] = mapped_column(String(128), index=True)
+    card_id: Mapped[str] = mapped_column(String(160))
+    dismissed_at: Mapped[datetime]

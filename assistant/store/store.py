@@ -329,6 +329,32 @@ class ConversationStore:
                 comment=row.comment, created_at=now,
             )
 
+    def dismiss_card(self, driver_id: str, card_id: str, *, at: datetime | None = None) -> bool:
+        """Record that ``driver_id`` dismissed help card ``card_id``; ``False`` when they had
+        before (idempotent, also when two workers record it at once)."""
+        with self._session() as session:
+            if self._dismissed(session, driver_id, card_id):
+                return False
+        try:
+            with self._session(write=True) as session:
+                session.add(schema.DismissedCard(
+                    driver_id=driver_id, card_id=card_id, dismissed_at=(at or datetime.now(UTC)).astimezone(UTC)
+                ))
+        except RecordRejected:  # the unique constraint: another worker recorded it first
+            return False
+        return True
+
+    @staticmethod
+    def _dismissed(session: Session, driver_id: str, card_id: str) -> bool:
+        return session.scalar(select(schema.DismissedCard.id).where(
+            schema.DismissedCard.driver_id == driver_id, schema.DismissedCard.card_id == card_id)) is not None
+
+    def dismissed_cards(self, driver_id: str) -> frozenset[str]:
+        """The ids of the help cards ``driver_id`` dismissed."""
+        with self._session() as session:
+            return frozenset(session.scalars(
+                select(schema.DismissedCard.card_id).where(schema.DismissedCard.driver_id == driver_id)))
+
     # -- reading ----------------------------------------------------------------------------
 
     def get(self, conversation_id: str) -> StoredConversation | None:

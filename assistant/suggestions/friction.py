@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from assistant.request import EventType, JourneyContext, JourneyEvent
@@ -18,6 +18,7 @@ from assistant.suggestions.rules import FrictionRules, Rule, RuleKind
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 _SEPARATORS = re.compile(r"[_./:\\\-#?=&,;|()\[\]{}\"']+")
 _HTTP_ERROR = re.compile(r"^[45]\d\d$")
+_HTTP_OK = re.compile(r"^(2\d\d|304)$")
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ class _Event:
     code: str | None
     failure: bool
     source: JourneyEvent | None
+    ignored: bool = False
 
 
 def words(value: str) -> str:
@@ -69,8 +71,11 @@ def detect(journey: JourneyContext | None, rules: FrictionRules, *, now: datetim
     if journey is None:
         return []
     at = journey_time(journey, rules, now)
-    events = [_view(e, rules) for e in journey.events]
-    recent = [e for e in events if e.ts is None or at - timedelta(minutes=rules.lookback_minutes) <= e.ts <= at + _SKEW]
+    events = _retries([_view(e, rules) for e in journey.events], rules)
+    recent = [
+        e for e in events
+        if not e.ignored and (e.ts is None or at - timedelta(minutes=rules.lookback_minutes) <= e.ts <= at + _SKEW)
+    ]
     stage_phrase = rules.stage_words.get(journey.stage, journey.stage.value.replace("_", " ")) if journey.stage else ""
     found: list[Friction] = []
     for rule in rules.rules:
@@ -95,13 +100,70 @@ _SKEW = timedelta(minutes=5)  # an event stamped a little after the journey's ti
 
 def _view(event: JourneyEvent, rules: FrictionRules) -> _Event:
     text = words(" ".join(p for p in (event.name, event.code, event.detail) if p))
+    name = words(event.name or "")
     code = event.code.strip() if event.code and event.code.strip() else None
+    # what the driver reads (a help article, a setting) or a call that succeeded is not friction
+    ignored = rules.content.search(name) is not None or (code is not None and _HTTP_OK.match(code) is not None)
     coded = code is not None and (bool(rules.error_code.search(code)) or bool(_HTTP_ERROR.match(code)))
-    failed = rules.failure.search(text) is not None and rules.success.search(text) is None
+    failed = _fails(text, rules) and rules.success.search(text) is None
     return _Event(
-        ts=event.ts, text=text, name=words(event.name or ""), code=code.upper() if code else None,
-        failure=event.type is EventType.ERROR or coded or failed, source=event,
+        ts=event.ts, text=text, name=name, code=code.upper() if code else None,
+        failure=not ignored and (event.type is EventType.ERROR or coded or failed), source=event, ignored=ignored,
     )
+
+
+def _retries(events: list[_Event], rules: FrictionRules) -> list[_Event]:
+    """``events`` with the driver's retries marked as failures: the same action, with the same
+    detail, ``rules.retries.count`` times within ``rules.retries.within_minutes`` (tapping "Go
+    online" again and again means it is not working), unless it is an action drivers repeat
+    anyway (``rules.retries.exclude``: scanning items, calling the customer)."""
+    spec = rules.retries
+    runs: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for i, event in enumerate(events):
+        source = event.source
+        if source is None or source.type is not EventType.ACTION or event.ignored or event.ts is None:
+            continue
+        if spec.exclude.search(event.name):
+            continue
+        runs[(event.name, words(source.detail or ""))].append(i)
+    marked = set()
+    window = timedelta(minutes=spec.within_minutes)
+    for indexes in runs.values():
+        for start in range(len(indexes)):
+            run = [j for j in indexes[start:] if events[j].ts - events[indexes[start]].ts <= window]  # type: ignore[operator]
+            if len(run) >= spec.count:
+                marked.update(run)
+    return [replace(e, failure=True) if i in marked else e for i, e in enumerate(events)]
+
+
+def _fails(text: str, rules: FrictionRules) -> bool:
+    """Whether ``text`` reports a failure: a failure word not negated by the words around it
+    ("not invalid", "prevent screen timeout", "failed deliveries 0")."""
+    for hit in rules.failure.finditer(text):
+        before = text[: hit.start()].split()[-3:]
+        after = text[hit.end():].split()[:4]
+        if not any(rules.negation.fullmatch(w) for w in before) and not any(w in ("0", "none", "zero") for w in after):
+            return True
+    return False
+
+
+_DATE = re.compile(r"\b(20\d\d)[-/](\d\d)[-/](\d\d)\b")
+_IN = re.compile(r"\bin (\d+) (day|week|month|year)s?\b")
+_UNIT_DAYS = {"day": 1, "week": 7, "month": 30, "year": 365}
+
+
+def _beyond(event: _Event, at: datetime, days: float) -> bool:
+    """Whether every date the event names ("expires 2028-03-15", "in 7 months") is more than
+    ``days`` after ``at`` (False when it names none)."""
+    raw = " ".join(p for p in (event.source.detail, event.source.name) if p) if event.source else event.text
+    found: list[float] = []
+    for year, month, day in _DATE.findall(raw):
+        try:
+            found.append((datetime(int(year), int(month), int(day), tzinfo=UTC) - at).total_seconds() / 86400)
+        except ValueError:
+            continue
+    found.extend(int(n) * _UNIT_DAYS[unit] for n, unit in _IN.findall(event.text))
+    return bool(found) and min(found) > days
 
 
 def action_of(event: _Event, rules: FrictionRules) -> str:
@@ -212,7 +274,11 @@ def _failures(rule: Rule, events: list[_Event], rules: FrictionRules, stage: str
 def _events(
     rule: Rule, events: list[_Event], journey: JourneyContext, at: datetime, rules: FrictionRules, stage: str
 ) -> list[Friction]:
-    pool = [e for e in events if e.ts is None or at - timedelta(minutes=rule.within_minutes) <= e.ts <= at + _SKEW]
+    pool = [
+        e for e in events
+        if not e.ignored and (e.ts is None or at - timedelta(minutes=rule.within_minutes) <= e.ts <= at + _SKEW)
+        and not (rule.horizon_days is not None and _beyond(e, at, rule.horizon_days))
+    ]
     status: _Event | None = None
     if rule.account_status and journey.account_status:
         text = words(journey.account_status)
@@ -230,7 +296,7 @@ def _events(
         if (rule.match and all(hits)) or by_code:
             matched.append(event)
             subject = _subject(rule, event.text) or subject
-    if len(matched) < rule.min_count or _resolved(rule, matched, pool, rules):
+    if len(matched) < rule.min_count or _resolved(rule, matched, [e for e in events if not e.ignored], rules):
         return []
     stamped = [e.ts for e in matched if e.ts is not None]
     waited = at - min(stamped) if stamped else timedelta(0)
@@ -264,7 +330,7 @@ def _subject(rule: Rule, text: str) -> str:
     return ""
 
 
-def _resolved(rule: Rule, matched: list[_Event], pool: list[_Event], rules: FrictionRules) -> bool:
+def _resolved(rule: Rule, matched: list[_Event], later: list[_Event], rules: FrictionRules) -> bool:
     """Whether a later event settles the friction: a success about the same thing (the rule's
     last pattern, its subject), such as the renewed document approved after the expiry reminder."""
     stamped = [e.ts for e in matched if e.ts is not None and e.source is not None]
@@ -274,7 +340,7 @@ def _resolved(rule: Rule, matched: list[_Event], pool: list[_Event], rules: Fric
     subject = rule.match[-1]
     return any(
         e.ts is not None and e.ts > last and e.source is not None and rules.success.search(e.text) and subject.search(e.text)
-        for e in pool
+        for e in later
     )
 
 

@@ -109,6 +109,9 @@ class Rule(_Model):
         None, gt=0, description="events: fire only once the first matching event is this old and the state still holds "
         "(the newest matching event is recent, or the account status matches)."
     )
+    horizon_days: float | None = Field(
+        None, gt=0, description="events: an event naming only dates further ahead than this is not friction yet."
+    )
     min_count: int = Field(1, ge=1)
     within_minutes: float = Field(60.0, gt=0)
     stages: dict[Stage, StageWait] = Field(default_factory=dict, description="wait: the stages watched.")
@@ -122,6 +125,14 @@ class Rule(_Model):
         if self.kind is not RuleKind.WAIT and not self.query:
             raise ValueError(f"rule {self.id}: a query is needed")
         return self
+
+
+class Retries(_Model):
+    """When repeating the same action counts as it failing."""
+
+    count: int = Field(3, ge=2)
+    within_minutes: float = Field(10, gt=0)
+    exclude: Regex = Field(description="Actions drivers repeat anyway (scanning items, calling the customer).")
 
 
 class IncidentCard(_Model):
@@ -144,8 +155,11 @@ class FrictionRules(_Model):
     )
     failure: Regex = Field(description="Words that make an app event a failure (an error event or an error code does too).")
     success: Regex = Field(description="Words that make an event a success even if failure words appear.")
+    negation: Regex = Field(description="A word among the three before a failure word that negates it ('not invalid').")
+    content: Regex = Field(description="Event names of what the driver reads (help articles, settings): never friction.")
     error_code: Regex = Field(description="What an error code looks like (a code such as 'UPL-500').")
     ignore_words: Regex = Field(description="Words left out of an action's name (HTTP verbs, API versions).")
+    retries: Retries
     stage_words: dict[Stage, str] = Field(default_factory=dict, description="How a query names each stage.")
     rules: list[Rule]
 

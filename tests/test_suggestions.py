@@ -129,6 +129,42 @@ def test_a_payout_failure_is_one_friction_from_its_words_or_its_code() -> None:
     assert fired(journey((0, "system", "payout_sent", None, "completed"))) == []
 
 
+def test_what_the_driver_reads_and_calls_that_succeeded_are_not_friction() -> None:
+    reading = journey((0, "screen", "FAQ", None, "title='Why do payouts fail?'"),
+                      (1, "action", "help_search", None, "query='error codes'"),
+                      (2, "api", "GET /v1/payouts?status=failed", "200", "0 results"),
+                      (3, "action", "toggle_setting", None, "Prevent screen timeout while navigating: ON"))
+    assert fired(reading) == []
+
+
+def test_negated_failure_words_are_not_failures() -> None:
+    assert fired(journey((0, "api", "POST /v1/pickups/scan", None, "barcode valid - not invalid"))) == []
+    assert fired(journey((0, "screen", "Ratings", None, "failed deliveries this month: 0"))) == []
+    assert fired(journey((0, "api", "POST /v1/pickups/scan", None, "barcode invalid"))) != []
+
+
+def test_an_expiry_far_ahead_is_not_friction_yet() -> None:
+    far = journey((0, "screen", "AlcoholSettings", None, "Certificate: valid, expires 2028-03-15"))
+    assert fired(far) == []
+    near = journey((0, "screen", "Documents", None, "Certificate expires 2026-06-20"))
+    assert fired(near) == [("expiring_document", "certificate")]
+    assert fired(journey((0, "system", "reminder", None, "Insurance expires in 7 months"))) == []
+    assert fired(journey((0, "system", "reminder", None, "Insurance expires in 9 days"))) == [("expiring_document", "insurance")]
+
+
+def test_tapping_the_same_button_again_and_again_counts_as_it_failing() -> None:
+    taps = journey(*((m, "action", "tap_go_online") for m in range(4)), stage="offline")
+    assert fired(taps) == [("repeated_failure", "go online")]
+    scans = journey(*((m, "action", "scan_item") for m in range(6)), stage="shopping")
+    assert fired(scans) == []
+
+
+def test_a_wait_ends_with_its_end_event() -> None:
+    served = journey((0, "action", "arrived_at_store"), (15, "action", "order_picked_up"), (30, "screen", "nav"),
+                     stage="at_pickup")
+    assert fired(served) == []
+
+
 def test_a_calm_journey_of_ordinary_traffic_has_no_friction() -> None:
     calm = journey((0, "action", "go_online"), (3, "action", "offer_accepted"), (4, "action", "offer_declined"),
                    (15, "action", "arrived_at_store"), (19, "action", "picked_up"), (35, "action", "photo_upload"),

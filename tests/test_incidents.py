@@ -294,3 +294,12 @@ def test_replay_detects_the_burst_on_the_contacts_own_clock(shipped_index: Path,
     [printed] = json.loads(done.stdout)["incidents"]
     assert set(printed) >= {"signature", "opened_at", "closed_at", "contacts", "drivers"}
     assert printed["opened_at"] == incident.opened_at.isoformat().replace("+00:00", "Z")
+
+
+def test_one_driver_contacting_again_and_again_opens_no_incident(store: ConversationStore) -> None:
+    for n in range(8):
+        contact(store, NOW - timedelta(minutes=30 - 3 * n), code="ERR-777", driver="drv-same")
+    assert IncidentDetector(store).scan(NOW).opened == []
+    for n in range(3):
+        contact(store, NOW - timedelta(minutes=2 - n / 2), code="ERR-777", driver=f"drv-other-{n}")
+    assert [i.group for i in IncidentDetector(store).scan(NOW + timedelta(minutes=1)).opened] == ["code:ERR-777"]

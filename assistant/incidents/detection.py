@@ -15,9 +15,9 @@ hour (``signature_counts``), so every service worker sees the same numbers. A sc
    accumulates the log-likelihood ratio of
    "rate is ``shift`` times the baseline (at least ``min_shift_per_hour`` more)" against "rate is
    the baseline", and opens an incident when that sum crosses ``threshold`` with at least
-   ``min_contacts`` contacts in the run, and those contacts are unlikely under the baseline
-   (a Poisson tail probability at most ``alpha``), which keeps quiet groups from alarming on a
-   chance handful;
+   ``min_contacts`` contacts from ``min_drivers`` distinct drivers in the run, and those contacts
+   are unlikely under the baseline (a Poisson tail probability at most ``alpha``), which keeps
+   quiet groups from alarming on a chance handful or one driver retrying;
 4. closes an open incident when its last ``close_after_hours`` complete hours were each at or
    below the CUSUM's break-even count (the rate is back to its baseline).
 
@@ -62,6 +62,7 @@ class DetectionConfig(BaseModel):
     min_shift_per_hour: float = Field(1.0, gt=0, description="... and at least this many more contacts an hour.")
     threshold: float = Field(4.0, gt=0, description="CUSUM decision interval (log-likelihood units).")
     min_contacts: int = Field(5, ge=1, description="Never open an incident on fewer contacts than this.")
+    min_drivers: int = Field(3, ge=1, description="... nor from fewer distinct drivers (one driver retrying is not a defect).")
     alpha: float = Field(
         2e-5, gt=0, le=1,
         description="... nor unless the run's contacts are this unlikely under the baseline (Poisson tail). "
@@ -125,7 +126,7 @@ class _Group:
     def __init__(self, key: str) -> None:
         self.key = key
         self.counts: dict[datetime, int] = defaultdict(int)  # per hour (signature_counts)
-        self.recent: list[datetime] = []  # each contact's time within the CUSUM's window
+        self.recent: list[tuple[datetime, str]] = []  # each contact's time and driver within the CUSUM's window
         self.signatures: set[str] = set()
         self.fields: dict[str, set[str]] = defaultdict(set)
 
@@ -288,14 +289,14 @@ class IncidentDetector:
         """Each group's contact times since ``since`` (from the responses, to the second)."""
         owner = {signature: group for group in groups.values() for signature in group.signatures}
         response = schema.Response
-        statement = select(response.defect_signature, response.created_at).where(
+        statement = select(response.defect_signature, response.created_at, response.driver_id, response.record_id).where(
             response.created_at >= since, response.created_at <= now, response.defect_signature.is_not(None)
         )
         with self.store._session() as session:
-            for signature, at in session.execute(statement).tuples():
+            for signature, at, driver, record_id in session.execute(statement).tuples():
                 group = owner.get(str(signature))
-                if group is not None:
-                    group.recent.append(_utc(at))
+                if group is not None:  # a contact without a driver id counts as its own driver
+                    group.recent.append((_utc(at), driver or f"record:{record_id}"))
 
     def _alarm(
         self, group: _Group, baseline: _Baseline, window_start: datetime, now: datetime
@@ -304,23 +305,27 @@ class IncidentDetector:
         ``step_minutes`` at a time through the window, on the contacts' own times."""
         config = self.config
         step = timedelta(minutes=config.step_minutes)
-        fine: dict[datetime, int] = defaultdict(int)
-        for at in group.recent:
-            fine[window_start + ((at - window_start) // step) * step] += 1
+        fine: dict[datetime, list[str]] = defaultdict(list)
+        for at, driver in group.recent:
+            fine[window_start + ((at - window_start) // step) * step].append(driver)
         score, run_start, run_contacts, run_expected = 0.0, window_start, 0, 0.0
+        run_drivers: set[str] = set()
         bucket = window_start
         while bucket <= now:
-            x = fine.get(bucket, 0)
+            drivers = fine.get(bucket, [])
+            x = len(drivers)
             fraction = min(step, max(now - bucket, timedelta(minutes=1))) / HOUR  # of an hour
             llr, _ = _llr(x, baseline.at(bucket), config, fraction)
             if score == 0.0:
-                run_start, run_contacts, run_expected = bucket, 0, 0.0
+                run_start, run_contacts, run_expected, run_drivers = bucket, 0, 0.0, set()
             score = max(0.0, score + llr)
             if score > 0:
                 run_contacts, run_expected = run_contacts + x, run_expected + baseline.at(bucket) * fraction
+                run_drivers.update(drivers)
             else:
-                run_contacts, run_expected = 0, 0.0
+                run_contacts, run_expected, run_drivers = 0, 0.0, set()
             if (score >= config.threshold and run_contacts >= config.min_contacts
+                    and len(run_drivers) >= config.min_drivers
                     and poisson_tail(run_contacts, run_expected) <= config.alpha):
                 return run_start, score
             bucket += step

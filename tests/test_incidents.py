@@ -303,3 +303,23 @@ def test_one_driver_contacting_again_and_again_opens_no_incident(store: Conversa
     for n in range(3):
         contact(store, NOW - timedelta(minutes=2 - n / 2), code="ERR-777", driver=f"drv-other-{n}")
     assert [i.group for i in IncidentDetector(store).scan(NOW + timedelta(minutes=1)).opened] == ["code:ERR-777"]
+
+
+def test_a_burst_in_one_market_stands_out_against_that_markets_share_of_a_busy_code(store: ConversationStore) -> None:
+    rng = np.random.default_rng(3)
+    start = (NOW - timedelta(days=15)).replace(minute=0, second=0, microsecond=0)
+    with store._session(write=True) as session:
+        for market in ("us-ca", "us-tx", "us-ny", "ca-on"):
+            fields = {"error_code": "UPL-500", "endpoint": "photo_upload", "app_version": "5.2.0", "platform": "android",
+                      "stage": "at_dropoff", "market": market}
+            bucket = start
+            while bucket < NOW - timedelta(days=1):
+                n = int(rng.poisson(1.0))
+                if n:
+                    session.add(schema.SignatureCount(signature=signature_key(fields), bucket=bucket, contacts=n, fields=fields))
+                bucket += timedelta(hours=1)
+    for n in range(6):  # six drivers in Ontario within 15 minutes: 1 expected code-wide, 0.25 in Ontario
+        contact(store, NOW - timedelta(minutes=15 - 2 * n), market="ca-on", driver=f"drv-on-{n}")
+    assert IncidentDetector(store, DetectionConfig(slices=())).scan(NOW).opened == []
+    [incident] = IncidentDetector(store).scan(NOW).opened
+    assert incident.group == "code:UPL-500" and "ca-on" in incident.signature["markets"]

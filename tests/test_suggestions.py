@@ -24,6 +24,7 @@ from assistant.response import Citation
 from assistant.store import ConversationStore
 from assistant.suggestions import detect, load_rules
 from assistant.suggestions.friction import journey_time, words
+from assistant.suggestions.rules import DEFAULT_RULES
 from tests.conftest import CORPUS
 
 RULES = load_rules()
@@ -175,7 +176,7 @@ def test_a_calm_journey_of_ordinary_traffic_has_no_friction() -> None:
 # -- the rules file ---------------------------------------------------------------------------
 
 def test_a_broken_rules_file_fails_at_load_naming_the_problem(tmp_path: Path) -> None:
-    good = Path("assistant/suggestions/friction.yaml").read_text(encoding="utf-8")
+    good = DEFAULT_RULES.read_text(encoding="utf-8")
     cases = {
         "regex": good.replace("failure: '", "failure: '(unclosed", 1),
         "template": good.replace("{count} offers declined", "{counts} offers declined"),
@@ -189,7 +190,7 @@ def test_a_broken_rules_file_fails_at_load_naming_the_problem(tmp_path: Path) ->
 
 
 def test_a_platform_rules_file_changes_what_fires(tmp_path: Path) -> None:
-    text = Path("assistant/suggestions/friction.yaml").read_text(encoding="utf-8").replace("min_count: 4", "min_count: 2")
+    text = DEFAULT_RULES.read_text(encoding="utf-8").replace("min_count: 4", "min_count: 2")
     path = tmp_path / "rules.yaml"
     path.write_text(text, encoding="utf-8")
     two = journey((0, "action", "offer_declined"), (5, "action", "offer_declined"))
@@ -220,7 +221,7 @@ def test_hit_at_3_and_calm_journeys_are_scored_per_split() -> None:
 
 
 def test_the_shipped_journey_sets_load_with_both_splits() -> None:
-    cases = load_suggestion_cases(Path("evals/suggestions"))
+    cases = load_suggestion_cases(Path(__file__).resolve().parent.parent / "evals" / "suggestions")
     assert len(cases) >= 60 and {c.split.value for c in cases} == {"tuning", "sealed"}
     assert sum(c.calm for c in cases) >= 20
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -58,6 +59,9 @@ class DetectionConfig(BaseModel):
     step_minutes: int = Field(10, ge=1, le=60, description="The CUSUM's step (a divisor of 60).")
     prior_rate_per_hour: float = Field(0.05, gt=0, description="Baseline of a group never seen (about one a day).")
     prior_weight_days: float = Field(1.0, gt=0, description="Days of evidence the prior (and a group's daily mean) is worth.")
+    weekday_prior_days: float = Field(
+        2.0, gt=0, description="Average days a day of the week's factor is shrunk toward 1 by (fewer: trust the history more)."
+    )
     shift: float = Field(3.0, gt=1, description="The rate, as a multiple of the baseline, the CUSUM looks for.")
     min_shift_per_hour: float = Field(1.0, gt=0, description="... and at least this many more contacts an hour.")
     threshold: float = Field(4.0, gt=0, description="CUSUM decision interval (log-likelihood units).")
@@ -70,6 +74,12 @@ class DetectionConfig(BaseModel):
         "one chance alarm a week among 50 groups (overlapping runs make it somewhat more).",
     )
     close_after_hours: int = Field(3, ge=1, description="Quiet complete hours before an incident closes.")
+    slices: tuple[str, ...] = Field(
+        ("market", "app_version"),
+        description="Signature fields whose values are also watched on their own (a defect in one market or "
+        "one app version stands out sooner against that slice's share of the baseline); each slice's "
+        "test gets alpha divided by the group's number of slices.",
+    )
 
 
 class Incident(BaseModel):
@@ -126,13 +136,17 @@ class _Group:
     def __init__(self, key: str) -> None:
         self.key = key
         self.counts: dict[datetime, int] = defaultdict(int)  # per hour (signature_counts)
-        self.recent: list[tuple[datetime, str]] = []  # each contact's time and driver within the CUSUM's window
+        self.recent: list[tuple[datetime, str, str]] = []  # each contact's time, driver, signature in the CUSUM's window
         self.signatures: set[str] = set()
         self.fields: dict[str, set[str]] = defaultdict(set)
+        self.signature_fields: dict[str, dict[str, Any]] = {}
+        self.signature_counts: dict[str, list[tuple[datetime, int]]] = defaultdict(list)
 
     def add(self, signature: str, bucket: datetime, contacts: int, fields: dict[str, Any]) -> None:
         self.counts[bucket] += contacts
         self.signatures.add(signature)
+        self.signature_fields[signature] = fields
+        self.signature_counts[signature].append((bucket, contacts))
         for name, value in fields.items():
             if value:
                 self.fields[name].add(str(value))
@@ -193,6 +207,16 @@ class _Baseline:
         return self.by_hour[bucket.hour] * self.weekdays[bucket.weekday()]
 
 
+class _Share:
+    """A slice's part of a group's baseline."""
+
+    def __init__(self, baseline: _Baseline, share: float) -> None:
+        self.baseline, self.share = baseline, share
+
+    def at(self, bucket: datetime) -> float:
+        return self.baseline.at(bucket) * self.share
+
+
 def poisson_tail(k: int, mean: float) -> float:
     """P(X >= k) for X ~ Poisson(``mean``), summed from k upwards (accurate when it is tiny)."""
     if k <= 0:
@@ -241,7 +265,7 @@ class IncidentDetector:
             for bucket, n in group.counts.items():
                 pooled[bucket] += n
         weekdays = weekday_factors(pooled, start=max(history_start, hour_floor(earliest) if earliest else history_start),
-                                   end=window_start)
+                                   end=window_start, prior_days=config.weekday_prior_days)
         self._attach_recent(groups, window_start, now)
         open_rows = {row.group_key: row for row in self._open_rows()}
         last_closed = self._last_closed(window_start)
@@ -257,7 +281,9 @@ class IncidentDetector:
             if row is None:
                 # after an incident closes, its contacts do not open it again: start after it
                 start = max(window_start, hour_floor(last_closed[key]) + HOUR) if key in last_closed else window_start
-                alarm = self._alarm(group, baseline, start, now)
+                alarm = self._alarm(group.recent, baseline.at, start, now, config.alpha)
+                if alarm is None:
+                    alarm = self._slice_alarm(group, baseline, history_start, window_start, start, now)
                 if alarm is not None:
                     incident = self._open(group, alarm, baseline, now)
                     if incident is not None:
@@ -296,17 +322,52 @@ class IncidentDetector:
             for signature, at, driver, record_id in session.execute(statement).tuples():
                 group = owner.get(str(signature))
                 if group is not None:  # a contact without a driver id counts as its own driver
-                    group.recent.append((_utc(at), driver or f"record:{record_id}"))
+                    group.recent.append((_utc(at), driver or f"record:{record_id}", str(signature)))
+
+    def _slice_alarm(
+        self, group: _Group, baseline: _Baseline, history_start: datetime, window_start: datetime, start: datetime,
+        now: datetime,
+    ) -> tuple[datetime, float] | None:
+        """An alarm on one slice of the group (one market, one app version): the slice's contacts
+        against its share of the group's baseline (its share of the history, add-one smoothed),
+        at ``alpha`` divided by the number of slices tested."""
+        slices: list[tuple[set[str], float]] = []
+        for name in self.config.slices:
+            values: dict[str, set[str]] = defaultdict(set)
+            for signature, fields in group.signature_fields.items():
+                if fields.get(name):
+                    values[str(fields[name])].add(signature)
+            if len(values) < 2:
+                continue
+            history = {
+                sig: sum(n for bucket, n in group.signature_counts[sig] if history_start <= bucket < window_start)
+                for sig in group.signatures
+            }
+            total = sum(history.values())
+            for signatures in values.values():
+                share = (sum(history[sig] for sig in signatures) + 1) / (total + len(values))
+                slices.append((signatures, share))
+        alpha = self.config.alpha / max(1, len(slices))
+        for signatures, share in slices:
+            recent = [c for c in group.recent if c[2] in signatures]
+            if len(recent) < self.config.min_contacts:
+                continue
+            alarm = self._alarm(recent, _Share(baseline, share).at, start, now, alpha)
+            if alarm is not None:
+                return alarm
+        return None
 
     def _alarm(
-        self, group: _Group, baseline: _Baseline, window_start: datetime, now: datetime
+        self, recent: list[tuple[datetime, str, str]], rate_at: Callable[[datetime], float], window_start: datetime,
+        now: datetime, alpha: float,
     ) -> tuple[datetime, float] | None:
         """The start of the run that crossed the threshold, and the CUSUM, or None. The CUSUM steps
-        ``step_minutes`` at a time through the window, on the contacts' own times."""
+        ``step_minutes`` at a time through the window, on the contacts' own times, against the
+        expected contacts an hour ``rate_at(bucket)``."""
         config = self.config
         step = timedelta(minutes=config.step_minutes)
         fine: dict[datetime, list[str]] = defaultdict(list)
-        for at, driver in group.recent:
+        for at, driver, _ in recent:
             fine[window_start + ((at - window_start) // step) * step].append(driver)
         score, run_start, run_contacts, run_expected = 0.0, window_start, 0, 0.0
         run_drivers: set[str] = set()
@@ -315,18 +376,19 @@ class IncidentDetector:
             drivers = fine.get(bucket, [])
             x = len(drivers)
             fraction = min(step, max(now - bucket, timedelta(minutes=1))) / HOUR  # of an hour
-            llr, _ = _llr(x, baseline.at(bucket), config, fraction)
+            expected = rate_at(bucket)
+            llr, _ = _llr(x, expected, config, fraction)
             if score == 0.0:
                 run_start, run_contacts, run_expected, run_drivers = bucket, 0, 0.0, set()
             score = max(0.0, score + llr)
             if score > 0:
-                run_contacts, run_expected = run_contacts + x, run_expected + baseline.at(bucket) * fraction
+                run_contacts, run_expected = run_contacts + x, run_expected + expected * fraction
                 run_drivers.update(drivers)
             else:
                 run_contacts, run_expected, run_drivers = 0, 0.0, set()
             if (score >= config.threshold and run_contacts >= config.min_contacts
                     and len(run_drivers) >= config.min_drivers
-                    and poisson_tail(run_contacts, run_expected) <= config.alpha):
+                    and poisson_tail(run_contacts, run_expected) <= alpha):
                 return run_start, score
             bucket += step
         return None

@@ -56,7 +56,7 @@ class DetectionConfig(BaseModel):
 
     baseline_days: int = Field(14, ge=1, le=90, description="History that sets each group's hour-of-day baseline.")
     window_hours: int = Field(24, ge=1, le=168, description="Hours the CUSUM runs over.")
-    step_minutes: int = Field(10, ge=1, le=60, description="The CUSUM's step (a divisor of 60).")
+    step_minutes: int = Field(5, ge=1, le=60, description="The CUSUM's step (a divisor of 60).")
     prior_rate_per_hour: float = Field(0.05, gt=0, description="Baseline of a group never seen (about one a day).")
     prior_weight_days: float = Field(1.0, gt=0, description="Days of evidence the prior (and a group's daily mean) is worth.")
     weekday_prior_days: float = Field(
@@ -65,13 +65,13 @@ class DetectionConfig(BaseModel):
     shift: float = Field(3.0, gt=1, description="The rate, as a multiple of the baseline, the CUSUM looks for.")
     min_shift_per_hour: float = Field(1.0, gt=0, description="... and at least this many more contacts an hour.")
     threshold: float = Field(4.0, gt=0, description="CUSUM decision interval (log-likelihood units).")
-    min_contacts: int = Field(5, ge=1, description="Never open an incident on fewer contacts than this.")
+    min_contacts: int = Field(3, ge=1, description="Never open an incident on fewer contacts than this.")
     min_drivers: int = Field(3, ge=1, description="... nor from fewer distinct drivers (one driver retrying is not a defect).")
     alpha: float = Field(
         2e-5, gt=0, le=1,
         description="... nor unless the run's contacts are this unlikely under the baseline (Poisson tail). "
-        "A group watched in 10-minute steps makes about 1,000 such tests a week, so 2e-5 allows roughly "
-        "one chance alarm a week among 50 groups (overlapping runs make it somewhat more).",
+        "A group watched in 5-minute steps makes about 2,000 such tests a week, so 2e-5 allows roughly "
+        "one chance alarm a week among 25 groups (overlapping runs make it somewhat more).",
     )
     close_after_hours: int = Field(3, ge=1, description="Quiet complete hours before an incident closes.")
     slices: tuple[str, ...] = Field(

@@ -19,6 +19,7 @@ _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 _SEPARATORS = re.compile(r"[_./:\\\-#?=&,;|()\[\]{}\"']+")
 _HTTP_ERROR = re.compile(r"^[45]\d\d$")
 _HTTP_OK = re.compile(r"^(2\d\d|304)$")
+_SKEW = timedelta(minutes=5)  # an event stamped a little after the journey's time still counts
 
 
 @dataclass(frozen=True)
@@ -95,14 +96,11 @@ def detect(journey: JourneyContext | None, rules: FrictionRules, *, now: datetim
     return found
 
 
-_SKEW = timedelta(minutes=5)  # an event stamped a little after the journey's time still counts
-
-
 def _view(event: JourneyEvent, rules: FrictionRules) -> _Event:
     text = words(" ".join(p for p in (event.name, event.code, event.detail) if p))
     name = words(event.name or "")
     code = event.code.strip() if event.code and event.code.strip() else None
-    # what the driver reads (a help article, a setting) or a call that succeeded is not friction
+    # what the driver reads (a help article, a search) or toggles, or a call that succeeded, is not friction
     ignored = rules.content.search(name) is not None or (code is not None and _HTTP_OK.match(code) is not None)
     coded = code is not None and (bool(rules.error_code.search(code)) or bool(_HTTP_ERROR.match(code)))
     failed = _fails(text, rules) and rules.success.search(text) is None
@@ -168,7 +166,7 @@ def _beyond(event: _Event, at: datetime, days: float) -> bool:
 
 def action_of(event: _Event, rules: FrictionRules) -> str:
     """What the driver was trying to do: the event's name without failure words, ids, numbers
-    and API noise ("POST /v2/deliveries/ab12/complete" -> "deliveries complete")."""
+    and API noise, in the singular ("POST /v2/deliveries/ab12/complete" -> "delivery complete")."""
     kept = [
         _singular(w) for w in event.name.split()
         if not rules.failure.fullmatch(w) and not rules.ignore_words.match(w) and not any(c.isdigit() for c in w)

@@ -164,6 +164,12 @@ def test_a_wait_ends_with_its_end_event() -> None:
     served = journey((0, "action", "arrived_at_store"), (15, "action", "order_picked_up"), (30, "screen", "nav"),
                      stage="at_pickup")
     assert fired(served) == []
+    confirmed = journey((0, "action", "arrivedAtStore"), (15, "action", "confirm_pickup"), (30, "screen", "nav"),
+                        stage="at_pickup")
+    assert fired(confirmed) == []
+    offered = journey((0, "action", "go_online"), (30, "action", "offer_accept"), (60, "screen", "map"),
+                      stage="online_waiting")
+    assert fired(offered) == []
 
 
 def test_a_calm_journey_of_ordinary_traffic_has_no_friction() -> None:

@@ -149,6 +149,7 @@ class Assistant:
         self.sink: ConversationSink = sink if sink is not None else _sink_from_settings(settings)
         self._guardrails_engine: Guardrails | None = None
         self._dismissed_cards: dict[str, set[str]] = {}
+        self._card_composer: ExtractiveComposer | None = None  # quotes cards when the composer is a custom one
         self._incidents = _StoreIncidents(self)
         self._lock = threading.Lock()
 
@@ -205,6 +206,7 @@ class Assistant:
         """Index (or incrementally re-index) the corpus; the next answer uses the new index."""
         report = Indexer(self.settings, self.embeddings).ingest(corpus_dir, rebuild=rebuild, progress=progress)
         with self._lock:
+            self._card_composer = None
             if isinstance(self._retriever, HybridRetriever) or self._retriever is None:
                 self._retriever = None
                 stale = isinstance(self._composer, (ExtractiveComposer, ChatComposer))
@@ -531,8 +533,11 @@ class Assistant:
         retriever, composer = self._stages()
         extractive = composer.fallback if isinstance(composer, ChatComposer) else composer
         if not isinstance(extractive, ExtractiveComposer):  # a custom composer: quote with the offline one
-            hybrid = retriever if isinstance(retriever, HybridRetriever) else None
-            extractive = ExtractiveComposer(self.embeddings, hybrid.store if hybrid else None)
+            with self._lock:
+                if self._card_composer is None:
+                    hybrid = retriever if isinstance(retriever, HybridRetriever) else None
+                    self._card_composer = ExtractiveComposer(self.embeddings, hybrid.store if hybrid else None)
+                extractive = self._card_composer
         return Suggester(
             load_rules(self.settings.friction_rules), retriever, extractive, top_k=self.settings.top_k,
             incidents=self._incidents, use_journey=self.settings.use_journey,

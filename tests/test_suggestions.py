@@ -341,3 +341,20 @@ def test_assistant_suggest_prints_cards_as_json(shipped_index: Path, tmp_path: P
     run = subprocess.run([sys.executable, "-m", "assistant.cli", "suggest", "--journey", str(bad)],
                          capture_output=True, text=True, env=env, timeout=300, check=False)
     assert run.returncode == 2 and "not valid JSON" in run.stderr
+
+
+@pytest.mark.integration
+def test_cards_are_quoted_offline_when_answers_come_from_a_custom_composer(shipped_index: Path) -> None:
+    from assistant.generation.base import Draft
+
+    class Echo:
+        """A caller's own composer (answers only; cards never use it)."""
+
+        def compose(self, question: str, passages: list[Any], signals: Any, *, request: Any = None) -> Draft:
+            return Draft(text=question)
+
+    assistant = Assistant(Settings(data_dir=shipped_index, corpus_dir=CORPUS), composer=Echo())
+    first = assistant.suggest(JourneyContext.model_validate(UPLOAD))
+    composer = assistant._card_composer
+    assert first and first[0].citations and composer is not None
+    assert assistant.suggest(JourneyContext.model_validate(UPLOAD)) == first and assistant._card_composer is composer

@@ -6,9 +6,18 @@ Everything has an offline default: no key, no server, no network.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+import yaml
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from assistant.errors import ConfigurationError
@@ -191,3 +200,26 @@ def load_settings(**overrides: object) -> Settings:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"]) or "settings"
         raise ConfigurationError(f"invalid setting {where}: {err['msg']}") from exc
+
+
+_Model = TypeVar("_Model", bound=BaseModel)
+
+
+def read_yaml_model(path: Path, model: type[_Model], what: str) -> _Model:
+    """A YAML configuration file (a mapping) validated as ``model``; any problem (unreadable,
+    bad YAML, not a mapping, an invalid field) is a :class:`ConfigurationError` naming ``what``,
+    the file and the first problem."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigurationError(f"{what} {path}: unreadable: {exc}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigurationError(f"{what} {path}: bad YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigurationError(f"{what} {path}: expected a mapping at the top")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigurationError(f"{what} {path}: {where}: {first['msg']}") from exc

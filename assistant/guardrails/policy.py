@@ -12,10 +12,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
-import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
-from assistant.errors import ConfigurationError
+from assistant.config import read_yaml_model
 
 DEFAULT_POLICY = Path(__file__).with_name("policy.yaml")
 _FLAGS = re.IGNORECASE | re.MULTILINE
@@ -246,17 +245,4 @@ def load_policy(path: Path | None = None) -> GuardrailPolicy:
 
 @lru_cache(maxsize=8)
 def _load(path: Path) -> GuardrailPolicy:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigurationError(f"guardrail policy {path}: unreadable: {exc}") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigurationError(f"guardrail policy {path}: bad YAML: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ConfigurationError(f"guardrail policy {path}: expected a mapping at the top")
-    try:
-        return GuardrailPolicy.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ConfigurationError(f"guardrail policy {path}: {where}: {first['msg']}") from exc
+    return read_yaml_model(path, GuardrailPolicy, "guardrail policy")

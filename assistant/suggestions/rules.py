@@ -15,18 +15,16 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
-import yaml
 from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
-    ValidationError,
     field_validator,
     model_validator,
 )
 
-from assistant.errors import ConfigurationError
+from assistant.config import read_yaml_model
 from assistant.request import Stage
 
 DEFAULT_RULES = Path(__file__).with_name("friction.yaml")
@@ -179,17 +177,4 @@ def load_rules(path: Path | None = None) -> FrictionRules:
 
 @lru_cache(maxsize=8)
 def _load(path: Path) -> FrictionRules:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigurationError(f"friction rules {path}: unreadable: {exc}") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigurationError(f"friction rules {path}: bad YAML: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ConfigurationError(f"friction rules {path}: expected a mapping at the top")
-    try:
-        return FrictionRules.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ConfigurationError(f"friction rules {path}: {where}: {first['msg']}") from exc
+    return read_yaml_model(path, FrictionRules, "friction rules")

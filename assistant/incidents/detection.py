@@ -331,22 +331,25 @@ class IncidentDetector:
         """An alarm on one slice of the group (one market, one app version): the slice's contacts
         against its share of the group's baseline (its share of the history, add-one smoothed),
         at ``alpha`` divided by the number of slices tested."""
-        slices: list[tuple[set[str], float]] = []
+        dimensions: list[dict[str, set[str]]] = []
         for name in self.config.slices:
             values: dict[str, set[str]] = defaultdict(set)
             for signature, fields in group.signature_fields.items():
                 if fields.get(name):
                     values[str(fields[name])].add(signature)
-            if len(values) < 2:
-                continue
-            history = {
-                sig: sum(n for bucket, n in group.signature_counts[sig] if history_start <= bucket < window_start)
-                for sig in group.signatures
-            }
-            total = sum(history.values())
-            for signatures in values.values():
-                share = (sum(history[sig] for sig in signatures) + 1) / (total + len(values))
-                slices.append((signatures, share))
+            if len(values) >= 2:
+                dimensions.append(values)
+        if not dimensions:
+            return None
+        history = {
+            sig: sum(n for bucket, n in group.signature_counts[sig] if history_start <= bucket < window_start)
+            for sig in group.signatures
+        }
+        total = sum(history.values())
+        slices = [
+            (signatures, (sum(history[sig] for sig in signatures) + 1) / (total + len(by_value)))
+            for by_value in dimensions for signatures in by_value.values()
+        ]
         alpha = self.config.alpha / max(1, len(slices))
         for signatures, share in slices:
             recent = [c for c in group.recent if c[2] in signatures]

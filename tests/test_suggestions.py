@@ -144,6 +144,41 @@ def test_negated_failure_words_are_not_failures() -> None:
     assert fired(journey((0, "api", "POST /v1/pickups/scan", None, "barcode invalid"))) != []
 
 
+def test_a_field_with_no_value_is_not_a_failure_nor_an_end_and_a_product_name_is_no_failure_word() -> None:
+    assert fired(journey((0, "system", "Crashlytics.previousSession", None, "didCrash=false"),
+                         (1, "system", "Sentry.breadcrumb", None, "errors=null"))) == []
+    assert fired(journey((0, "system", "Crashlytics.session", None, "didCrash=true"))) != []
+    polled = journey((0, "system", "driverOnline"), *((m, "system", "offerPollSummary", None, "offersReceived=0")
+                     for m in (30, 60, 90)), stage="online_waiting")
+    assert fired(polled) == [("long_wait", "online_waiting")]
+
+
+def test_a_failure_the_driver_got_through_is_not_friction() -> None:
+    # the same action succeeding afterwards, under another naming: a 2xx status or a success word
+    assert fired(journey((0, "error", "completeDelivery", "LOC-203", "Too far from drop-off"),
+                         (1, "api", "deliveryCompleted", "200", None))) == []
+    assert fired(journey((0, "error", "item_scan", "SCN-422", None),
+                         (1, "action", "item_type_number", None, "7/15 confirmed"))) == []
+    retried = journey(*((m, "error", "photo_upload", "UPL-500", None) for m in range(3)),
+                      (4, "api", "POST /v1/photos/upload", "201", None))
+    assert fired(retried) == []
+    # success of something else, or reading about it, settles nothing
+    assert fired(journey((0, "error", "photo_upload", "UPL-500", None), (1, "api", "GET /v1/orders", "200", None),
+                         (2, "screen", "help_article_photo_upload", None, "ok"))) == [("error_code", "upl-500")]
+    # a success before the failure settles nothing either
+    assert fired(journey((0, "api", "deliveryCompleted", "200", None),
+                         (1, "error", "completeDelivery", "LOC-203", None))) == [("error_code", "loc-203")]
+
+
+def test_a_wait_on_something_in_particular_counts_from_its_start_event_not_the_stage() -> None:
+    steady = journey(*((m, "action", "item_scanned") for m in range(0, 16, 2)), stage="shopping",
+                     stage_since=T0.isoformat())
+    assert fired(steady) == []
+    waiting = journey((0, "action", "item_scanned"), (4, "action", "cant_find_item"), (5, "action", "message_customer"),
+                      (14, "screen", "chat"), stage="shopping", stage_since=T0.isoformat())
+    assert fired(waiting) == [("long_wait", "shopping")]
+
+
 def test_an_expiry_far_ahead_is_not_friction_yet() -> None:
     far = journey((0, "screen", "AlcoholSettings", None, "Certificate: valid, expires 2028-03-15"))
     assert fired(far) == []

@@ -81,9 +81,9 @@ def detect(journey: JourneyContext | None, rules: FrictionRules, *, now: datetim
     found: list[Friction] = []
     for rule in rules.rules:
         if rule.kind is RuleKind.REPEATED_FAILURE:
-            found.extend(_repeated(rule, recent, rules, stage_phrase))
+            found.extend(_repeated(rule, recent, events, rules, stage_phrase))
         elif rule.kind is RuleKind.ERROR_CODE:
-            found.extend(_failures(rule, recent, rules, stage_phrase))
+            found.extend(_failures(rule, recent, events, rules, stage_phrase))
         elif rule.kind is RuleKind.EVENTS:
             found.extend(_events(rule, events, journey, at, rules, stage_phrase))
         elif rule.kind is RuleKind.WAIT:
@@ -134,13 +134,44 @@ def _retries(events: list[_Event], rules: FrictionRules) -> list[_Event]:
     return [replace(e, failure=True) if i in marked else e for i, e in enumerate(events)]
 
 
-def _fails(text: str, rules: FrictionRules) -> bool:
-    """Whether ``text`` reports a failure: a failure word not negated by the words around it
-    ("not invalid", "prevent screen timeout", "failed deliveries 0")."""
-    for hit in rules.failure.finditer(text):
+_NO_VALUE = frozenset(("0", "none", "zero", "false", "null"))
+
+
+def _said(pattern: re.Pattern[str], text: str, rules: FrictionRules) -> bool:
+    """Whether ``text`` says what ``pattern`` matches, not negated by the words around it: "not
+    invalid", "prevent screen timeout", and a field with no value ("failed deliveries 0",
+    "did crash false", "offers received 0") say nothing happened."""
+    for hit in pattern.finditer(text):
         before = text[: hit.start()].split()[-3:]
         after = text[hit.end():].split()[:4]
-        if not any(rules.negation.fullmatch(w) for w in before) and not any(w in ("0", "none", "zero") for w in after):
+        if not any(rules.negation.fullmatch(w) for w in before) and not any(w in _NO_VALUE for w in after):
+            return True
+    return False
+
+
+def _fails(text: str, rules: FrictionRules) -> bool:
+    """Whether ``text`` reports a failure (a failure word, not negated)."""
+    return _said(rules.failure, text, rules)
+
+
+def _recovered(group: list[_Event], events: list[_Event], rules: FrictionRules) -> bool:
+    """Whether the driver got through after the group's last failure: a later event about the
+    same action (at least half the words of one failure's action) that succeeded, with a 2xx
+    status or a success word ("completeDelivery" failing, then "deliveryCompleted" 200)."""
+    stamps = [e.ts for e in group if e.ts is not None]
+    if not stamps:
+        return False
+    last = max(stamps)
+    actions = [tokens for tokens in (set(action_of(e, rules).split()) for e in group) if tokens]
+    for event in events:
+        if event.ts is None or event.ts <= last or event.failure or event.source is None:
+            continue
+        if rules.content.search(event.name):  # reading about it is not doing it
+            continue
+        if not ((event.code and _HTTP_OK.match(event.code)) or rules.success.search(event.text)):
+            continue
+        done = set(action_of(event, rules).split())
+        if any(2 * len(tokens & done) >= len(tokens) for tokens in actions):
             return True
     return False
 
@@ -238,11 +269,13 @@ def failure_groups(events: list[_Event], rules: FrictionRules) -> list[tuple[str
     return out
 
 
-def _repeated(rule: Rule, events: list[_Event], rules: FrictionRules, stage: str) -> list[Friction]:
+def _repeated(rule: Rule, events: list[_Event], every: list[_Event], rules: FrictionRules, stage: str) -> list[Friction]:
+    """One friction per thing that failed ``rule.min_count`` times within ``rule.within_minutes``
+    and has not succeeded since (``every``: all of the journey's events)."""
     out = []
     for key, action, group in failure_groups(events, rules):
         span = _densest(group, rule.min_count, rule.within_minutes)
-        if span is None:
+        if span is None or _recovered(group, every, rules):
             continue
         codes = sorted({e.code for e in span if e.code})
         out.append(Friction(
@@ -256,10 +289,12 @@ def _repeated(rule: Rule, events: list[_Event], rules: FrictionRules, stage: str
     return out
 
 
-def _failures(rule: Rule, events: list[_Event], rules: FrictionRules, stage: str) -> list[Friction]:
-    """One friction per failing thing (see :func:`failure_groups`)."""
+def _failures(rule: Rule, events: list[_Event], every: list[_Event], rules: FrictionRules, stage: str) -> list[Friction]:
+    """One friction per failing thing (see :func:`failure_groups`) that has not succeeded since."""
     out = []
     for key, action, group in failure_groups(events, rules):
+        if _recovered(group, every, rules):
+            continue
         codes = sorted({e.code for e in group if e.code})
         out.append(Friction(
             rule=rule, key=key,
@@ -348,13 +383,15 @@ def _wait(
     if journey.stage is None or journey.stage not in rule.stages:
         return []
     watch = rule.stages[journey.stage]
-    began = journey.stage_since
+    began = journey.stage_since if watch.since == "stage" else None
     if began is None and watch.start is not None:
-        starts = [e.ts for e in events if e.ts is not None and watch.start.search(e.text)]
+        after = journey.stage_since
+        starts = [e.ts for e in events
+                  if e.ts is not None and (after is None or e.ts >= after) and watch.start.search(e.text)]
         began = min(starts) if starts else None
     if began is None:
         return []
-    if watch.end is not None and any(e.ts is not None and e.ts >= began and watch.end.search(e.text) for e in events):
+    if watch.end is not None and any(e.ts is not None and e.ts >= began and _said(watch.end, e.text, rules) for e in events):
         return []
     waited = at - began
     if waited < timedelta(minutes=watch.minutes):

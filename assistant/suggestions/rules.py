@@ -13,7 +13,7 @@ import string
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import (
     BaseModel,
@@ -85,6 +85,11 @@ class StageWait(_Model):
         None, description="An event marking the start of the stage (the oldest matching one), when the journey has no stage_since."
     )
     end: Regex | None = Field(None, description="An event that ends the wait (order picked up, customer replied) when it comes after the start.")
+    since: Literal["stage", "event"] = Field(
+        "stage",
+        description="What the wait counts from: the stage's start (stage_since, else the first start event), or "
+        "only a start event (a wait on something in particular, such as a customer's reply while shopping).",
+    )
     query: Template
     why: Template = "You have been at this stage for {wait}"
 

@@ -72,6 +72,11 @@ class Settings(BaseSettings):
     rrf_k: int = Field(10, ge=1, description="RRF constant; small values favour the top of each ranking.")
     retrieval_mode: Literal["hybrid", "dense", "bm25"] = "hybrid"
     use_journey: bool = Field(True, description="Apply journey filters and boosts.")
+    multilingual: bool = Field(
+        True,
+        description="Search messages in other languages through the bundled multilingual model (its pivots are "
+        "built at ingest, about a minute for the shipped corpus); off: such messages go to a person.",
+    )
     context_tokens: int = Field(1200, ge=100, description="Token budget for packed context.")
 
     # -- answering

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import queue
 import threading
 import time
@@ -408,7 +409,7 @@ class Assistant:
         try:
             retriever, composer = self._stages()
             t0 = time.perf_counter()
-            language, question, query = self._search_text(safe_request)
+            language, question, query = self._search_text(safe_request, retriever)
             if early is not None and early.handling is Handling.SAFETY and guardrails.policy.safety.search_terms:
                 query = f"{query}\n{guardrails.policy.safety.search_terms}"
             retrieval = retriever.retrieve(query, k=self.settings.top_k, journey=request.journey)
@@ -445,8 +446,8 @@ class Assistant:
             # the offline answer searches in English: a message it could not render is not answered from a guess
             draft = draft.model_copy(update={
                 "can_answer": False,
-                "note": f"the message is in '{p.language.code}', which the offline answer cannot search "
-                "(English, and Spanish, French or Portuguese through the glossary)",
+                "note": f"the message is in '{p.language.code}', which could not be searched in the English help "
+                "centre (the multilingual model is off or failed)",
             })
         # 4. routing: what the message settled, else the journey, evidence and history decide
         if p.early is not None:
@@ -457,7 +458,11 @@ class Assistant:
             decision = decide_with_context(
                 p.retrieval, draft, min_confidence=self._min_confidence(draft), inputs=p.inputs, context=checked,
                 offtopic_probability=p.guardrails.policy.screen.offtopic_probability,
-                covered_confidence=p.guardrails.policy.screen.covered_confidence,
+                # a message searched through its English pivots is never "clearly covered": their
+                # confidence is the pivots', not the message's
+                covered_confidence=(
+                    p.guardrails.policy.screen.covered_confidence if p.language.english is None else math.inf
+                ),
                 offtopic_sure_probability=p.guardrails.policy.screen.offtopic_sure_probability,
             )
         if p.language.note and draft.text and draft.prompt_version is None and decision.route is Route.ANSWER:
@@ -554,7 +559,7 @@ class Assistant:
         cleaned = clean_message(request.message, max_chars=self.settings.max_message_chars)
         retriever, _ = self._stages()
         safe = redact_request(request, redact(cleaned.text).text)
-        _, _, query = self._search_text(safe)
+        _, _, query = self._search_text(safe, retriever)
         return retriever.retrieve(query, k=self.settings.top_k, journey=request.journey)
 
     def chunk(self, chunk_id: str) -> Document | None:
@@ -565,10 +570,19 @@ class Assistant:
     # -- helpers ----------------------------------------------------------------------------
 
     @staticmethod
-    def _search_text(safe: HelpRequest) -> tuple[QueryLanguage, str, str]:
-        """The message's language, the question to answer (in English when a glossary renders
-        it, see :mod:`assistant.retrieval.language`) and the retrieval query built from it."""
+    def _search_text(safe: HelpRequest, retriever: Retriever) -> tuple[QueryLanguage, str, str]:
+        """The message's language, the question to answer (in English, through the help
+        centre's own questions, when the message is in another language: see
+        :mod:`assistant.retrieval.multilingual`) and the retrieval query built from it."""
         language = query_language(safe.message)
+        if not language.is_english and isinstance(retriever, HybridRetriever) and retriever.settings.multilingual:
+            try:
+                english, _ = retriever.english_for(safe.message, safe.journey)
+            except BackendError as exc:  # the multilingual model failed: the message goes to a person
+                logger.warning("multilingual search unavailable: %s", exc)
+                english = ""
+            if english:
+                language = replace(language, english=english)
         question = language.english or safe.message
         return language, question, retrieval_query(question, safe.history)
 

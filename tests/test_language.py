@@ -1,20 +1,26 @@
-"""Questions in other languages: detection, glossary rendering, and the answer a driver gets."""
+"""Questions in other languages: detection, the multilingual pivots, and the answer a driver gets."""
 
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from assistant import Assistant, HelpRequest, JourneyContext
-from assistant.errors import ConfigurationError
+from assistant import Assistant, HelpRequest, JourneyContext, Settings
+from assistant.errors import IndexNotReadyError
 from assistant.response import Route
-from assistant.retrieval.language import (
-    GLOSSARY_FILE,
-    detect_language,
-    fold,
-    load_glossary,
-    query_language,
-    render_english,
+from assistant.retrieval.language import CANDIDATE_LANGUAGES, NOTES, detect_language, query_language
+from assistant.retrieval.manifest import read_manifest
+from assistant.retrieval.multilingual import (
+    PIVOT_VECTORS_FILE,
+    PIVOTS_FILE,
+    MultilingualEncoder,
+    PivotIndex,
+    collect_pivots,
+    default_encoder,
+    encode_pivots,
 )
+from tests.conftest import write_doc
 
 
 @pytest.mark.parametrize(
@@ -23,76 +29,121 @@ from assistant.retrieval.language import (
         ("¿cuánto tiempo tengo para aceptar una oferta?", "es"),
         ("Quand est-ce que je reçois mon paiement?", "fr"),
         ("posso deixar o pedido na porta do cliente?", "pt"),
+        ("顾客不开门我要等多久？", "zh"),  # no spaces: each character counts as a word
+        ("Tôi phải đợi bao lâu nếu khách hàng không mở cửa?", "vi"),
         ("customer not answering, how long do i wait", "en"),
         ("cx gave me 1 star cuz resto was slow smh", "en"),
         ("ok", "en"),  # too short to tell: treated as English
     ],
 )
-def test_detects_the_language_of_driver_messages(text: str, code: str):
+def test_detects_the_language_of_driver_messages(text: str, code: str) -> None:
     assert detect_language(text)[0] == code
 
 
-def test_fold_removes_accents_and_case():
-    assert fold("Rápido ÇA Não") == "rapido ca nao"
-
-
-def test_rendering_matches_longest_phrase_first_and_keeps_codes():
-    terms = {"pago": "payment", "pago rapido": "fast pay", "error": "error"}
-    english, matches = render_english("¿Cuánto cuesta el pago rápido? sale error ORD-410", terms)
-    assert english == "fast pay error ord-410"
-    assert matches == 2
-
-
-def test_shipped_glossary_loads_with_notes_for_each_language():
-    glossary = load_glossary()
-    assert {"es", "fr", "pt"} <= set(glossary.languages)
-    for language in glossary.languages.values():
-        assert language.note and len(language.terms) >= 100
-        assert all(key == fold(key) for key in language.terms)  # keys are matched without accents
-
-
-def test_a_broken_glossary_fails_with_file_and_reason(tmp_path: Path):
-    bad = tmp_path / "glossary.yaml"
-    bad.write_text("es:\n  name: Spanish\n  terms: {}\n", encoding="utf-8")
-    with pytest.raises(ConfigurationError, match=r"glossary\.yaml"):
-        load_glossary(bad)
-    assert GLOSSARY_FILE.exists()
-
-
-def test_a_glossary_language_is_rendered_in_english_and_others_are_not():
+def test_every_language_detected_has_a_note_for_the_english_answer_and_english_has_none() -> None:
+    assert set(CANDIDATE_LANGUAGES) - {"en"} == set(NOTES)
     spanish = query_language("¿me quedo con todas las propinas del cliente?")
-    assert spanish.code == "es" and spanish.english and "tip" in spanish.english
-    assert spanish.note
-    german = query_language("Wann bekomme ich mein Trinkgeld ausgezahlt?")
-    assert german.code == "de" and german.english is None
+    assert spanish.code == "es" and spanish.note == NOTES["es"] and spanish.english is None
     english = query_language("when do tips show up")
-    assert english.is_english and english.english is None and english.note is None
+    assert english.is_english and english.note is None
+
+
+class CountingEncoder(MultilingualEncoder):
+    """The real multilingual model, counting the texts it embeds."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.texts = 0
+
+    def encode(self, texts):  # type: ignore[no-untyped-def]
+        self.texts += len(texts)
+        return super().encode(texts)
+
+
+def test_a_question_in_any_language_is_closest_to_the_english_text_that_answers_it() -> None:
+    pivots = collect_pivots(
+        [("how long do i wait when the customer does not answer", "customer-unavailable"),
+         ("what is the fee for fast pay", "instant-cashout")],
+        [("customer-unavailable", "The 10-minute timer", ["Wait 10 minutes after you start the timer."]),
+         ("instant-cashout", "Fees", ["Fee: $0.99 per cash-out.", "Fee: $0.99 per cash-out."]),
+         ("safety", "If you are in danger", ["Call 911."])],
+    )
+    assert len(pivots) == 8  # each text once per document
+    encoder = CountingEncoder()
+    index = encode_pivots(pivots, encoder)
+    assert encoder.texts == 8
+    for message in ("Tôi phải đợi bao lâu nếu khách hàng không mở cửa?", "顾客不开门我要等多久？",
+                    "Gaano katagal ako maghihintay kung hindi sumasagot ang customer?"):
+        [vector] = encoder.encode([message])
+        assert index.nearest(vector, k=1)[0][0].doc_id == "customer-unavailable", message
+    for message in ("फास्ट पे की फीस कितनी है?", "كم رسوم السحب الفوري؟"):
+        [vector] = encoder.encode([message])
+        assert index.nearest(vector, k=1)[0][0].doc_id == "instant-cashout", message
+    # only the documents that apply to the driver are searched; codes and numbers stay as written
+    english, similarity = index.english("la app me sale ORD-410 y no puedo cobrar $25", encoder, doc_ids={"safety"})
+    assert english.startswith("If you are in danger") or english.startswith("Call 911")
+    assert english.endswith("ORD-410 $25") and 0 < similarity <= 1
+
+
+def test_pivots_are_written_read_and_reused_and_a_damaged_file_says_how_to_repair(tmp_path: Path) -> None:
+    pivots = collect_pivots([("what is the fee for fast pay", "instant-cashout")], [("instant-cashout", "Fees", ["Fee: $0.99."])])
+    encoder = CountingEncoder()
+    index = encode_pivots(pivots, encoder)
+    index.write(tmp_path)
+    again = PivotIndex.read(tmp_path)
+    assert again is not None and [p.text for p in again.pivots] == [p.text for p in pivots]
+    assert np.allclose(again.vectors, index.vectors, atol=1e-3)
+    grown = collect_pivots([("what is the fee for fast pay", "instant-cashout")],
+                           [("instant-cashout", "Fees", ["Fee: $0.99.", "Up to 5 cash-outs a day."])])
+    encode_pivots(grown, encoder, known=again.vector_of())
+    assert encoder.texts == len(pivots) + 1  # only the new sentence is embedded
+    assert PivotIndex.read(tmp_path / "none") is None
+    (tmp_path / PIVOT_VECTORS_FILE).write_bytes(b"\x93NUMPY garbage")
+    with pytest.raises(IndexNotReadyError, match="ingest --rebuild"):
+        PivotIndex.read(tmp_path)
+    (tmp_path / PIVOTS_FILE).write_text("{not json\n", encoding="utf-8")
+    with pytest.raises(IndexNotReadyError, match="ingest --rebuild"):
+        PivotIndex.read(tmp_path)
+
+
+def test_the_encoder_cleans_unencodable_text_and_returns_unit_rows() -> None:
+    rows = default_encoder().encode(["a lone surrogate \ud800 here", ""])
+    assert rows.shape == (2, 384)
+    assert np.allclose(np.linalg.norm(rows, axis=1), 1.0, atol=1e-3)
 
 
 @pytest.mark.integration
 @pytest.mark.parametrize(
-    ("message", "stage", "doc_ids", "fact"),
+    ("message", "stage", "doc_ids"),
     [
-        ("¿cuánto tiempo tengo para aceptar una oferta?", "offer_received", {"offers-acceptance-declines"}, "second"),
-        ("posso deixar o pedido da farmácia na porta?", "at_dropoff", {"pharmacy-orders", "contactless-delivery"}, "never left"),
+        ("Tôi phải đợi bao lâu nếu khách hàng không mở cửa?", "at_dropoff", {"customer-unavailable"}),
+        ("फास्ट पे से पैसे निकालने की फीस कितनी है?", None, {"instant-cashout"}),
+        ("顾客不开门我要等多久？", "at_dropoff", {"customer-unavailable"}),
+        ("كم رسوم السحب الفوري للأرباح؟", None, {"instant-cashout"}),
+        ("Gaano katagal ako maghihintay kung hindi sumasagot ang customer sa pinto?", "at_dropoff",
+         {"customer-unavailable", "contactless-delivery"}),
+        ("고객이 문을 안 열면 얼마나 기다려야 하나요?", "at_dropoff", {"customer-unavailable"}),
+        ("Сколько ждать, если клиент не открывает дверь?", "at_dropoff", {"customer-unavailable"}),
+        ("Wie lange muss ich warten, wenn der Kunde die Tür nicht öffnet?", "at_dropoff", {"customer-unavailable"}),
+        ("¿cuánto tiempo tengo para aceptar una oferta?", "offer_received", {"offers-acceptance-declines"}),
+        ("posso deixar o pedido da farmácia na porta?", "at_dropoff", {"pharmacy-orders", "contactless-delivery"}),
     ],
 )
-def test_a_question_in_spanish_or_portuguese_is_answered_from_the_right_article(
-    shipped_assistant: Assistant, message: str, stage: str, doc_ids: set[str], fact: str
-):
+def test_a_question_in_another_language_is_answered_from_the_english_article_with_a_note_in_it(
+    shipped_assistant: Assistant, message: str, stage: str | None, doc_ids: set[str]
+) -> None:
     response = shipped_assistant.answer(
         HelpRequest(message=message, journey=JourneyContext(stage=stage, market="us-ca"))
     )
     assert response.route is Route.ANSWER, response.reasons
     assert doc_ids & {c.doc_id for c in response.citations}
-    assert fact in response.answer
-    note = load_glossary().languages[query_language(message).code].note
-    assert response.answer.startswith(note)
+    assert response.answer.startswith(NOTES[query_language(message).code])
 
 
 @pytest.mark.integration
-def test_a_language_without_a_glossary_goes_to_a_person(shipped_assistant: Assistant):
-    response = shipped_assistant.answer("Wie lange muss ich warten, wenn der Kunde die Tür nicht öffnet?")
+def test_without_the_multilingual_model_another_language_goes_to_a_person(shipped_index: Path) -> None:
+    assistant = Assistant(Settings(data_dir=shipped_index, multilingual=False))
+    response = assistant.answer("Wie lange muss ich warten, wenn der Kunde die Tür nicht öffnet?")
     assert response.route is Route.ESCALATE
     assert response.handoff is not None
 
@@ -100,7 +151,7 @@ def test_a_language_without_a_glossary_goes_to_a_person(shipped_assistant: Assis
 @pytest.mark.integration
 def test_a_long_question_in_another_language_is_not_mistaken_for_a_jailbreak_or_an_emergency(
     shipped_assistant: Assistant,
-):
+) -> None:
     message = (
         "Bonjour, je livre pour Courio depuis quelques semaines et j'ai une question sur le paiement rapide. "
         "J'ai vu qu'il y a des frais mais je ne sais pas combien exactement, et je voudrais aussi savoir combien "
@@ -110,3 +161,31 @@ def test_a_long_question_in_another_language_is_not_mistaken_for_a_jailbreak_or_
     assert len(message) > 400
     response = shipped_assistant.answer(message)
     assert response.route is Route.ANSWER, response.reasons
+
+
+@pytest.mark.integration
+def test_ingest_builds_the_pivots_once_and_embeds_only_new_texts_again(
+    small_corpus: Path, make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    encoder = CountingEncoder()
+    monkeypatch.setattr("assistant.ingestion.indexer.default_encoder", lambda: encoder)
+    monkeypatch.setattr("assistant.retrieval.hybrid.default_encoder", lambda: encoder)
+    settings = make_settings()
+    assistant = Assistant(settings)
+    assistant.ingest(small_corpus)
+    first = encoder.texts
+    assert first > 0
+    manifest = read_manifest(settings.data_dir)
+    assert manifest is not None
+    pivots = PivotIndex.read(settings.data_dir / manifest.store_dir)
+    assert pivots is not None and {p.kind for p in pivots.pivots} == {"section", "unit"}
+    write_doc(small_corpus, "tips", "## Tips\nTips are final 24 hours after delivery.")
+    assistant.ingest(small_corpus)
+    assert encoder.texts - first == 2  # the new section's heading and its sentence
+    response = assistant.answer(HelpRequest(message="¿Cuándo son definitivas las propinas?"))
+    assert "tips" in {c.doc_id for c in response.citations}
+    assert encoder.texts - first == 3  # and the message; the pivots were read, not rebuilt
+    off = make_settings(data_dir=settings.data_dir.parent / "off", multilingual=False)
+    Assistant(off).ingest(small_corpus)
+    manifest = read_manifest(off.data_dir)
+    assert manifest is not None and PivotIndex.read(off.data_dir / manifest.store_dir) is None

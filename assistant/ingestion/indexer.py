@@ -33,6 +33,12 @@ from assistant.retrieval.bm25 import Bm25Index
 from assistant.retrieval.chunkstore import ChunkStore, Matrix
 from assistant.retrieval.embeddings import embedding_model_id
 from assistant.retrieval.manifest import DocEntry, IndexManifest, read_manifest, write_manifest
+from assistant.retrieval.multilingual import (
+    PivotIndex,
+    collect_pivots,
+    default_encoder,
+    encode_pivots,
+)
 from assistant.retrieval.questions import IndexedQuestion, QuestionIndex, nearest_chunks
 
 logger = logging.getLogger("assistant.ingestion")
@@ -108,11 +114,13 @@ def _question_index(
 
 @dataclass(frozen=True)
 class _Previous:
-    """The live generation whose vectors an ingest reuses: manifest, chunk store and questions."""
+    """The live generation whose vectors an ingest reuses: manifest, chunk store, questions and
+    multilingual pivots."""
 
     manifest: IndexManifest
     store: ChunkStore
     questions: QuestionIndex
+    pivots: PivotIndex | None
 
 
 class Indexer:
@@ -170,6 +178,7 @@ class Indexer:
         reusable: dict[str, list[float]] = {}
         unit_vectors: dict[str, Matrix] = {}
         question_vectors: dict[str, Matrix] = {}
+        previous_pivots: PivotIndex | None = None
         units = {c.metadata["chunk_id"]: split_units(c.page_content) for c in all_chunks}
         if previous is not None:
             wanted = [c.metadata["chunk_id"] for c in all_chunks]
@@ -178,6 +187,7 @@ class Indexer:
                 if previous.store.get(cid) is not None and previous.store.units(cid) == units[cid]:
                     unit_vectors[cid] = previous.store.unit_vectors(cid)
             question_vectors = previous.questions.vector_of()
+            previous_pivots = previous.pivots
         to_embed = [c for c in all_chunks if c.metadata["chunk_id"] not in reusable]
         unit_jobs = [cid for cid in units if cid not in unit_vectors and units[cid]]
         kept_docs = [doc for doc in corpus.documents if chunks_by_doc[doc.id]]
@@ -227,6 +237,14 @@ class Indexer:
         ChunkStore.write(store_dir, all_chunks, units, unit_vectors)
         questions = _question_index(kept_docs, chunks_by_doc, vectors, question_vectors)
         questions.write(store_dir)
+        if self.settings.multilingual:
+            pivots = collect_pivots(
+                ((q.text, q.doc_id) for q in questions.questions),
+                ((str(c.metadata["doc_id"]), str(c.metadata.get("section") or ""), units[c.metadata["chunk_id"]])
+                 for c in all_chunks),
+            )
+            known = previous_pivots.vector_of() if previous_pivots is not None else None
+            encode_pivots(pivots, default_encoder(), known=known, progress=progress).write(store_dir)
 
         manifest = IndexManifest(
             generation=generation,
@@ -310,7 +328,7 @@ class Indexer:
             return None
         try:  # a live generation whose files are unreadable is rebuilt, not reused
             Bm25Index.load(folder)
-            return _Previous(manifest, ChunkStore.read(folder), QuestionIndex.read(folder))
+            return _Previous(manifest, ChunkStore.read(folder), QuestionIndex.read(folder), PivotIndex.read(folder))
         except AssistantError as exc:
             logger.warning("the live index is unreadable, rebuilding it: %s", exc)
             return None

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 from pathlib import Path
 
 from langchain_core.embeddings import Embeddings
@@ -33,6 +34,12 @@ from assistant.retrieval.journey import (
     doc_boosts,
 )
 from assistant.retrieval.manifest import IndexManifest, read_manifest
+from assistant.retrieval.multilingual import (
+    PivotIndex,
+    default_encoder,
+    encode_pivots,
+    pivots_of_store,
+)
 from assistant.retrieval.questions import QuestionIndex
 
 #: At most this many passages from one document in a result (keeps room for other documents).
@@ -77,6 +84,24 @@ class HybridRetriever:
         self.store = ChunkStore.read(folder)
         self.questions = QuestionIndex.read(folder)
         self._chunk_doc = {cid: d for d, e in manifest.documents.items() for cid in e.chunk_ids}
+        self._folder = folder
+        self._pivots: PivotIndex | None = None
+        self._pivot_lock = threading.Lock()
+
+    def english_for(self, message: str, journey: JourneyContext | None = None) -> tuple[str, float]:
+        """English text to search for a message in another language, through the help centre's
+        own questions and headings (see :mod:`assistant.retrieval.multilingual`), only those of
+        the documents that apply to the driver; and the best pivot's similarity."""
+        encoder = default_encoder()
+        with self._pivot_lock:
+            if self._pivots is None:
+                self._pivots = PivotIndex.read(self._folder)
+            if self._pivots is None:  # an index built without them: once, then kept on disk
+                self._pivots = encode_pivots(pivots_of_store(self.store, self.questions), encoder)
+                self._pivots.write(self._folder)
+        signals = JourneySignals.from_journey(journey) if self.settings.use_journey else JourneySignals()
+        allowed = allowed_documents(self.manifest, signals.with_market_named_in(message, self.manifest.market_names))
+        return self._pivots.english(message, encoder, doc_ids=set(allowed))
 
     @classmethod
     def open(cls, settings: Settings, embeddings: Embeddings) -> HybridRetriever:

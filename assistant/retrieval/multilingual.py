@@ -23,7 +23,7 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
@@ -49,7 +49,7 @@ class Pivot(BaseModel):
 
     text: str
     doc_id: str
-    kind: str  # "question" or "section"
+    kind: Literal["question", "section", "unit"]
 
 
 class MultilingualEncoder:
@@ -157,7 +157,7 @@ class PivotIndex:
         try:
             pivots = [Pivot.model_validate_json(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
             return cls(pivots, np.load(folder / PIVOT_VECTORS_FILE).astype(np.float32))
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, EOFError) as exc:
             raise IndexNotReadyError(
                 f"the multilingual pivots in {folder} are missing or corrupt ({exc}); "
                 "rebuild them with `assistant ingest --rebuild`"
@@ -173,7 +173,7 @@ def collect_pivots(
     seen: set[tuple[str, str]] = set()
     out: list[Pivot] = []
 
-    def add(text: str, doc_id: str, kind: str) -> None:
+    def add(text: str, doc_id: str, kind: Literal["question", "section", "unit"]) -> None:
         text = " ".join(text.split())
         if text and (text.lower(), doc_id) not in seen:
             seen.add((text.lower(), doc_id))

@@ -65,6 +65,9 @@ class IngestReport(BaseModel):
     units_embedded: int = 0
     questions_total: int = 0
     questions_embedded: int = 0
+    pivots_total: int = Field(0, description="Multilingual pivots (0 when Settings.multilingual is off).")
+    pivots_embedded: int = 0
+    pivot_seconds: float = Field(0.0, description="Of ``seconds``, the time spent embedding the pivots.")
     generation: int = 0
     seconds: float = 0.0
 
@@ -237,14 +240,17 @@ class Indexer:
         ChunkStore.write(store_dir, all_chunks, units, unit_vectors)
         questions = _question_index(kept_docs, chunks_by_doc, vectors, question_vectors)
         questions.write(store_dir)
+        pivot_stats: tuple[int, int, float] = (0, 0, 0.0)
         if self.settings.multilingual:
             pivots = collect_pivots(
                 ((q.text, q.doc_id) for q in questions.questions),
                 ((str(c.metadata["doc_id"]), str(c.metadata.get("section") or ""), units[c.metadata["chunk_id"]])
                  for c in all_chunks),
             )
-            known = previous_pivots.vector_of() if previous_pivots is not None else None
+            known = previous_pivots.vector_of() if previous_pivots is not None else {}
+            pivot_started = time.perf_counter()
             encode_pivots(pivots, default_encoder(), known=known, progress=progress).write(store_dir)
+            pivot_stats = (len(pivots), len({p.text for p in pivots} - set(known)), time.perf_counter() - pivot_started)
 
         manifest = IndexManifest(
             generation=generation,
@@ -276,6 +282,9 @@ class Indexer:
             units_embedded=len(texts) - len(to_embed) - len(question_jobs),
             questions_total=len(questions),
             questions_embedded=len(question_jobs),
+            pivots_total=pivot_stats[0],
+            pivots_embedded=pivot_stats[1],
+            pivot_seconds=pivot_stats[2],
             generation=generation,
             seconds=time.perf_counter() - started,
         )
@@ -301,20 +310,28 @@ class Indexer:
         return chunks_by_doc, quarantined
 
     def _embed(self, texts: list[str], progress: ProgressCallback | None) -> list[list[float]]:
-        """Embed ``texts`` in batches, reporting progress; remote failures become BackendError."""
-        out: list[list[float]] = []
+        """Embed ``texts`` in batches of similar length (a batch is padded to its longest text,
+        so corpus order would pad short units to long chunks), reporting progress; remote
+        failures become BackendError. Vectors come back in the order of ``texts``."""
+        out: list[list[float]] = [[] for _ in texts]
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         batch = max(1, self.settings.embedding_batch_size)
         if progress:
             progress(0, len(texts))
-        for start in range(0, len(texts), batch):
+        for start in range(0, len(order), batch):
+            indexes = order[start : start + batch]
             try:
-                out.extend(self.embeddings.embed_documents(texts[start : start + batch]))
+                vectors = self.embeddings.embed_documents([texts[i] for i in indexes])
             except AssistantError:
                 raise
             except Exception as exc:  # a remote embedder's HTTP or auth error
                 raise BackendError(f"embedding failed: {exc}") from exc
+            if len(vectors) != len(indexes):
+                raise BackendError(f"the embedder returned {len(vectors)} vectors for {len(indexes)} texts")
+            for i, vector in zip(indexes, vectors, strict=True):
+                out[i] = vector
             if progress:
-                progress(len(out), len(texts))
+                progress(min(start + batch, len(texts)), len(texts))
         return out
 
     def _usable_previous(self, manifest: IndexManifest | None) -> _Previous | None:

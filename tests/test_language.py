@@ -98,6 +98,10 @@ def test_pivots_are_written_read_and_reused_and_a_damaged_file_says_how_to_repai
     encode_pivots(grown, encoder, known=again.vector_of())
     assert encoder.texts == len(pivots) + 1  # only the new sentence is embedded
     assert PivotIndex.read(tmp_path / "none") is None
+    (tmp_path / PIVOTS_FILE).rename(tmp_path / "aside")
+    with pytest.raises(IndexNotReadyError, match="ingest --rebuild"):  # one file without the other
+        PivotIndex.read(tmp_path)
+    (tmp_path / "aside").rename(tmp_path / PIVOTS_FILE)
     (tmp_path / PIVOT_VECTORS_FILE).write_bytes(b"\x93NUMPY garbage")
     with pytest.raises(IndexNotReadyError, match="ingest --rebuild"):
         PivotIndex.read(tmp_path)

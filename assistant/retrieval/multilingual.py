@@ -150,9 +150,11 @@ class PivotIndex:
 
     @classmethod
     def read(cls, folder: Path) -> PivotIndex | None:
-        """What :meth:`write` wrote, or None when this generation has no pivots yet."""
+        """What :meth:`write` wrote, or None when this generation has no pivots yet (neither
+        file: an index built before them, or with ``multilingual`` off); one file without the
+        other is damage, reported, not silently rebuilt."""
         path = folder / PIVOTS_FILE
-        if not path.exists():
+        if not path.exists() and not (folder / PIVOT_VECTORS_FILE).exists():
             return None
         try:
             pivots = [Pivot.model_validate_json(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]

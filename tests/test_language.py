@@ -8,7 +8,8 @@ import pytest
 
 from assistant import Assistant, HelpRequest, JourneyContext, Settings
 from assistant.errors import BackendError, IndexNotReadyError
-from assistant.response import Route
+from assistant.guardrails.multilingual import MultilingualScreen
+from assistant.response import ReasonCode, Route
 from assistant.retrieval.language import CANDIDATE_LANGUAGES, NOTES, detect_language, query_language
 from assistant.retrieval.manifest import read_manifest
 from assistant.retrieval.multilingual import (
@@ -222,3 +223,29 @@ def test_damaged_pivots_send_other_languages_to_a_person_and_english_still_answe
     english = assistant.answer(HelpRequest(message="how long do i wait when the customer does not answer",
                                            journey=JourneyContext(stage="at_dropoff", market="us-ca")))
     assert english.route is Route.ANSWER
+
+
+@pytest.mark.integration  # embeds the 700 labelled examples once (about a minute)
+def test_an_emergency_in_any_language_is_flagged_by_its_nearest_examples_and_a_question_is_not(tmp_path: Path) -> None:
+    screen = MultilingualScreen(cache_dir=tmp_path)
+    for message in ("차에 불이 났어요 연기가 나고 있어요 어떻게 해야 돼요", "有个男的拿着刀在门口威胁我，我躲在车里",
+                    "me atropelaram agora, minha perna tá sangrando muito"):
+        finding = screen.safety(message)
+        assert finding is not None and finding.code is ReasonCode.SAFETY and finding.by_classifier, message
+    for message in ("배달 사진은 어떻게 찍어요?", "快速提现的手续费是多少？", "quanto tempo demora o pagamento semanal?"):
+        assert screen.safety(message) is None, message
+    [cache] = tmp_path.glob("multilingual-*.npy")
+    cache.write_bytes(cache.read_bytes()[:100])  # damaged: rebuilt, not an error
+    again = MultilingualScreen(cache_dir=tmp_path)
+    assert again.safety("차에 불이 났어요 연기가 나고 있어요 어떻게 해야 돼요") is not None
+    assert np.load(cache).shape[0] == len(again.texts)
+
+
+@pytest.mark.integration
+def test_an_emergency_in_another_language_goes_to_a_person_as_a_safety_case(shipped_assistant: Assistant) -> None:
+    response = shipped_assistant.answer(HelpRequest(
+        message="có thằng cầm dao đứng trước cửa nhà khách chửi tôi, tôi đang trốn sau xe",
+        journey=JourneyContext(stage="at_dropoff", market="us-ca"),
+    ))
+    assert response.route is Route.ESCALATE
+    assert ReasonCode.SAFETY in {r.code for r in response.reasons}

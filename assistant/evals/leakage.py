@@ -39,7 +39,7 @@ COSINE = 0.8
 #: Policy keys whose values are lists of regular expressions matched against driver messages.
 PATTERN_KEYS = frozenset({"injection_patterns", "harmful_patterns", "offtopic_patterns", "patterns", "not_safety"})
 
-_WORD = re.compile(r"[a-z0-9']+")
+_WORD = re.compile(r"[\w']+")  # any script's words (ASCII-only split Vietnamese into fragments)
 
 
 class TrainingText(BaseModel):

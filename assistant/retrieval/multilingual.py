@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict
 
 from assistant.errors import BackendError, IndexNotReadyError
 from assistant.retrieval.chunkstore import ChunkStore
-from assistant.retrieval.questions import QuestionIndex
+from assistant.retrieval.questions import QuestionIndex, normalised
 
 PIVOTS_FILE = "pivots.jsonl"
 PIVOT_VECTORS_FILE = "pivot_vectors.npy"
@@ -89,9 +89,7 @@ class MultilingualEncoder:
                 rows = np.asarray(model.query(clean if len(clean) > 1 else clean[0]), dtype=np.float32)
             except (OSError, RuntimeError, ValueError) as exc:
                 raise BackendError(f"the multilingual encoder failed: {exc}") from exc
-        rows = rows.reshape(len(clean), -1)
-        norms = np.linalg.norm(rows, axis=1, keepdims=True)
-        return np.asarray(rows / np.where(norms == 0, 1.0, norms), dtype=np.float32)
+        return normalised(rows.reshape(len(clean), -1))
 
 
 @cache

@@ -184,6 +184,8 @@ def test_ingest_builds_the_pivots_once_and_embeds_only_new_texts_again(
     assert manifest is not None
     pivots = PivotIndex.read(settings.data_dir / manifest.store_dir)
     assert pivots is not None and {p.kind for p in pivots.pivots} == {"section", "unit"}
+    assert list((settings.data_dir / "guardrails").glob("multilingual-*.npy"))  # the safety screen's examples too
+    first = encoder.texts
     write_doc(small_corpus, "tips", "## Tips\nTips are final 24 hours after delivery.")
     assistant.ingest(small_corpus)
     assert encoder.texts - first == 2  # the new section's heading and its sentence

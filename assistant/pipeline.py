@@ -37,7 +37,6 @@ from assistant.guardrails.defects import (
 )
 from assistant.guardrails.engine import ContextCheck, Guardrails, InputCheck, redact_request
 from assistant.guardrails.hygiene import clean_message
-from assistant.guardrails.multilingual import MultilingualScreen
 from assistant.guardrails.pii import redact
 from assistant.guardrails.policy import load_policy
 from assistant.ingestion.indexer import Indexer, IngestReport, ProgressCallback
@@ -150,7 +149,6 @@ class Assistant:
         self._composer = composer
         self.sink: ConversationSink = sink if sink is not None else _sink_from_settings(settings)
         self._guardrails_engine: Guardrails | None = None
-        self._multilingual_screen: MultilingualScreen | None = None
         self._dismissed_cards: dict[str, set[str]] = {}
         self._card_composer: ExtractiveComposer | None = None  # quotes cards when the composer is a custom one
         self._incidents = _StoreIncidents(self)
@@ -393,7 +391,6 @@ class Assistant:
             return self._unavailable(request, cleaned.text, exc, timings, started, conversation_id, redacted=False)
         message = inputs.redaction.text
         safe_request = redact_request(request, message)  # from here on, nothing sees the raw text
-        inputs = self._screen_other_language(message, inputs)
         early = decide_on_input(inputs)
         if early is not None and early.handling in (Handling.DECLINE_INJECTION, Handling.DECLINE_OUT_OF_SCOPE):
             response = self._respond(safe_request, None, None, early, conversation_id)
@@ -467,6 +464,7 @@ class Assistant:
                     p.guardrails.policy.screen.covered_confidence if p.language.english is None else math.inf
                 ),
                 offtopic_sure_probability=p.guardrails.policy.screen.offtopic_sure_probability,
+                injection_sure_probability=p.guardrails.policy.screen.injection_sure_probability,
             )
         if p.language.note and draft.text and draft.prompt_version is None and decision.route is Route.ANSWER:
             # the offline answer quotes the English help centre: say so in the driver's language
@@ -572,20 +570,6 @@ class Assistant:
 
     # -- helpers ----------------------------------------------------------------------------
 
-    def _screen_other_language(self, message: str, inputs: InputCheck) -> InputCheck:
-        """A message in another language is also screened for emergencies by the multilingual
-        model (see :mod:`assistant.guardrails.multilingual`)."""
-        if not self.settings.multilingual or inputs.first(ReasonCode.SAFETY) is not None:
-            return inputs
-        if query_language(message).is_english:
-            return inputs
-        with self._lock:
-            if self._multilingual_screen is None:
-                self._multilingual_screen = MultilingualScreen(cache_dir=Path(self.settings.data_dir) / "guardrails")
-            screen = self._multilingual_screen
-        finding = screen.safety(message)
-        return inputs if finding is None else inputs.model_copy(update={"findings": [*inputs.findings, finding]})
-
     @staticmethod
     def _search_text(safe: HelpRequest, retriever: Retriever) -> tuple[QueryLanguage, str, str]:
         """The message's language, the question to answer (in English, through the help
@@ -646,6 +630,7 @@ class Assistant:
                     evidence=evidence,
                     cache_dir=Path(self.settings.data_dir) / "guardrails",
                     model_id=embedding_model_id(self.settings),
+                    multilingual=self.settings.multilingual,
                 )
                 self._guardrails_engine.incidents = self._incidents
             return self._guardrails_engine

@@ -8,7 +8,8 @@ import pytest
 
 from assistant import Assistant, HelpRequest, JourneyContext, Settings
 from assistant.errors import BackendError, IndexNotReadyError
-from assistant.guardrails.multilingual import MultilingualScreen
+from assistant.guardrails.multilingual import MultilingualClassifier
+from assistant.guardrails.policy import load_policy
 from assistant.response import ReasonCode, Route
 from assistant.retrieval.language import CANDIDATE_LANGUAGES, NOTES, detect_language, query_language
 from assistant.retrieval.manifest import read_manifest
@@ -117,26 +118,18 @@ def test_the_encoder_cleans_unencodable_text_and_returns_unit_rows() -> None:
     assert np.allclose(np.linalg.norm(rows, axis=1), 1.0, atol=1e-3)
 
 
-#: A known defect, kept visible: the multilingual safety screen (nearest labelled examples) flags
-#: these ordinary questions as emergencies (safety share 0.71 and 0.72), so they go to a person.
-OVER_ESCALATED = pytest.mark.xfail(
-    strict=True, reason="the multilingual safety screen over-escalates this ordinary question (issue 13)"
-)
-
-
 @pytest.mark.integration
 @pytest.mark.parametrize(
     ("message", "stage", "doc_ids"),
     [
         ("Tôi phải đợi bao lâu nếu khách hàng không mở cửa?", "at_dropoff", {"customer-unavailable"}),
         ("फास्ट पे से पैसे निकालने की फीस कितनी है?", None, {"instant-cashout"}),
-        pytest.param("顾客不开门我要等多久？", "at_dropoff", {"customer-unavailable"}, marks=OVER_ESCALATED),
+        ("顾客不开门我要等多久？", "at_dropoff", {"customer-unavailable"}),
         ("كم رسوم السحب الفوري للأرباح؟", None, {"instant-cashout"}),
         ("Gaano katagal ako maghihintay kung hindi sumasagot ang customer sa pinto?", "at_dropoff",
          {"customer-unavailable", "contactless-delivery"}),
         ("고객이 문을 안 열면 얼마나 기다려야 하나요?", "at_dropoff", {"customer-unavailable"}),
-        pytest.param("Сколько ждать, если клиент не открывает дверь?", "at_dropoff", {"customer-unavailable"},
-                     marks=OVER_ESCALATED),
+        ("Сколько ждать, если клиент не открывает дверь?", "at_dropoff", {"customer-unavailable"}),
         ("Wie lange muss ich warten, wenn der Kunde die Tür nicht öffnet?", "at_dropoff", {"customer-unavailable"}),
         ("¿cuánto tiempo tengo para aceptar una oferta?", "offer_received", {"offers-acceptance-declines"}),
         ("posso deixar o pedido da farmácia na porta?", "at_dropoff", {"pharmacy-orders", "contactless-delivery"}),
@@ -235,19 +228,24 @@ def test_damaged_pivots_send_other_languages_to_a_person_and_english_still_answe
     assert english.route is Route.ANSWER
 
 
-@pytest.mark.integration  # embeds the 700 labelled examples once (about a minute)
-def test_an_emergency_in_any_language_is_flagged_by_its_nearest_examples_and_a_question_is_not(tmp_path: Path) -> None:
-    screen = MultilingualScreen(cache_dir=tmp_path)
+@pytest.mark.integration  # embeds the labelled examples once (about a minute)
+def test_the_multilingual_classifier_reads_an_emergency_in_any_language_and_a_question_is_not(tmp_path: Path) -> None:
+    classifier = MultilingualClassifier(cache_dir=tmp_path)
+    needed = load_policy().screen.other_language_safety_probability
     for message in ("차에 불이 났어요 연기가 나고 있어요 어떻게 해야 돼요", "有个男的拿着刀在门口威胁我，我躲在车里",
                     "me atropelaram agora, minha perna tá sangrando muito"):
-        finding = screen.safety(message)
-        assert finding is not None and finding.code is ReasonCode.SAFETY and finding.by_classifier, message
-    for message in ("배달 사진은 어떻게 찍어요?", "快速提现的手续费是多少？", "quanto tempo demora o pagamento semanal?"):
-        assert screen.safety(message) is None, message
+        assert classifier.probabilities(message)["safety"] >= needed, message
+    screen = load_policy().screen
+    flags = {"safety": needed, "harmful": screen.other_language_harmful_probability,
+             "injection": screen.injection_probability}
+    for message in ("배달 사진은 어떻게 찍어요?", "快速提现的手续费是多少？", "quanto tempo demora o pagamento semanal?",
+                    "顾客不开门我要等多久？", "Сколько ждать, если клиент не открывает дверь?"):
+        probabilities = classifier.probabilities(message)
+        assert all(probabilities[label] < at for label, at in flags.items()), (message, probabilities)
     [cache] = tmp_path.glob("multilingual-*.npy")
     cache.write_bytes(cache.read_bytes()[:100])  # damaged: rebuilt, not an error
-    again = MultilingualScreen(cache_dir=tmp_path)
-    assert again.safety("차에 불이 났어요 연기가 나고 있어요 어떻게 해야 돼요") is not None
+    again = MultilingualClassifier(cache_dir=tmp_path)
+    assert again.probabilities("차에 불이 났어요 연기가 나고 있어요 어떻게 해야 돼요")["safety"] >= needed
     assert np.load(cache).shape[0] == len(again.texts)
 
 

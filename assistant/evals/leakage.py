@@ -5,7 +5,7 @@ Three kinds of training material must stay apart from the eval cases:
 * the corpus's search-only driver questions (an article's ``questions:``, see
   :mod:`assistant.retrieval.questions`): a question that restates a case lets retrieval score
   that case from a copy of it;
-* the guardrail classifier's labelled examples (``assistant/guardrails/examples.yaml``): an
+* the guardrail classifiers' labelled examples (``assistant/guardrails/examples*.yaml``): an
   example that restates a case lets the classifier recognise that case rather than its kind;
 * the guardrail policy's patterns (``assistant/guardrails/policy.yaml``): a pattern alternative
   that matches exactly one eval case and no training example was most likely written for that
@@ -18,6 +18,7 @@ meaning; :func:`pattern_findings` finds the single-case pattern alternatives.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from pydantic import BaseModel, ConfigDict
 
 from assistant.evals.dataset import EvalCase
 from assistant.guardrails.classifier import DEFAULT_EXAMPLES, load_examples
+from assistant.guardrails.multilingual import MULTILINGUAL_EXAMPLES
 from assistant.ingestion.documents import PolicyDocument
 from assistant.retrieval.questions import normalised
 
@@ -39,7 +41,6 @@ COSINE = 0.8
 #: Policy keys whose values are lists of regular expressions matched against driver messages.
 PATTERN_KEYS = frozenset({"injection_patterns", "harmful_patterns", "offtopic_patterns", "patterns", "not_safety"})
 
-_WORD = re.compile(r"[\w']+")  # any script's words (ASCII-only split Vietnamese into fragments)
 
 
 class TrainingText(BaseModel):
@@ -80,13 +81,20 @@ def corpus_questions(documents: Sequence[PolicyDocument]) -> list[TrainingText]:
     return [TrainingText(source=f"corpus:{doc.id}", text=q) for doc in documents for q in doc.questions]
 
 
-def guardrail_examples(path: Path = DEFAULT_EXAMPLES) -> list[TrainingText]:
-    """The guardrail classifier's labelled examples as training texts."""
-    return [TrainingText(source=f"examples:{label}", text=t) for label, texts in load_examples(path).items() for t in texts]
+def guardrail_examples(paths: Sequence[Path] = (DEFAULT_EXAMPLES, MULTILINGUAL_EXAMPLES)) -> list[TrainingText]:
+    """The guardrail classifiers' labelled examples (English and other languages) as training texts."""
+    return [
+        TrainingText(source=f"{path.stem}:{label}", text=t)
+        for path in paths for label, texts in load_examples(path).items() for t in texts
+    ]
 
 
 def _words(text: str) -> frozenset[str]:
-    return frozenset(_WORD.findall(text.lower()))
+    """Distinct words in any script: runs of letters, digits, combining marks and apostrophes
+    (``\\w`` alone splits Devanagari and Arabic words at their vowel signs, so unrelated Hindi
+    sentences shared their fragments)."""
+    kept = (c if c == "'" or unicodedata.category(c)[0] in "LNM" else " " for c in text.lower())
+    return frozenset("".join(kept).split())
 
 
 def word_overlap(a: str, b: str) -> float:

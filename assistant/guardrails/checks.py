@@ -37,9 +37,13 @@ def _quote(match: re.Match[str] | None, limit: int = 60) -> str:
     return text[:limit] + ("…" if len(text) > limit else "")
 
 
-def screen(text: str, original_chars: int, probs: dict[str, float], policy: GuardrailPolicy) -> list[Finding]:
-    """Injection and harmful-request findings for ``text`` (see ``screen`` in the policy)."""
+def screen(
+    text: str, original_chars: int, probs: dict[str, float], policy: GuardrailPolicy, *, other_language: bool = False
+) -> list[Finding]:
+    """Injection and harmful-request findings for ``text`` (see ``screen`` in the policy);
+    ``other_language``: the probabilities are the multilingual classifier's."""
     rules = policy.screen
+    harmful_needed = rules.other_language_harmful_probability if other_language else rules.harmful_probability
     findings: list[Finding] = []
     structure = rules.structure_signals.count(text)
     length = max(len(text), original_chars)
@@ -96,7 +100,7 @@ def screen(text: str, original_chars: int, probs: dict[str, float], policy: Guar
             detail=f"asks for work unrelated to delivering: \"{_quote(match)}\"",
             evidence=[_quote(match)],
         ))
-    elif harmful_p >= rules.harmful_probability:
+    elif harmful_p >= harmful_needed:
         findings.append(Finding(
             code=ReasonCode.OUT_OF_SCOPE,
             detail=f"a request for harmful help unrelated to delivery work (classifier {harmful_p:.2f})",
@@ -106,8 +110,13 @@ def screen(text: str, original_chars: int, probs: dict[str, float], policy: Guar
     return findings
 
 
-def detect_safety(text: str, probs: dict[str, float], policy: GuardrailPolicy) -> Finding | None:
-    """A present danger to the driver or others; errs towards recall (a miss is a bug)."""
+def detect_safety(
+    text: str, probs: dict[str, float], policy: GuardrailPolicy, *, other_language: bool = False
+) -> Finding | None:
+    """A present danger to the driver or others; errs towards recall (a miss is a bug).
+
+    ``other_language``: the probabilities are the multilingual classifier's, which reads the
+    message alone (the patterns and look-alike phrases are English)."""
     rules = policy.safety
     match = rules.patterns.search(text)
     lookalike = rules.not_safety.search(text)
@@ -121,6 +130,8 @@ def detect_safety(text: str, probs: dict[str, float], policy: GuardrailPolicy) -
             evidence=[_quote(match)],
         )
     needed = rules.classifier_weight_with_lookalike if lookalike else policy.screen.safety_probability
+    if other_language:
+        needed = policy.screen.other_language_safety_probability
     if safety_p >= needed:
         return Finding(
             code=ReasonCode.SAFETY,

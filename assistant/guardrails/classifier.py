@@ -2,7 +2,7 @@
 
 Labels come from the example file (``assistant/guardrails/examples.yaml``): ``driver`` (ordinary
 driver questions, including look-alikes), ``injection``, ``harmful``, ``offtopic`` and
-``safety``. Training is multinomial logistic regression (scikit-learn) on the embeddings; it runs
+``safety``. Training is multinomial logistic regression (:mod:`.linear`, numpy) on the embeddings; it runs
 once per example file and embedding model, and the weights are cached under the data folder, so
 a request only embeds its message (cached too) and multiplies one small matrix.
 
@@ -23,6 +23,7 @@ import yaml
 from langchain_core.embeddings import Embeddings
 
 from assistant.errors import ConfigurationError
+from assistant.guardrails.linear import fit_softmax
 
 DEFAULT_EXAMPLES = Path(__file__).with_name("examples.yaml")
 #: Trained weights by fingerprint, shared by every classifier in the process.
@@ -117,8 +118,6 @@ class MessageClassifier:
         return True
 
     def _train(self, examples: dict[str, list[str]], cache: Path | None) -> None:
-        from sklearn.linear_model import LogisticRegression
-
         labels = sorted(examples)
         texts: list[str] = []
         targets: list[int] = []
@@ -128,10 +127,9 @@ class MessageClassifier:
                     texts.append(window)
                     targets.append(index)
         vectors = np.asarray(self.embeddings.embed_documents(texts), dtype=np.float32)
-        model = LogisticRegression(C=8.0, max_iter=3000, class_weight="balanced")
-        model.fit(vectors, np.asarray(targets))
-        weights = np.asarray(model.coef_, dtype=np.float32)
-        bias = np.asarray(model.intercept_, dtype=np.float32)
+        coef, intercept = fit_softmax(vectors, np.asarray(targets), n_labels=len(labels), c=8.0)
+        weights = np.asarray(coef, dtype=np.float32)
+        bias = np.asarray(intercept, dtype=np.float32)
         if cache is not None:
             cache.parent.mkdir(parents=True, exist_ok=True)
             tmp = cache.with_suffix(".tmp.npz")

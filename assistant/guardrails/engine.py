@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,6 +18,7 @@ import numpy as np
 from langchain_core.embeddings import Embeddings
 from pydantic import BaseModel, ConfigDict, Field
 
+from assistant.errors import AssistantError
 from assistant.guardrails import checks
 from assistant.guardrails.checks import Finding
 from assistant.guardrails.classifier import MessageClassifier
@@ -33,11 +35,15 @@ from assistant.guardrails.defects import (
     known_incident,
 )
 from assistant.guardrails.hygiene import unleet
+from assistant.guardrails.multilingual import MultilingualClassifier
 from assistant.guardrails.pii import Redaction, plain, redact
 from assistant.guardrails.policy import GuardrailPolicy, load_policy
 from assistant.request import HelpRequest, JourneyContext, Turn
 from assistant.response import ReasonCode
 from assistant.retrieval.bm25 import Bm25Index
+from assistant.retrieval.language import query_language
+
+logger = logging.getLogger("assistant.guardrails")
 
 
 class InputCheck(BaseModel):
@@ -115,6 +121,7 @@ class Guardrails:
         cache_dir: Path | None = None,
         model_id: str = "",
         examples_path: Path | None = None,
+        multilingual: bool = False,
     ) -> None:
         self.embeddings = embeddings
         self.policy = policy or load_policy()
@@ -124,18 +131,33 @@ class Guardrails:
         self.classifier = MessageClassifier(
             embeddings, examples_path=examples_path, cache_dir=cache_dir, model_id=model_id
         )
+        #: Reads messages in other languages (None: the English classifier reads every message).
+        self.multilingual = MultilingualClassifier(cache_dir=cache_dir) if multilingual else None
+
+    def probabilities(self, message: str) -> tuple[dict[str, float], bool]:
+        """The classifier's label probabilities, and whether the multilingual classifier gave them:
+        it reads a message in another language (when it is on), the English one every other. If
+        the multilingual model fails, the English classifier's verdict stands (the patterns still
+        screen the message)."""
+        if self.multilingual is not None and not query_language(message).is_english:
+            try:
+                return self.multilingual.probabilities(message), True
+            except AssistantError as exc:
+                logger.warning("multilingual classifier unavailable, the English one reads the message: %s", exc)
+        return self.classifier.probabilities(message), False
 
     def check_input(self, text: str, *, original_chars: int = 0) -> InputCheck:
         """Redact PII, then screen the redacted message."""
         redaction = redact(text)
         message = plain(redaction.text)  # placeholders as words: "[PHONE]" is not a fake tag
-        probs = self.classifier.probabilities(message)
-        findings = checks.screen(message, original_chars, probs, self.policy)
+        probs, other_language = self.probabilities(message)
+        findings = checks.screen(message, original_chars, probs, self.policy, other_language=other_language)
         if (readable := unleet(message)) is not None:  # obfuscated text is screened as it reads
-            plain_findings = [f for f in checks.screen(readable, original_chars, probs, self.policy) if not f.by_classifier]
+            plain_findings = [f for f in checks.screen(readable, original_chars, probs, self.policy, other_language=other_language)
+                              if not f.by_classifier]
             found = {f.code for f in plain_findings}
             findings = [*plain_findings, *(f for f in findings if f.code not in found)]
-        if safety := checks.detect_safety(message, probs, self.policy):
+        if safety := checks.detect_safety(message, probs, self.policy, other_language=other_language):
             findings.append(safety)
         if person := checks.detect_driver_request(message, self.policy):
             findings.append(person)

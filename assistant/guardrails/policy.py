@@ -68,6 +68,10 @@ class ScreenPolicy(_Model):
     injection_probability: float = Field(ge=0, le=1)
     harmful_probability: float = Field(ge=0, le=1)
     offtopic_probability: float = Field(ge=0, le=1)
+    injection_sure_probability: float = Field(
+        0.95, ge=0, le=1,
+        description="Classifier injection probability at which a message is declined even when a policy covers it.",
+    )
     offtopic_sure_probability: float = Field(
         0.8, ge=0, le=1, description="Off-topic probability that declines unless a policy clearly covers the question."
     )
@@ -78,6 +82,14 @@ class ScreenPolicy(_Model):
         0.75, ge=0, le=1, description="Retrieval confidence at which a flagged message is answered anyway."
     )
     safety_probability: float = Field(ge=0, le=1)
+    other_language_safety_probability: float = Field(
+        0.5, ge=0, le=1,
+        description="The same for a message in another language, which the multilingual classifier reads alone "
+        "(the safety patterns are English).",
+    )
+    other_language_harmful_probability: float = Field(
+        0.7, ge=0, le=1, description="The harmful-request probability needed in another language.",
+    )
     long_message_chars: int = Field(gt=0)
     long_message_structure: int = Field(ge=1)
     structure_signals: PatternList

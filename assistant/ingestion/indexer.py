@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from assistant.config import Settings
 from assistant.errors import AssistantError, BackendError, CorpusError
 from assistant.guardrails.corpus_scan import QuarantinedChunk, scan_chunk
-from assistant.guardrails.multilingual import MultilingualScreen
+from assistant.guardrails.multilingual import MultilingualClassifier
 from assistant.guardrails.policy import load_policy
 from assistant.ingestion.chunking import Chunker, embedding_text, unit_embedding_text
 from assistant.ingestion.documents import DocumentProblem, PolicyDocument, load_corpus
@@ -253,8 +253,8 @@ class Indexer:
             known = previous_pivots.vector_of() if previous_pivots is not None else {}
             pivot_started = time.perf_counter()
             encode_pivots(pivots, default_encoder(), known=known, progress=progress).write(store_dir)
-            # the multilingual safety screen's example vectors too, so no driver's message waits for them
-            MultilingualScreen(cache_dir=data_dir / "guardrails").vectors()
+            # the multilingual classifier's example vectors too, so no driver's message waits for them
+            MultilingualClassifier(cache_dir=data_dir / "guardrails").vectors()
             pivot_stats = (len(pivots), len({p.text for p in pivots} - set(known)), time.perf_counter() - pivot_started)
 
         manifest = IndexManifest(

@@ -164,6 +164,7 @@ def decide_with_context(
     offtopic_probability: float = 1.01,
     covered_confidence: float = 0.0,
     offtopic_sure_probability: float = 1.01,
+    injection_sure_probability: float = 1.01,
 ) -> Decision:
     """Rules 5-10 for a message the input checks let through.
 
@@ -185,8 +186,13 @@ def decide_with_context(
     # an injection or harmful request only the classifier saw: declined unless a policy covers it
     answered = base.route is Route.ANSWER
     covered = answered and base.confidence >= covered_confidence
-    if inputs is not None and not covered:
+    # ... and one the classifier is sure of is declined even then (an authority claim asking for an
+    # action names the policy it wants changed, so the policy "covers" it)
+    sure = inputs is not None and inputs.probabilities.get("injection", 0.0) >= injection_sure_probability
+    if inputs is not None and (not covered or sure):
         for finding in inputs.findings:
+            if covered and finding.code is not ReasonCode.PROMPT_INJECTION:
+                continue
             if finding.by_classifier and finding.code in (ReasonCode.PROMPT_INJECTION, ReasonCode.OUT_OF_SCOPE):
                 handling = (Handling.DECLINE_INJECTION if finding.code is ReasonCode.PROMPT_INJECTION
                             else Handling.DECLINE_OUT_OF_SCOPE)

@@ -1,0 +1,75 @@
+"""How the multilingual guardrail classifier carries to a language it has not seen examples in.
+
+    python evals/classifier_languages.py            # leave-one-language-out table
+    python evals/classifier_languages.py --c 4 16   # compare regularisation strengths
+
+Training data only (``assistant/guardrails/examples*.yaml``), never eval cases: for each language
+of the multilingual examples, the classifier is trained on every example except that language's,
+and reads that language's examples. Per label, at the policy's thresholds for another language:
+the share of safety, harmful and injection examples flagged as such, and the share of driver and
+off-topic examples not flagged at all. This is how the classifier's ``C`` and those thresholds are
+chosen.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from assistant.guardrails.classifier import DEFAULT_EXAMPLES, load_examples
+from assistant.guardrails.linear import fit_softmax, softmax
+from assistant.guardrails.multilingual import MULTILINGUAL_EXAMPLES, MultilingualClassifier
+from assistant.guardrails.policy import load_policy
+from assistant.retrieval.language import query_language
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--c", type=float, nargs="+", default=[4.0, 8.0, 16.0])
+    parser.add_argument("--safety-at", type=float, default=None, help="default: the policy's safety_probability")
+    parser.add_argument("--cache", type=Path, default=Path(".assistant") / "guardrails")
+    args = parser.parse_args()
+    classifier = MultilingualClassifier(cache_dir=args.cache)
+    vectors = classifier.vectors().astype(np.float64)
+    labels = classifier.labels
+    targets = np.asarray([labels.index(label) for label in classifier.example_labels])
+    english_rows = len([t for items in load_examples(DEFAULT_EXAMPLES).values() for t in items])
+    other = load_examples(MULTILINGUAL_EXAMPLES)
+    assert sum(len(v) for v in other.values()) == len(targets) - english_rows
+    language = np.asarray(["(english file)"] * english_rows
+                          + [query_language(text).code for text in classifier.texts[english_rows:]])
+    groups = [code for code, n in Counter(language[english_rows:]).most_common() if n >= 5]
+    screen = load_policy().screen
+    needed = {
+        "safety": args.safety_at or screen.other_language_safety_probability,
+        "harmful": screen.other_language_harmful_probability,
+        "injection": screen.injection_probability,
+    }
+    console = Console()
+    console.print(f"{len(targets) - english_rows} examples in other languages, groups (detected): "
+                  + ", ".join(f"{g} {int((language == g).sum())}" for g in groups))
+    for c in args.c:
+        hits: dict[str, list[bool]] = defaultdict(list)
+        for group in groups:
+            held = language == group
+            weights, bias = fit_softmax(vectors[~held], targets[~held], n_labels=len(labels), c=c)
+            for row, target in zip(softmax(vectors[held] @ weights.T + bias), targets[held], strict=True):
+                flagged = {label for label, at in needed.items() if row[labels.index(label)] >= at}
+                label = labels[target]
+                hits[label].append(label in flagged if label in needed else not flagged)
+        table = Table(title=f"C = {c:g}, leave one language out; thresholds {needed}")
+        table.add_column("label")
+        table.add_column("examples", justify="right")
+        table.add_column("flagged as itself (not flagged, for driver and offtopic)", justify="right")
+        for label in labels:
+            table.add_row(label, str(len(hits[label])), f"{np.mean(hits[label]):.3f}")
+        console.print(table)
+
+
+if __name__ == "__main__":
+    main()

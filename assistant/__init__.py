@@ -27,7 +27,7 @@ from assistant.guardrails.defects import (
     JourneyEvidence,
     JsonlLogEvidence,
 )
-from assistant.ingestion.indexer import IngestReport
+from assistant.ingestion.report import IngestReport
 from assistant.pipeline import Assistant
 from assistant.records import ConversationRecord, ConversationSink, MemorySink, NullSink
 from assistant.request import (

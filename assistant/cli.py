@@ -20,7 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from assistant.config import load_settings
 from assistant.errors import AssistantError, ConfigurationError, InputError, NotFoundError
-from assistant.ingestion.indexer import IngestReport
+from assistant.ingestion.report import IngestReport
 from assistant.pipeline import Assistant
 from assistant.request import HelpRequest, History, JourneyContext, Stage
 from assistant.response import HelpResponse, Route

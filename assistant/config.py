@@ -6,7 +6,7 @@ Everything has an offline default: no key, no server, no network.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import (
@@ -53,6 +53,11 @@ class Settings(BaseSettings):
     embedding_batch_size: int = Field(32, ge=1, le=1024)
     embedding_threads: int = Field(2, ge=1, le=64)
     query_cache_size: int = Field(2048, ge=0)
+    exact_search_max_chunks: int = Field(
+        20_000, ge=0,
+        description="Up to this many chunks, dense search is exact (numpy, vectors held in memory, about 1.5 KB "
+        "a chunk); above it, Chroma's HNSW. 0: always Chroma.",
+    )
 
     # -- OpenAI-compatible endpoint (read without the ASSISTANT_ prefix too)
     openai_api_key: SecretStr | None = Field(
@@ -209,13 +214,22 @@ def load_settings(**overrides: object) -> Settings:
 
 _Model = TypeVar("_Model", bound=BaseModel)
 
+#: libyaml's safe loader when PyYAML was built with it (about ten times faster), else PyYAML's.
+_SAFE_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def safe_load_yaml(text: str) -> Any:
+    """``yaml.safe_load`` through libyaml when available (the configuration files are read on
+    the first request, so their parse time is start-up time)."""
+    return yaml.load(text, Loader=_SAFE_LOADER)
+
 
 def read_yaml_model(path: Path, model: type[_Model], what: str) -> _Model:
     """A YAML configuration file (a mapping) validated as ``model``; any problem (unreadable,
     bad YAML, not a mapping, an invalid field) is a :class:`ConfigurationError` naming ``what``,
     the file and the first problem."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = safe_load_yaml(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigurationError(f"{what} {path}: unreadable: {exc}") from exc
     except yaml.YAMLError as exc:

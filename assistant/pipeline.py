@@ -9,6 +9,7 @@ import asyncio
 import logging
 import math
 import queue
+import sys
 import threading
 import time
 import uuid
@@ -16,7 +17,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeGuard
 
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
@@ -25,7 +26,6 @@ from langchain_core.runnables import Runnable, RunnableLambda
 from assistant.config import Settings, load_settings
 from assistant.errors import AssistantError, BackendError, IndexNotReadyError
 from assistant.generation.base import Composer, Draft
-from assistant.generation.chat import ChatComposer
 from assistant.generation.extractive import ExtractiveComposer
 from assistant.guardrails.checks import is_small_talk
 from assistant.guardrails.defects import (
@@ -39,7 +39,7 @@ from assistant.guardrails.engine import ContextCheck, Guardrails, InputCheck, re
 from assistant.guardrails.hygiene import clean_message
 from assistant.guardrails.pii import redact
 from assistant.guardrails.policy import load_policy
-from assistant.ingestion.indexer import Indexer, IngestReport, ProgressCallback
+from assistant.ingestion.report import IngestReport, ProgressCallback
 from assistant.records import ConversationRecord, ConversationSink, NullSink, RetrievedRef
 from assistant.request import HelpRequest, JourneyContext
 from assistant.response import Citation, HelpResponse, Reason, ReasonCode, Route, Usage
@@ -64,6 +64,7 @@ from assistant.suggestions.cards import HelpCard, Suggester
 from assistant.suggestions.rules import load_rules
 
 if TYPE_CHECKING:
+    from assistant.generation.chat import ChatComposer
     from assistant.incidents.live import OpenIncidents
     from assistant.store import ConversationStore
 
@@ -117,6 +118,19 @@ class _Prepared:
     language: QueryLanguage
     question: str  # what the answer is composed for: the message, or its English rendering
 
+
+
+def _is_chat(composer: object) -> TypeGuard[ChatComposer]:
+    """True for the chat-model composer (the chat module, and the openai client with it, is
+    imported only when a chat model is configured)."""
+    module = sys.modules.get("assistant.generation.chat")
+    return module is not None and isinstance(composer, module.ChatComposer)
+
+
+def _chat_composer(settings: Settings, fallback: ExtractiveComposer) -> ChatComposer:
+    from assistant.generation.chat import ChatComposer
+
+    return ChatComposer(settings, fallback=fallback)
 
 class Assistant:
     """Answers drivers' questions from the policy corpus, or hands them to a human.
@@ -186,7 +200,7 @@ class Assistant:
             prepared = self._prepare(HelpRequest(message="when do I get paid?"))
             if isinstance(prepared, _Prepared):
                 composer = prepared.composer
-                if isinstance(composer, ChatComposer):
+                if _is_chat(composer):
                     composer = composer.fallback
                 self._complete(prepared, composer.compose(
                     prepared.question, prepared.context, prepared.signals, request=prepared.safe_request
@@ -205,12 +219,16 @@ class Assistant:
         self, corpus_dir: Path | None = None, *, rebuild: bool = False, progress: ProgressCallback | None = None
     ) -> IngestReport:
         """Index (or incrementally re-index) the corpus; the next answer uses the new index."""
+        from assistant.ingestion.indexer import (
+            Indexer,  # the ingestion machinery, only when ingesting
+        )
+
         report = Indexer(self.settings, self.embeddings).ingest(corpus_dir, rebuild=rebuild, progress=progress)
         with self._lock:
             self._card_composer = None
             if isinstance(self._retriever, HybridRetriever) or self._retriever is None:
                 self._retriever = None
-                stale = isinstance(self._composer, (ExtractiveComposer, ChatComposer))
+                stale = isinstance(self._composer, ExtractiveComposer) or _is_chat(self._composer)
                 self._composer = None if stale else self._composer
         return report
 
@@ -227,7 +245,7 @@ class Assistant:
                     questions=hybrid.questions if hybrid else None,
                 )
                 self._composer = (
-                    ChatComposer(self.settings, fallback=extractive) if self.settings.generator == "openai" else extractive
+                    _chat_composer(self.settings, extractive) if self.settings.generator == "openai" else extractive
                 )
             return self._retriever, self._composer
 
@@ -251,7 +269,7 @@ class Assistant:
             return prepared
         composer = prepared.composer
         try:
-            if isinstance(composer, ChatComposer):
+            if _is_chat(composer):
                 draft = await composer.acompose(
                     prepared.question, prepared.context, prepared.signals, request=prepared.safe_request
                 )
@@ -277,7 +295,7 @@ class Assistant:
             yield prepared
             return
         composer = prepared.composer
-        if not isinstance(composer, ChatComposer):
+        if not _is_chat(composer):
             response = self._compose_and_complete(prepared)
             yield response.answer
             yield response
@@ -325,7 +343,7 @@ class Assistant:
             yield prepared
             return
         composer = prepared.composer
-        if not isinstance(composer, ChatComposer):
+        if not _is_chat(composer):
             response = await asyncio.to_thread(self._compose_and_complete, prepared)
             yield response.answer
             yield response
@@ -537,7 +555,7 @@ class Assistant:
 
     def _suggester(self) -> Suggester:
         retriever, composer = self._stages()
-        extractive = composer.fallback if isinstance(composer, ChatComposer) else composer
+        extractive = composer.fallback if _is_chat(composer) else composer
         if not isinstance(extractive, ExtractiveComposer):  # a custom composer: quote with the offline one
             with self._lock:
                 if self._card_composer is None:

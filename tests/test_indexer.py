@@ -1,14 +1,17 @@
 """Incremental ingestion, malformed input and interruption, on a small corpus with real Chroma."""
 
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from assistant import Assistant, IndexMismatchError, Settings
+from assistant import Assistant, HelpRequest, IndexMismatchError, JourneyContext, Settings
 from assistant.errors import IndexNotReadyError
 from assistant.ingestion.indexer import Indexer
+from assistant.retrieval.chunkstore import CHUNK_VECTORS_FILE
 from assistant.retrieval.embeddings import make_embeddings
+from assistant.retrieval.exact import ExactSearch
 from assistant.retrieval.hybrid import HybridRetriever
 from assistant.retrieval.manifest import read_manifest
 from tests.conftest import write_doc
@@ -113,3 +116,59 @@ def test_ingest_rebuilds_a_live_index_whose_files_are_unreadable(small_corpus: P
     assert repaired.changed and repaired.generation > first.generation
     answer = Assistant(settings).answer("how much does instant cash-out cost")
     assert answer.citations and answer.citations[0].doc_id == "cashout"
+
+
+def test_exact_dense_search_finds_what_chroma_finds_with_and_without_a_document_filter(
+    shipped_index: Path,
+) -> None:
+    settings = Settings(data_dir=shipped_index)
+    embeddings = make_embeddings(settings)
+    exact = HybridRetriever.open(settings, embeddings).dense
+    hnsw = HybridRetriever.open(settings.model_copy(update={"exact_search_max_chunks": 0}), embeddings).dense
+    assert exact.exact and not hnsw.exact
+    manifest = read_manifest(shipped_index)
+    assert manifest is not None
+    some = sorted(manifest.documents)[::3]
+    agreed = total = 0
+    for question in ("when do i get paid", "customer not answering the door", "can i deliver alcohol in ontario",
+                     "app crashes when i upload the photo", "how is my acceptance rate calculated"):
+        vector = embeddings.embed_query(question)
+        for doc_ids in (None, some):
+            found = exact.search(vector, k=10, doc_ids=doc_ids)
+            expected = hnsw.search(vector, k=10, doc_ids=doc_ids)
+            assert [s for _, s in found] == sorted((s for _, s in found), reverse=True)
+            if doc_ids is not None:
+                assert {d.metadata["doc_id"] for d, _ in found} <= set(doc_ids)
+            # HNSW is approximate: the exact top 10 holds what it found, with the same similarity
+            exact_sim = {d.metadata["chunk_id"]: s for d, s in found}
+            for document, similarity in expected:
+                total += 1
+                if document.metadata["chunk_id"] in exact_sim:
+                    agreed += 1
+                    assert abs(exact_sim[document.metadata["chunk_id"]] - similarity) < 1e-4
+            assert found[0][0].page_content and found[0][0].metadata["chunk_id"]
+    assert agreed >= 0.95 * total
+    assert exact.search(embeddings.embed_query("pay"), k=5, doc_ids=[]) == []
+
+
+def test_a_small_index_is_searched_from_its_own_vectors_without_chroma_and_a_damaged_file_falls_back(
+    copy_of_shipped_index: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = Settings(data_dir=copy_of_shipped_index)
+    manifest = read_manifest(copy_of_shipped_index)
+    assert manifest is not None
+    question = HelpRequest(message="how long do i wait when the customer does not answer",
+                           journey=JourneyContext(stage="at_dropoff", market="us-ca"))
+    through_chroma = Assistant(settings.model_copy(update={"exact_search_max_chunks": 0})).answer(question)
+    shutil.move(copy_of_shipped_index / "chroma", copy_of_shipped_index.parent / "chroma-away")
+    assert isinstance(HybridRetriever.open(settings, make_embeddings(settings)).dense, ExactSearch)
+    answered = Assistant(settings).answer(question)  # Chroma's files are gone: not needed to answer
+    assert [c.chunk_id for c in answered.citations] == [c.chunk_id for c in through_chroma.citations]
+    assert answered.route is through_chroma.route and answered.answer == through_chroma.answer
+    shutil.move(copy_of_shipped_index.parent / "chroma-away", copy_of_shipped_index / "chroma")
+    vectors = copy_of_shipped_index / manifest.store_dir / CHUNK_VECTORS_FILE
+    vectors.write_bytes(vectors.read_bytes()[:300])
+    with caplog.at_level("WARNING"):
+        assert Assistant(settings).answer(question).answer == through_chroma.answer
+        assert not isinstance(HybridRetriever.open(settings, make_embeddings(settings)).dense, ExactSearch)
+    assert "assistant ingest --rebuild" in caplog.text

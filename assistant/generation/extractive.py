@@ -108,6 +108,21 @@ class Ranking:
         ]
 
 
+def heading_texts(
+    source: SectionSource,
+) -> tuple[dict[str, list[Section]], list[tuple[str, str]], list[str], list[tuple[str, str]]]:
+    """Every document's sections, their keys and the texts the composer embeds for them (the
+    section's title and heading, one per section, and each document's title)."""
+    doc_ids = sorted({str(c.metadata["doc_id"]) for c in source.chunks.values()})
+    by_doc = {doc_id: sections_of(source, doc_id) for doc_id in doc_ids}
+    keys = [s.key for sections in by_doc.values() for s in sections]
+    texts = [
+        f"{s.title} - {s.heading}" if s.heading != s.title else s.title for sections in by_doc.values() for s in sections
+    ]
+    titles = [(doc_id, sections[0].title) for doc_id, sections in by_doc.items() if sections]
+    return by_doc, keys, texts, titles
+
+
 class ExtractiveComposer:
     """Quotes the section that answers; see the module docstring."""
 
@@ -147,17 +162,13 @@ class ExtractiveComposer:
 
     def _load_sections(self) -> None:
         assert self.source is not None
-        doc_ids = sorted({str(c.metadata["doc_id"]) for c in self.source.chunks.values()})
-        by_doc = {doc_id: sections_of(self.source, doc_id) for doc_id in doc_ids}
-        keys = [s.key for sections in by_doc.values() for s in sections]
-        texts = [
-            f"{s.title} - {s.heading}" if s.heading != s.title else s.title for sections in by_doc.values() for s in sections
-        ]
-        titles = [(doc_id, sections[0].title) for doc_id, sections in by_doc.items() if sections]
+        by_doc, keys, texts, titles = heading_texts(self.source)
         if texts:
-            vectors = normalised(np.asarray(
-                self.embeddings.embed_documents([*texts, *(t for _, t in titles)]), dtype=np.float32
-            ))
+            known: dict[str, Matrix] = getattr(self.source, "heading_vectors", {})  # computed at ingest
+            wanted = [*texts, *(t for _, t in titles)]
+            missing = list(dict.fromkeys(t for t in wanted if t not in known))
+            fresh = dict(zip(missing, self.embeddings.embed_documents(missing), strict=True)) if missing else {}
+            vectors = normalised(np.asarray([known[t] if t in known else fresh[t] for t in wanted], dtype=np.float32))
             self._headings = dict(zip(keys, vectors[: len(keys)], strict=True))
             self._titles = {doc_id: vectors[len(keys) + i] for i, (doc_id, _) in enumerate(titles)}
         self._sections = by_doc

@@ -18,9 +18,10 @@ retrieval rank, the kind of fact asked for and the journey.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from functools import partial
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 from langchain_core.documents import Document
@@ -30,6 +31,7 @@ from assistant.retrieval.bm25 import Bm25Index
 from assistant.retrieval.journey import JourneySignals
 
 Matrix = np.ndarray[Any, np.dtype[Any]]
+_T = TypeVar("_T")
 
 #: Words that mark a text as being about a kind of order.
 ORDER_WORDS = {
@@ -146,14 +148,24 @@ class Section:
     units: list[str]
     vectors: Matrix
     blocks: list[Block] = field(default_factory=list)
+    #: What the features read of the section, computed on first use (a section is not changed
+    #: once built), so no request recomputes it.
+    _memo: dict[object, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def key(self) -> tuple[str, str]:
         return (self.doc_id, self.heading)
 
+    def memo(self, key: object, compute: Callable[[], _T]) -> _T:
+        """``compute()``, once per section and ``key``."""
+        if key not in self._memo:
+            self._memo[key] = compute()
+        value: _T = self._memo[key]
+        return value
+
     @property
     def text(self) -> str:
-        return "\n".join(self.units)
+        return self.memo("text", lambda: "\n".join(self.units))
 
     @property
     def words(self) -> int:
@@ -293,23 +305,23 @@ def features(
     not know counts as rare); the question similarities come from the corpus's driver questions."""
     sims = section.vectors @ question.vector if section.vectors.size else np.zeros(1, dtype=np.float32)
     top = np.sort(sims)[::-1]
-    centroid = section.vectors.mean(axis=0) if section.vectors.size else None
-    centroid_sim = 0.0
-    if centroid is not None and (norm := float(np.linalg.norm(centroid))) > 0:
-        centroid_sim = float(centroid @ question.vector) / norm
+    centroid = section.memo("centroid", lambda: _unit_centroid(section.vectors))
+    centroid_sim = float(centroid @ question.vector) if centroid is not None else 0.0
     text = section.text
-    section_terms = terms(f"{section.title} {section.heading}") | terms(text)
+    section_terms = section.memo("terms", lambda: terms(f"{section.title} {section.heading}") | terms(text))
     keywords = len(question.terms & section_terms) / len(question.terms) if question.terms else 0.0
     rare = max(idf.values(), default=1.0)
     total = sum(idf.get(t, rare) for t in question.terms)
     keywords_idf = sum(idf.get(t, rare) for t in question.terms & section_terms) / total if total else 0.0
     wanted = question.wanted
-    has_type = any(states(text, kind) for kind in wanted)
+    has_type = any(section.memo(("states", kind), partial(states, text, kind)) for kind in sorted(wanted))
     signals = question.signals
     flags = signals.order_flags
-    order_match = bool(flags) and any(mentions_order(text, f) for f in flags)
-    restricted_other = bool(_RESTRICTED_WORDS.search(section.heading)) and signals.has_order and not flags & RESTRICTED
-    upper = text.upper()
+    order_match = bool(flags) and any(section.memo(("order", f), partial(mentions_order, text, f)) for f in sorted(flags))
+    restricted_heading = section.memo("restricted", lambda: bool(_RESTRICTED_WORDS.search(section.heading)))
+    restricted_other = restricted_heading and signals.has_order and not flags & RESTRICTED
+    upper = section.memo("upper", text.upper)
+    troubleshooting = section.memo("troubleshooting", lambda: _TROUBLESHOOTING.search(section.heading) is not None)
     return [
         float(top[0]),
         float(top[:2].mean()),
@@ -329,8 +341,17 @@ def features(
         1.0 if any(code in upper for code in signals.error_codes) else 0.0,
         1.0 if question.other_markets is not None and question.other_markets.search(section.heading) else 0.0,
         1.0 if section.is_intro else 0.0,
-        1.0 if not question.app_trouble and _TROUBLESHOOTING.search(section.heading) else 0.0,
+        1.0 if not question.app_trouble and troubleshooting else 0.0,
     ]
+
+
+def _unit_centroid(vectors: Matrix) -> Matrix | None:
+    """The unit-length mean of a section's unit vectors (``None`` when it has none)."""
+    if not vectors.size:
+        return None
+    centroid = vectors.mean(axis=0)
+    norm = float(np.linalg.norm(centroid))
+    return centroid / norm if norm > 0 else None
 
 
 def inverse_document_frequencies(texts: Sequence[str]) -> dict[str, float]:

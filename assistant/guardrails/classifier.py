@@ -22,8 +22,10 @@ import numpy as np
 import yaml
 from langchain_core.embeddings import Embeddings
 
+from assistant.config import safe_load_yaml
 from assistant.errors import ConfigurationError
 from assistant.guardrails.linear import fit_softmax
+from assistant.retrieval.embeddings import embed_queries
 
 DEFAULT_EXAMPLES = Path(__file__).with_name("examples.yaml")
 #: Trained weights by fingerprint, shared by every classifier in the process.
@@ -40,7 +42,7 @@ logger = logging.getLogger("assistant")
 def load_examples(path: Path) -> dict[str, list[str]]:
     """Label -> example messages; :class:`ConfigurationError` with file and reason if broken."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = safe_load_yaml(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise ConfigurationError(f"guardrail examples {path}: {exc}") from exc
     if not isinstance(data, dict) or not data:
@@ -141,7 +143,7 @@ class MessageClassifier:
         """Label -> probability; for a long message, each label's highest over its windows."""
         self._ensure()
         assert self._weights is not None and self._bias is not None
-        vectors = np.asarray([self.embeddings.embed_query(w) for w in windows(text)], dtype=np.float32)
+        vectors = np.asarray(embed_queries(self.embeddings, windows(text)), dtype=np.float32)
         logits = vectors @ self._weights.T + self._bias
         logits -= logits.max(axis=1, keepdims=True)
         probs = np.exp(logits)

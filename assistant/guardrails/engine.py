@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -131,15 +132,29 @@ class Guardrails:
         self.classifier = MessageClassifier(
             embeddings, examples_path=examples_path, cache_dir=cache_dir, model_id=model_id
         )
-        #: Reads messages in other languages (None: the English classifier reads every message).
-        self.multilingual = MultilingualClassifier(cache_dir=cache_dir) if multilingual else None
+        #: Reads messages in other languages (off: the English classifier reads every message);
+        #: built on the first such message.
+        self.multilingual_on = multilingual
+        self._multilingual: MultilingualClassifier | None = None
+        self._cache_dir = cache_dir
+        self._lock = threading.Lock()
+
+    @property
+    def multilingual(self) -> MultilingualClassifier | None:
+        """The classifier for messages in other languages (``None`` when it is off)."""
+        if not self.multilingual_on:
+            return None
+        with self._lock:
+            if self._multilingual is None:
+                self._multilingual = MultilingualClassifier(cache_dir=self._cache_dir)
+            return self._multilingual
 
     def probabilities(self, message: str) -> tuple[dict[str, float], bool]:
         """The classifier's label probabilities, and whether the multilingual classifier gave them:
         it reads a message in another language (when it is on), the English one every other. If
         the multilingual model fails, the English classifier's verdict stands (the patterns still
         screen the message)."""
-        if self.multilingual is not None and not query_language(message).is_english:
+        if self.multilingual_on and not query_language(message).is_english and self.multilingual is not None:
             try:
                 return self.multilingual.probabilities(message), True
             except AssistantError as exc:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,15 +18,16 @@ from pathlib import Path
 import numpy as np
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
-from pydantic import BaseModel, ConfigDict, Field
 
 from assistant.config import Settings
 from assistant.errors import AssistantError, BackendError, CorpusError
+from assistant.generation.extractive import heading_texts
 from assistant.guardrails.corpus_scan import QuarantinedChunk, scan_chunk
 from assistant.guardrails.multilingual import MultilingualClassifier
 from assistant.guardrails.policy import load_policy
 from assistant.ingestion.chunking import Chunker, embedding_text, unit_embedding_text
-from assistant.ingestion.documents import DocumentProblem, PolicyDocument, load_corpus
+from assistant.ingestion.documents import PolicyDocument, load_corpus
+from assistant.ingestion.report import IngestReport, ProgressCallback
 from assistant.ingestion.units import split_units
 from assistant.retrieval import chroma
 from assistant.retrieval.bm25 import Bm25Index
@@ -44,41 +44,7 @@ from assistant.retrieval.questions import IndexedQuestion, QuestionIndex, neares
 
 logger = logging.getLogger("assistant.ingestion")
 
-#: Called as ``progress(done, total)`` while chunks are embedded.
-ProgressCallback = Callable[[int, int], None]
-
-
-class IngestReport(BaseModel):
-    """What an ingest did."""
-
-    model_config = ConfigDict(frozen=True)
-
-    added: list[str] = Field(default_factory=list)
-    updated: list[str] = Field(default_factory=list)
-    removed: list[str] = Field(default_factory=list)
-    unchanged: list[str] = Field(default_factory=list)
-    problems: list[DocumentProblem] = Field(default_factory=list)
-    quarantined: list[QuarantinedChunk] = Field(
-        default_factory=list, description="Chunks left out because they carry instructions aimed at a model."
-    )
-    chunks_total: int = 0
-    chunks_embedded: int = 0
-    units_embedded: int = 0
-    questions_total: int = 0
-    questions_embedded: int = 0
-    pivots_total: int = Field(0, description="Multilingual pivots (0 when Settings.multilingual is off).")
-    pivots_embedded: int = 0
-    pivot_seconds: float = Field(
-        0.0, description="Of ``seconds``, the time spent on the multilingual model (pivots, safety screen)."
-    )
-    generation: int = 0
-    seconds: float = 0.0
-
-    @property
-    def changed(self) -> bool:
-        """True when the ingest wrote a new generation."""
-        return bool(self.added or self.updated or self.removed)
-
+__all__ = ["Indexer", "IngestReport", "ProgressCallback"]
 
 def _doc_entry(doc: PolicyDocument, chunks: list[Document]) -> DocEntry:
     return DocEntry(
@@ -185,6 +151,7 @@ class Indexer:
         unit_vectors: dict[str, Matrix] = {}
         question_vectors: dict[str, Matrix] = {}
         previous_pivots: PivotIndex | None = None
+        previous_headings: dict[str, Matrix] | None = None
         units = {c.metadata["chunk_id"]: split_units(c.page_content) for c in all_chunks}
         if previous is not None:
             wanted = [c.metadata["chunk_id"] for c in all_chunks]
@@ -194,6 +161,7 @@ class Indexer:
                     unit_vectors[cid] = previous.store.unit_vectors(cid)
             question_vectors = previous.questions.vector_of()
             previous_pivots = previous.pivots
+            previous_headings = previous.store.heading_vectors
         to_embed = [c for c in all_chunks if c.metadata["chunk_id"] not in reusable]
         unit_jobs = [cid for cid in units if cid not in unit_vectors and units[cid]]
         kept_docs = [doc for doc in corpus.documents if chunks_by_doc[doc.id]]
@@ -241,6 +209,16 @@ class Indexer:
             [c.metadata["chunk_id"] for c in all_chunks], [embedding_text(c) for c in all_chunks]
         ).save(store_dir)
         ChunkStore.write(store_dir, all_chunks, units, unit_vectors)
+        ChunkStore.write_chunk_vectors(store_dir, [c.metadata["chunk_id"] for c in all_chunks], vectors)
+        # the composer's section headings and titles, so that the first answer does not embed them
+        _, _, heading_jobs, titles = heading_texts(ChunkStore.read(store_dir))
+        heading_jobs = list(dict.fromkeys([*heading_jobs, *(t for _, t in titles)]))
+        known_headings = previous_headings if previous_headings is not None else {}
+        missing_headings = [t for t in heading_jobs if t not in known_headings]
+        fresh_headings = dict(zip(missing_headings, self.embeddings.embed_documents(missing_headings), strict=True))
+        ChunkStore.write_heading_vectors(
+            store_dir, {t: np.asarray(known_headings.get(t, fresh_headings.get(t)), dtype=np.float32) for t in heading_jobs}
+        )
         questions = _question_index(kept_docs, chunks_by_doc, vectors, question_vectors)
         questions.write(store_dir)
         pivot_stats: tuple[int, int, float] = (0, 0, 0.0)

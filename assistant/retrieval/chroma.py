@@ -7,12 +7,14 @@ exceptions are wrapped in :class:`~assistant.errors.BackendError` here, at the e
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 import chromadb
+import numpy as np
 from chromadb.api import ClientAPI
 from chromadb.api.models.Collection import Collection
 from chromadb.config import Settings as ChromaSettings
@@ -26,6 +28,7 @@ from assistant.errors import (
     IndexMismatchError,
     IndexNotReadyError,
 )
+from assistant.retrieval.exact import ExactSearch
 
 _COPY_BATCH = 500
 
@@ -139,23 +142,60 @@ def delete_collections(client: ClientAPI, prefix: str, keep: str | None) -> list
 
 
 class DenseSearch:
-    """Nearest-neighbour search over one collection through LangChain's ``Chroma`` vector store."""
+    """Nearest-neighbour search over one collection.
 
-    def __init__(self, client: ClientAPI, collection_name: str, embeddings: Embeddings) -> None:
+    A collection of up to ``exact_max`` chunks is searched exactly
+    (:class:`~assistant.retrieval.exact.ExactSearch`) over its vectors loaded once into memory
+    (for an index whose store has no vectors of its own: see
+    :class:`~assistant.retrieval.hybrid.HybridRetriever`); a larger one through LangChain's
+    ``Chroma`` vector store (HNSW). Both return cosine similarities.
+    """
+
+    def __init__(self, client: ClientAPI, collection_name: str, embeddings: Embeddings, *, exact_max: int = 0) -> None:
         self.store = Chroma(
             client=client,
             collection_name=collection_name,
             embedding_function=embeddings,
             create_collection_if_not_exists=False,
         )
+        self.exact_max = exact_max
+        self._exact: ExactSearch | None = None
+        self._checked = False
+        self._lock = threading.Lock()
+
+    def _exact_index(self) -> ExactSearch | None:
+        with self._lock:
+            if not self._checked:
+                collection = self.store._collection
+                try:
+                    if 0 < collection.count() <= self.exact_max:
+                        got = collection.get(include=["embeddings", "documents", "metadatas"])  # type: ignore[list-item]
+                        metadatas = got["metadatas"] or [{} for _ in got["ids"]]
+                        texts = got["documents"] or ["" for _ in got["ids"]]
+                        documents = [
+                            Document(page_content=text or "", metadata=dict(meta or {}), id=cid)
+                            for cid, text, meta in zip(got["ids"], texts, metadatas, strict=True)
+                        ]
+                        self._exact = ExactSearch(documents, np.asarray(got["embeddings"], dtype=np.float32))
+                except Exception as exc:
+                    raise BackendError(f"could not read Chroma collection {collection.name!r}: {exc}") from exc
+                self._checked = True
+            return self._exact
+
+    @property
+    def exact(self) -> bool:
+        """True when searches are exact (numpy over the vectors in memory)."""
+        return self._exact_index() is not None
 
     def search(
         self, vector: list[float], *, k: int, doc_ids: list[str] | None
     ) -> list[tuple[Document, float]]:
         """The ``k`` nearest chunks as (document, cosine similarity), optionally within ``doc_ids``."""
-        where: dict[str, Any] | None = {"doc_id": {"$in": doc_ids}} if doc_ids is not None else None
         if doc_ids is not None and not doc_ids:
             return []
+        if (exact := self._exact_index()) is not None:
+            return exact.search(vector, k=k, doc_ids=doc_ids)
+        where: dict[str, Any] | None = {"doc_id": {"$in": doc_ids}} if doc_ids is not None else None
         try:
             hits = self.store.similarity_search_by_vector_with_relevance_scores(
                 vector, k=k, filter=where

@@ -7,7 +7,9 @@ extractive composer. Unit vectors are stored as float16 and memory-mapped.
 from __future__ import annotations
 
 import json
+import logging
 import os
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,14 @@ from assistant.errors import IndexNotReadyError
 
 CHUNKS_FILE = "chunks.jsonl"
 VECTORS_FILE = "unit_vectors.npy"
+#: The chunks' own vectors, rows in the order of :data:`CHUNKS_FILE` (float32): exact dense search
+#: reads them without opening Chroma.
+CHUNK_VECTORS_FILE = "chunk_vectors.npy"
+#: The composer's section heading and title vectors, computed at ingest (a cache: without it, or
+#: when it is damaged, they are embedded on the first answer).
+HEADINGS_FILE = "heading_vectors.npz"
+
+logger = logging.getLogger("assistant.retrieval")
 
 Matrix = np.ndarray[Any, np.dtype[Any]]
 
@@ -35,6 +45,58 @@ class ChunkStore:
             self._by_doc.setdefault(str(chunk.metadata.get("doc_id")), []).append(cid)
         for ids in self._by_doc.values():
             ids.sort(key=lambda c: int(chunks[c].metadata.get("position", 0)))
+        #: Section heading and title texts -> vectors, from :data:`HEADINGS_FILE` when present.
+        self.heading_vectors: dict[str, Matrix] = {}
+
+    @staticmethod
+    def write_chunk_vectors(folder: Path, chunk_ids: list[str], vectors: dict[str, list[float]]) -> None:
+        """Write the chunks' vectors (:data:`CHUNK_VECTORS_FILE`), rows in ``chunk_ids`` order (the
+        order :meth:`write` was given)."""
+        matrix = np.asarray([vectors[cid] for cid in chunk_ids], dtype=np.float32)
+        tmp = folder / f".{CHUNK_VECTORS_FILE}.tmp.npy"
+        np.save(tmp, matrix)
+        os.replace(tmp, folder / CHUNK_VECTORS_FILE)
+
+    def chunk_vectors(self, folder: Path) -> Matrix | None:
+        """The chunks' vectors in :attr:`chunks` order, or ``None`` when the store has none (an
+        index built before they were kept) or they do not fit it (damaged: a warning names the
+        repair, and the caller searches Chroma instead)."""
+        path = folder / CHUNK_VECTORS_FILE
+        if not path.exists():
+            return None
+        try:
+            vectors = np.load(path, mmap_mode="r")
+            if vectors.ndim != 2 or vectors.shape[0] != len(self.chunks):
+                raise ValueError(f"{vectors.shape[0]} rows for {len(self.chunks)} chunks")
+        except (OSError, ValueError, EOFError) as exc:
+            logger.warning("%s is damaged (%s): searching Chroma instead; `assistant ingest --rebuild` writes it again",
+                           path, exc)
+            return None
+        return np.asarray(vectors, dtype=np.float32)
+
+    @staticmethod
+    def write_heading_vectors(folder: Path, vectors: dict[str, Matrix]) -> None:
+        """Write the composer's heading vectors (:data:`HEADINGS_FILE`) beside the store."""
+        texts = list(vectors)
+        matrix = np.asarray([vectors[t] for t in texts], dtype=np.float32).reshape(len(texts), -1)
+        tmp = folder / f".{HEADINGS_FILE}.tmp.npz"
+        np.savez(tmp, texts=np.asarray(texts, dtype=str), vectors=matrix)
+        os.replace(tmp, folder / HEADINGS_FILE)
+
+    def _read_heading_vectors(self, folder: Path) -> None:
+        path = folder / HEADINGS_FILE
+        if not path.exists():
+            return
+        try:
+            with np.load(path, allow_pickle=False) as stored:
+                texts, vectors = [str(t) for t in stored["texts"]], np.asarray(stored["vectors"], dtype=np.float32)
+            if len(texts) != len(vectors):
+                raise ValueError("texts and vectors differ in length")
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+            logger.warning("%s is damaged (%s): headings are embedded on the first answer instead; "
+                           "`assistant ingest --rebuild` writes it again", path, exc)
+            return
+        self.heading_vectors = dict(zip(texts, vectors, strict=True))
 
     def get(self, chunk_id: str) -> Document | None:
         """The chunk, or ``None``."""
@@ -95,4 +157,6 @@ class ChunkStore:
                 f"the chunk store in {folder} is missing or corrupt ({exc}); "
                 "rebuild it with `assistant ingest --rebuild`"
             ) from exc
-        return cls(chunks, units, offsets, vectors)
+        store = cls(chunks, units, offsets, vectors)
+        store._read_heading_vectors(folder)
+        return store

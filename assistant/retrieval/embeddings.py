@@ -148,12 +148,26 @@ class LocalMiniLMEmbeddings(Embeddings):
 
     def embed_query(self, text: str) -> list[float]:
         """Embed one query, answering repeats from an LRU cache."""
-        cached = self.cache.get(text)
-        if cached is not None:
-            return cached
-        vector = self.embed_documents([text])[0]
-        self.cache.put(text, vector)
-        return vector
+        return self.embed_queries([text])[0]
+
+    def embed_queries(self, texts: list[str]) -> list[list[float]]:
+        """Embed several queries in one model call (repeats answered from the LRU cache)."""
+        out: list[list[float] | None] = [self.cache.get(text) for text in texts]
+        missing = list(dict.fromkeys(t for t, v in zip(texts, out, strict=True) if v is None))
+        if missing:
+            fresh = dict(zip(missing, self.embed_documents(missing), strict=True))
+            for text, vector in fresh.items():
+                self.cache.put(text, vector)
+            out = [v if v is not None else fresh[t] for t, v in zip(texts, out, strict=True)]
+        return [v for v in out if v is not None]
+
+
+def embed_queries(embeddings: Embeddings, texts: list[str]) -> list[list[float]]:
+    """Query vectors for ``texts``: one batched model call with the local embedder; any other
+    LangChain embedder gets ``embed_query`` per text (its query form may differ from documents')."""
+    if isinstance(embeddings, LocalMiniLMEmbeddings):
+        return embeddings.embed_queries(texts)
+    return [embeddings.embed_query(text) for text in texts]
 
 
 @lru_cache(maxsize=4)

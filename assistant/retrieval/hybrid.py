@@ -15,17 +15,18 @@ import math
 import re
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from langchain_core.embeddings import Embeddings
 
 from assistant.config import Settings
-from assistant.errors import IndexNotReadyError
+from assistant.errors import IndexMismatchError, IndexNotReadyError
 from assistant.request import JourneyContext
-from assistant.retrieval import chroma
 from assistant.retrieval.base import Passage, RetrievalResult
 from assistant.retrieval.bm25 import Bm25Index
 from assistant.retrieval.chunkstore import ChunkStore
 from assistant.retrieval.embeddings import embedding_model_id
+from assistant.retrieval.exact import ExactSearch
 from assistant.retrieval.fusion import reciprocal_rank_fusion
 from assistant.retrieval.journey import (
     JourneySignals,
@@ -41,6 +42,9 @@ from assistant.retrieval.multilingual import (
     pivots_of_store,
 )
 from assistant.retrieval.questions import QuestionIndex
+
+if TYPE_CHECKING:
+    from assistant.retrieval.chroma import DenseSearch
 
 #: At most this many passages from one document in a result (keeps room for other documents).
 MAX_PER_DOCUMENT = 2
@@ -75,18 +79,35 @@ class HybridRetriever:
         self.embeddings = embeddings
         self.manifest = manifest
         self.mode = settings.retrieval_mode
-        client = chroma.open_client(data_dir=settings.data_dir, chroma_url=settings.chroma_url)
-        collection = chroma.get_collection(client, manifest.collection)
-        chroma.check_model(collection, embedding_model_id(settings))
-        self.dense = chroma.DenseSearch(client, manifest.collection, embeddings)
         folder = Path(settings.data_dir) / manifest.store_dir
         self.bm25 = Bm25Index.load(folder)
         self.store = ChunkStore.read(folder)
+        self.dense = self._dense_search(folder)
         self.questions = QuestionIndex.read(folder)
         self._chunk_doc = {cid: d for d, e in manifest.documents.items() for cid in e.chunk_ids}
         self._folder = folder
         self._pivots: PivotIndex | None = None
         self._pivot_lock = threading.Lock()
+
+    def _dense_search(self, folder: Path) -> ExactSearch | DenseSearch:
+        """Exact numpy search over the store's own chunk vectors when the index has at most
+        ``exact_search_max_chunks`` chunks (Chroma is then not opened at all); Chroma's HNSW
+        otherwise, or for an index whose store has no vectors."""
+        query_model = embedding_model_id(self.settings)
+        if self.manifest.embedding_model != query_model:
+            raise IndexMismatchError(index_model=self.manifest.embedding_model, query_model=query_model)
+        if len(self.store.chunks) <= self.settings.exact_search_max_chunks:
+            vectors = self.store.chunk_vectors(folder)
+            if vectors is not None:
+                return ExactSearch(list(self.store.chunks.values()), vectors)
+        from assistant.retrieval import chroma  # imported only when Chroma is searched
+
+        client = chroma.open_client(data_dir=self.settings.data_dir, chroma_url=self.settings.chroma_url)
+        collection = chroma.get_collection(client, self.manifest.collection)
+        chroma.check_model(collection, query_model)
+        return chroma.DenseSearch(
+            client, self.manifest.collection, self.embeddings, exact_max=self.settings.exact_search_max_chunks
+        )
 
     def english_for(self, message: str, journey: JourneyContext | None = None) -> tuple[str, float]:
         """English text to search for a message in another language, through the help centre's
@@ -127,13 +148,19 @@ class HybridRetriever:
         sentence_rankings: list[list[str]] = []
         question_hits: list[tuple[str, float]] = []
         if self.mode in ("hybrid", "dense"):
-            vector = self.embeddings.embed_query(query)
+            # A second query with the order's kind ("alcohol order") finds the rules for this order;
+            # each sentence of a long message is searched on its own too. (One batched model call
+            # for all of them measured no faster on CPU: the shorter texts are padded to the
+            # longest, so each is embedded on its own.)
+            phrase = signals.context_phrase()
+            sentences = sentences_of(query)
+            texts = [query, *([f"{query} ({phrase})"] if phrase else []), *sentences]
+            vector, *others = [self.embeddings.embed_query(text) for text in texts]
             dense_hits = self._search(vector, n, allowed)
             question_hits = self.questions.search(vector, k=n, doc_ids=allowed)
-            # A second query with the order's kind ("alcohol order") finds the rules for this order.
-            if phrase := signals.context_phrase():
-                context_hits = self._dense(f"{query} ({phrase})", n, allowed)
-            sentence_rankings = [[c for c, _ in self._dense(s, n, allowed)] for s in sentences_of(query)]
+            if phrase:
+                context_hits = self._search(others.pop(0), n, allowed)
+            sentence_rankings = [[c for c, _ in self._search(v, n, allowed)] for v in others]
         bm25_hits: list[tuple[str, float]] = []
         if self.mode in ("hybrid", "bm25"):
             keyword_query = f"{query} {signals.query_terms()}".strip()
@@ -231,9 +258,6 @@ class HybridRetriever:
         lead = min(text_score, key=lambda d: (-text_score[d], d))
         scores[lead] = max(scores.values()) + 1.0
         return scores
-
-    def _dense(self, text: str, n: int, allowed: list[str]) -> list[tuple[str, float]]:
-        return self._search(self.embeddings.embed_query(text), n, allowed)
 
     def _search(self, vector: list[float], n: int, allowed: list[str]) -> list[tuple[str, float]]:
         return [(doc.metadata["chunk_id"], sim) for doc, sim in self.dense.search(vector, k=n, doc_ids=allowed)]

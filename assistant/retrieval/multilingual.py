@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from functools import cache
 from pathlib import Path
@@ -58,10 +59,14 @@ class MultilingualEncoder:
     Loaded on first use; calls are serialised (the engine parallelises within a call).
     """
 
+    #: Recent single texts and their rows: the classifier and the pivots read the same message.
+    CACHE_SIZE = 256
+
     def __init__(self, threads: int | None = None) -> None:
         self.threads = threads
         self._model: Any = None
         self._lock = threading.Lock()
+        self._recent: OrderedDict[str, Matrix] = OrderedDict()
 
     def _load(self) -> Any:
         if self._model is None:
@@ -84,12 +89,20 @@ class MultilingualEncoder:
             return np.zeros((0, 384), dtype=np.float32)
         clean = [t.encode("utf-8", "replace").decode("utf-8") or " " for t in texts]
         with self._lock:
+            if len(clean) == 1 and (row := self._recent.get(clean[0])) is not None:
+                self._recent.move_to_end(clean[0])
+                return row.copy()
             model = self._load()
             try:
                 rows = np.asarray(model.query(clean if len(clean) > 1 else clean[0]), dtype=np.float32)
             except (OSError, RuntimeError, ValueError) as exc:
                 raise BackendError(f"the multilingual encoder failed: {exc}") from exc
-        return normalised(rows.reshape(len(clean), -1))
+            out = normalised(rows.reshape(len(clean), -1))
+            if len(clean) == 1:
+                self._recent[clean[0]] = out.copy()
+                while len(self._recent) > self.CACHE_SIZE:
+                    self._recent.popitem(last=False)
+        return out
 
 
 @cache

@@ -77,6 +77,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_retrieval.py
 	$(BIN)/python benchmarks/bench_answer.py
 	$(BIN)/python benchmarks/bench_start.py
+	$(BIN)/python benchmarks/bench_concurrency.py
 	$(BIN)/python benchmarks/bench_guardrails.py
 	$(BIN)/python benchmarks/bench_streaming.py
 	$(BIN)/python benchmarks/bench_service.py

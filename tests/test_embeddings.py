@@ -46,3 +46,15 @@ def test_tokenizer_checksum_mismatch_is_refused(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(emb_module, "TOKENIZER_SHA256", "f" * 64)
     with pytest.raises(ConfigurationError, match="tokenizer"):
         emb_module.local_model_files()
+
+
+def test_concurrent_calls_give_the_same_vectors_as_sequential_ones(embedder: LocalMiniLMEmbeddings):
+    from concurrent.futures import ThreadPoolExecutor
+
+    texts = [f"how do i {verb} my {thing}" for verb in ("update", "check", "fix", "find")
+             for thing in ("payout", "rating", "vehicle", "documents", "schedule")]
+    sequential = np.asarray(embedder.embed_documents(texts))
+    with ThreadPoolExecutor(8) as pool:  # no lock around the model: overlapping calls run at once
+        concurrent = np.asarray(list(pool.map(lambda t: embedder.embed_documents([t])[0], texts)))
+    assert np.allclose(concurrent, sequential, atol=1e-4)
+    assert embedder._running == 0

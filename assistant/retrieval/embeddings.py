@@ -105,15 +105,24 @@ class LocalMiniLMEmbeddings(Embeddings):
         self._tokenizer = Tokenizer.from_str(tokenizer.decode("utf-8"))
         self._tokenizer.enable_truncation(max_length=MAX_SEQUENCE_TOKENS)
         self._tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        self._session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+        def session(intra_op: int) -> Any:
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = intra_op
+            options.inter_op_num_threads = 1
+            options.log_severity_level = 3
+            return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
+        # No lock around the model: a call that runs alone uses ``threads`` (lowest latency);
+        # calls that overlap use one thread each, so concurrent requests share the cores instead
+        # of oversubscribing them (8 threads: 1.1x one thread's throughput with ``threads`` for
+        # every call, against 1.9x with one thread each, on 2 cores).
+        self._session = session(threads)
+        self._narrow = session(1) if threads > 1 else self._session
         self._input_names = {i.name for i in self._session.get_inputs()}
         self.batch_size = batch_size
         self.cache = _LruCache(cache_size)
-        self._lock = threading.Lock()
+        self._running = 0
+        self._count_lock = threading.Lock()
 
     def _embed_batch(self, texts: list[str]) -> np.ndarray[Any, np.dtype[np.float32]]:
         encodings = self._tokenizer.encode_batch(texts)
@@ -122,10 +131,16 @@ class LocalMiniLMEmbeddings(Embeddings):
         feeds = {"input_ids": ids, "attention_mask": mask}
         if "token_type_ids" in self._input_names:
             feeds["token_type_ids"] = np.zeros_like(ids)
+        with self._count_lock:
+            session = self._session if self._running == 0 else self._narrow
+            self._running += 1
         try:
-            hidden = self._session.run(None, feeds)[0]
+            hidden = session.run(None, feeds)[0]
         except Exception as exc:  # onnxruntime raises its own untyped errors
             raise BackendError(f"local embedding model failed: {exc}") from exc
+        finally:
+            with self._count_lock:
+                self._running -= 1
         weights = mask[..., None].astype(np.float32)
         pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
         norms = np.linalg.norm(pooled, axis=1, keepdims=True)
@@ -138,12 +153,11 @@ class LocalMiniLMEmbeddings(Embeddings):
             return []
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         out: list[list[float]] = [[] for _ in texts]
-        with self._lock:
-            for start in range(0, len(order), self.batch_size):
-                idx = order[start : start + self.batch_size]
-                vectors = self._embed_batch([texts[i] or " " for i in idx])
-                for i, vector in zip(idx, vectors, strict=True):
-                    out[i] = vector.tolist()
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start : start + self.batch_size]
+            vectors = self._embed_batch([texts[i] or " " for i in idx])
+            for i, vector in zip(idx, vectors, strict=True):
+                out[i] = vector.tolist()
         return out
 
     def embed_query(self, text: str) -> list[float]:

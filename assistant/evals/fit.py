@@ -29,6 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -79,8 +80,20 @@ def right_answer(text: str, case: EvalCase) -> bool:
     return m.right_answer(text, case.must_include, case.must_not_include)
 
 
+def _logistic_regression() -> Any:
+    """scikit-learn's ``LogisticRegression``: refitting is an offline tool, installed with the
+    ``evals`` extra."""
+    try:
+        from sklearn.linear_model import LogisticRegression
+    except ImportError as exc:
+        raise ConfigurationError(
+            "refitting the answer model needs scikit-learn: pip install 'driver-help-assistant[evals]'"
+        ) from exc
+    return LogisticRegression
+
+
 def _fit(x: np.ndarray, y: np.ndarray, names: Sequence[str], weight: np.ndarray | None = None) -> LogisticModel:
-    from sklearn.linear_model import LogisticRegression
+    LogisticRegression = _logistic_regression()
 
     mean = x.mean(axis=0)
     scale = x.std(axis=0)
@@ -329,7 +342,7 @@ def _calibrated(x: np.ndarray, y: np.ndarray, weight: np.ndarray, real: np.ndarr
     """A logistic regression fitted on all rows (real and augmented), then recalibrated on the
     real rows alone (Platt scaling, folded into the weights), so its probabilities match how
     often real answers are right."""
-    from sklearn.linear_model import LogisticRegression
+    LogisticRegression = _logistic_regression()
 
     scorer = _fit(x, y, CONFIDENCE_FEATURES, weight)
     logits = np.asarray([[scorer.logit(row)] for row in x[real]])

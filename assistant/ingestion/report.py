@@ -35,7 +35,7 @@ class IngestReport(BaseModel):
     pivots_total: int = Field(0, description="Multilingual pivots (0 when Settings.multilingual is off).")
     pivots_embedded: int = 0
     pivot_seconds: float = Field(
-        0.0, description="Of ``seconds``, the time spent on the multilingual model (pivots, safety screen)."
+        0.0, description="Of ``seconds``, the time spent on the multilingual model (pivots, the multilingual classifier's examples)."
     )
     generation: int = 0
     seconds: float = 0.0

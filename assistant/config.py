@@ -26,6 +26,10 @@ from assistant.errors import ConfigurationError
 _REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+#: The prompts shipped inside the package: ``assistant/prompts`` links to the repository's
+#: ``prompts/`` (one source of truth), and a wheel carries the files themselves.
+PACKAGED_PROMPTS = Path(__file__).resolve().parent / "prompts"
+
 class Settings(BaseSettings):
     """Configuration of an :class:`~assistant.Assistant`. Field ``x`` reads ``ASSISTANT_X``."""
 
@@ -89,7 +93,11 @@ class Settings(BaseSettings):
         "extractive", description="extractive (offline quotes) or openai (a chat model over the OpenAI protocol)."
     )
     chat_model: str = Field("gpt-4o-mini", description="Chat model name (or Azure deployment).")
-    prompts_dir: Path = Field(Path("prompts"), description="Folder of prompt files (prompts/<id>/<version>.yaml).")
+    prompts_dir: Path = Field(
+        PACKAGED_PROMPTS,
+        description="Folder of prompt files (<id>/<version>.yaml); default: the prompts shipped in the package "
+        "(the repository's prompts/, linked into it).",
+    )
     structured_output: Literal["json_object", "prompt"] = Field(
         "json_object", description="json_object: ask the server for JSON mode; prompt: rely on the prompt and a tolerant parser."
     )

@@ -18,6 +18,7 @@ from assistant.evals.leakage import (
     pattern_findings,
     word_overlap,
 )
+from assistant.guardrails.classifier import DEFAULT_EXAMPLES
 from assistant.guardrails.multilingual import MULTILINGUAL_EXAMPLES
 from assistant.guardrails.policy import DEFAULT_POLICY
 from assistant.ingestion.documents import load_corpus
@@ -88,7 +89,10 @@ def test_pattern_alternatives_written_for_one_eval_case_only_become_fewer() -> N
 
 @pytest.mark.integration
 def test_shipped_training_texts_are_not_paraphrases_of_any_eval_case(tmp_path: Path) -> None:
-    questions, examples, cases = _shipped()
+    questions, _, cases = _shipped()
+    # the English model reads English: any two sentences in one other script sit near each other
+    # under it, so the multilingual examples are compared by the multilingual model (below)
+    examples = guardrail_examples([DEFAULT_EXAMPLES])
     embeddings = make_embeddings(Settings(data_dir=tmp_path))
     leaks = find_leaks([*questions, *examples], cases, embeddings=embeddings)
     assert leaks == [], "\n".join(f"{x.source}: {x.text!r} ~ {x.case} {x.message!r} ({x.cosine})" for x in leaks)

@@ -154,9 +154,9 @@ class Guardrails:
         it reads a message in another language (when it is on), the English one every other. If
         the multilingual model fails, the English classifier's verdict stands (the patterns still
         screen the message)."""
-        if self.multilingual_on and not query_language(message).is_english and self.multilingual is not None:
+        if self.multilingual_on and not query_language(message).is_english and (classifier := self.multilingual):
             try:
-                return self.multilingual.probabilities(message), True
+                return classifier.probabilities(message), True
             except AssistantError as exc:
                 logger.warning("multilingual classifier unavailable, the English one reads the message: %s", exc)
         return self.classifier.probabilities(message), False

@@ -15,7 +15,7 @@ import threading
 from collections import OrderedDict
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 from langchain_core.embeddings import Embeddings
@@ -56,17 +56,20 @@ def local_model_files() -> tuple[bytes, bytes]:
     return model, tokenizer
 
 
-class _LruCache:
-    """A small thread-safe LRU map from query text to vector."""
+_V = TypeVar("_V")
+
+
+class LruCache(Generic[_V]):
+    """A small thread-safe LRU map from text to its vector (or any value); size 0 keeps nothing."""
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._data: OrderedDict[str, list[float]] = OrderedDict()
+        self._data: OrderedDict[str, _V] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
 
-    def get(self, key: str) -> list[float] | None:
+    def get(self, key: str) -> _V | None:
         with self._lock:
             value = self._data.get(key)
             if value is None:
@@ -76,7 +79,7 @@ class _LruCache:
             self.hits += 1
             return value
 
-    def put(self, key: str, value: list[float]) -> None:
+    def put(self, key: str, value: _V) -> None:
         if self.size <= 0:
             return
         with self._lock:
@@ -119,7 +122,7 @@ class LocalMiniLMEmbeddings(Embeddings):
         self._narrow = session(1) if threads > 1 else self._session
         self._input_names = {i.name for i in self._session.get_inputs()}
         self.batch_size = batch_size
-        self.cache = _LruCache(cache_size)
+        self.cache: LruCache[list[float]] = LruCache(cache_size)
         self._running = 0
         self._count_lock = threading.Lock()
 

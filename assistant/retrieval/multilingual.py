@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from functools import cache
 from pathlib import Path
@@ -31,6 +30,7 @@ from pydantic import BaseModel, ConfigDict
 
 from assistant.errors import BackendError, IndexNotReadyError
 from assistant.retrieval.chunkstore import ChunkStore
+from assistant.retrieval.embeddings import LruCache
 from assistant.retrieval.questions import QuestionIndex, normalised
 
 PIVOTS_FILE = "pivots.jsonl"
@@ -66,7 +66,7 @@ class MultilingualEncoder:
         self.threads = threads
         self._model: Any = None
         self._lock = threading.Lock()
-        self._recent: OrderedDict[str, Matrix] = OrderedDict()
+        self._recent: LruCache[Matrix] = LruCache(self.CACHE_SIZE)
 
     def _load(self) -> Any:
         if self._model is None:
@@ -88,20 +88,17 @@ class MultilingualEncoder:
         if not texts:
             return np.zeros((0, 384), dtype=np.float32)
         clean = [t.encode("utf-8", "replace").decode("utf-8") or " " for t in texts]
+        if len(clean) == 1 and (row := self._recent.get(clean[0])) is not None:
+            return row.copy()
         with self._lock:
-            if len(clean) == 1 and (row := self._recent.get(clean[0])) is not None:
-                self._recent.move_to_end(clean[0])
-                return row.copy()
             model = self._load()
             try:
                 rows = np.asarray(model.query(clean if len(clean) > 1 else clean[0]), dtype=np.float32)
             except (OSError, RuntimeError, ValueError) as exc:
                 raise BackendError(f"the multilingual encoder failed: {exc}") from exc
-            out = normalised(rows.reshape(len(clean), -1))
-            if len(clean) == 1:
-                self._recent[clean[0]] = out.copy()
-                while len(self._recent) > self.CACHE_SIZE:
-                    self._recent.popitem(last=False)
+        out = normalised(rows.reshape(len(clean), -1))
+        if len(clean) == 1:
+            self._recent.put(clean[0], out.copy())
         return out
 
 

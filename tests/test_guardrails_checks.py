@@ -101,6 +101,28 @@ def test_repeat_contact_needs_an_earlier_turn_on_the_topic():
     assert checks.detect_repeat("fast pay still failed", [], POLICY, terms=terms, similarity=similarity) is None
 
 
+def test_a_claimed_earlier_contact_with_support_is_a_repeat_without_history():
+    def terms(text: str) -> set[str]:
+        return set(text.lower().split())
+
+    def similarity(a: str, b: str) -> float:
+        return 0.0
+
+    def repeat(text: str) -> bool:
+        return checks.detect_repeat(text, [], POLICY, terms=terms, similarity=similarity) is not None
+
+    # the earlier contact may have been by phone, e-mail or another chat: no history needed
+    assert repeat("messaged support 2 days ago about my missing bonus and nothing yet")
+    assert repeat("second time asking, where is the adjustment")
+    assert repeat("opened a ticket about the fee last week, nobody got back to me")
+    # a second time of something else, or a tap that did nothing, is not a second contact
+    assert not repeat("got a late warning for the second time this month")
+    assert not repeat("tapped arrived and nothing happened")
+    assert not repeat("my 3rd time doing a shift, how do i start it")
+    finding = checks.detect_repeat("i called courio yesterday about this", [], POLICY, terms=terms, similarity=similarity)
+    assert finding is not None and "called courio yesterday" in finding.detail
+
+
 def _line(kind: str, name: str, code: str | None = None, detail: str = "") -> EvidenceLine:
     return EvidenceLine(ts=datetime(2026, 1, 1, tzinfo=UTC), source="journey", kind=kind, name=name, code=code, detail=detail)
 

@@ -43,7 +43,7 @@ from assistant.generation.answer_model import (
     LogisticModel,
 )
 from assistant.generation.extractive import ExtractiveComposer, Ranking
-from assistant.generation.sections import FEATURES
+from assistant.generation.sections import FEATURES, terms
 from assistant.pipeline import Assistant
 from assistant.response import HelpResponse, Route
 from assistant.retrieval.base import Passage
@@ -238,13 +238,14 @@ def fit_answer_model(
     labels: list[int] = []
     real: list[bool] = []
     fold_ids: list[int] = []
+    vocabulary = _term_documents(composer)
     for i, ex in enumerate(examples):
         rows.append(rankings[i].confidence_features(ex.passages))
         labels.append(int(ex.answerable and bool(texts[i]) and right_answer(texts[i], ex.case)))
         real.append(True)
         fold_ids.append(fold_of[i])
         if ex.answerable and ex.case.relevant_doc_ids:
-            ranking, passages = _without(rankings[i], ex.passages, set(ex.case.relevant_doc_ids))
+            ranking, passages = _without(rankings[i], ex.passages, set(ex.case.relevant_doc_ids), vocabulary)
             if ranking.candidates and passages:
                 trial = AnswerModel.model_validate(
                     {**composer.model.model_dump(), "section": sections[fold_of[i]].model_dump(), "second_section_ratio": ratio}
@@ -326,12 +327,30 @@ def _precision(pairs: Sequence[tuple[float, bool]], threshold: float) -> float |
     return round(sum(above) / len(above), 4) if above else None
 
 
-def _without(ranking: Ranking, passages: list[Passage], docs: set[str]) -> tuple[Ranking, list[Passage]]:
-    """``ranking`` and ``passages`` as if the articles ``docs`` were not in the corpus."""
+def _term_documents(composer: ExtractiveComposer) -> dict[str, frozenset[str]]:
+    """Every term of the corpus and the articles that use it."""
+    found: dict[str, set[str]] = {}
+    for chunk in composer.source.chunks.values() if composer.source is not None else ():
+        for term in terms(chunk.page_content):
+            found.setdefault(term, set()).add(str(chunk.metadata["doc_id"]))
+    return {term: frozenset(docs) for term, docs in found.items()}
+
+
+def _without(
+    ranking: Ranking, passages: list[Passage], docs: set[str], vocabulary: dict[str, frozenset[str]]
+) -> tuple[Ranking, list[Passage]]:
+    """``ranking`` and ``passages`` as if the articles ``docs`` were not in the corpus: their
+    sections are gone, and so are the words only they use (``vocabulary``: term -> articles), so
+    the question's own words for the missing topic count as words the corpus never uses."""
     kept = [c for c in ranking.candidates if c.section.doc_id not in docs]
+    question_terms = ranking.question.terms
+    unknown = (
+        sum(1 for t in question_terms if not vocabulary.get(t, frozenset()) - docs) / len(question_terms)
+        if question_terms and vocabulary else ranking.unknown_words
+    )
     return (
         Ranking(
-            ranking.question, kept, ranking.unknown_words,
+            ranking.question, kept, unknown,
             {d: v for d, v in ranking.driver_questions.items() if d not in docs},
         ),
         [p for p in passages if p.doc_id not in docs],

@@ -187,12 +187,20 @@ def detect_repeat(
     terms: Callable[[str], set[str]],
     similarity: Callable[[str, str], float],
 ) -> Finding | None:
-    """The same unresolved issue raised again: a repeat marker plus an earlier driver turn on the
-    same topic (shared content words or similar meaning)."""
+    """The same unresolved issue raised again: the message says the driver contacted support
+    about it before (enough alone: the earlier contact may have been on another channel), or a
+    repeat marker plus an earlier driver turn on the same topic (shared content words or similar
+    meaning)."""
+    rules = policy.repeat_contact
+    if claimed := rules.contact_markers.search(text):
+        return Finding(
+            code=ReasonCode.REPEAT_CONTACT,
+            detail=f"the driver says they contacted support about this before (\"{_quote(claimed)}\")",
+            evidence=[_quote(claimed)],
+        )
     earlier = [t.text for t in history if t.role == "driver" and t.text.strip()]
     if not earlier:
         return None
-    rules = policy.repeat_contact
     if strong := rules.strong_markers.search(text):
         return Finding(
             code=ReasonCode.REPEAT_CONTACT,

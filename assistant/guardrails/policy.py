@@ -126,6 +126,7 @@ class PatternRule(_Model):
 class RepeatPolicy(_Model):
     """When a message raises an issue already raised in the conversation."""
 
+    contact_markers: PatternList = Field(default_factory=Patterns, description="An earlier contact with support, claimed in the message; enough alone.")
     strong_markers: PatternList
     markers: PatternList
     min_similarity: float = Field(ge=0, le=1)

@@ -472,7 +472,9 @@ class Assistant:
             decision = p.early.model_copy(update={"confidence": confidence(p.retrieval, draft)})
             checked = None
         else:
-            checked = p.guardrails.check_context(p.message, p.safe_request, p.safe_request.history)
+            checked = p.guardrails.check_context(
+                p.message, p.safe_request, p.safe_request.history, probabilities=p.inputs.probabilities
+            )
             decision = decide_with_context(
                 p.retrieval, draft, min_confidence=self._min_confidence(draft), inputs=p.inputs, context=checked,
                 offtopic_probability=p.guardrails.policy.screen.offtopic_probability,

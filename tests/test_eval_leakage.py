@@ -1,5 +1,5 @@
 """Training material stays apart from the eval cases: the corpus's driver questions and the
-guardrail classifier's examples restate no case, and pattern alternatives written for one eval
+guardrail classifiers' examples restate no case, and pattern alternatives written for one eval
 case are counted (and may only become fewer)."""
 
 from pathlib import Path
@@ -18,7 +18,7 @@ from assistant.evals.leakage import (
     pattern_findings,
     word_overlap,
 )
-from assistant.guardrails.classifier import DEFAULT_EXAMPLES
+from assistant.guardrails.classifier import ACTION_EXAMPLES, DEFAULT_EXAMPLES
 from assistant.guardrails.multilingual import MULTILINGUAL_EXAMPLES
 from assistant.guardrails.policy import DEFAULT_POLICY
 from assistant.ingestion.documents import load_corpus
@@ -27,8 +27,10 @@ from assistant.retrieval.multilingual import default_encoder
 
 REPO = Path(__file__).resolve().parent.parent
 #: Pattern alternatives that match exactly one eval case and no training text, when this was
-#: last measured. The count may only go down (the guardrails issue removes them).
-MAX_PATTERN_FINDINGS = 29
+#: last measured. The count may only go down (the guardrails issue removes them). 29 before the
+#: account-action examples joined the training texts and the repeat markers joined the check;
+#: one of the 27 is new ("never got back to me", a repeat contact).
+MAX_PATTERN_FINDINGS = 27
 
 
 def test_word_overlap() -> None:
@@ -92,7 +94,7 @@ def test_shipped_training_texts_are_not_paraphrases_of_any_eval_case(tmp_path: P
     questions, _, cases = _shipped()
     # the English model reads English: any two sentences in one other script sit near each other
     # under it, so the multilingual examples are compared by the multilingual model (below)
-    examples = guardrail_examples([DEFAULT_EXAMPLES])
+    examples = guardrail_examples([DEFAULT_EXAMPLES, ACTION_EXAMPLES])
     embeddings = make_embeddings(Settings(data_dir=tmp_path))
     leaks = find_leaks([*questions, *examples], cases, embeddings=embeddings)
     assert leaks == [], "\n".join(f"{x.source}: {x.text!r} ~ {x.case} {x.message!r} ({x.cosine})" for x in leaks)

@@ -101,6 +101,23 @@ def test_repeat_contact_needs_an_earlier_turn_on_the_topic():
     assert checks.detect_repeat("fast pay still failed", [], POLICY, terms=terms, similarity=similarity) is None
 
 
+def test_the_action_classifier_keeps_requests_and_drops_questions_about_the_policy():
+    question = "how does the appeal work if they deactivate me, is there a deadline"
+    request = "i want to appeal my deactivation, it was a mistake"
+    assert checks.detect_account_action(question, POLICY)  # the patterns alone read both alike
+    gate = POLICY.account_action.pattern_probability
+    assert 0 < gate < 1
+    # the classifier's reading decides a pattern match: a question about the policy is answered
+    assert checks.detect_account_action(question, POLICY, {"action": gate / 2}) is None
+    found = checks.detect_account_action(request, POLICY, {"action": max(gate, 0.5)})
+    assert found is not None and found.code is ReasonCode.ACCOUNT_ACTION and not found.by_classifier
+    # without a pattern the classifier alone decides only from action_probability (off: 1.0)
+    alone = POLICY.model_copy(update={"account_action": POLICY.account_action.model_copy(update={"action_probability": 0.7})})
+    assert checks.detect_account_action("pls fix the pay on that order for me", POLICY, {"action": 0.95}) is None
+    by_model = checks.detect_account_action("pls fix the pay on that order for me", alone, {"action": 0.95})
+    assert by_model is not None and by_model.by_classifier
+
+
 def test_a_claimed_earlier_contact_with_support_is_a_repeat_without_history():
     def terms(text: str) -> set[str]:
         return set(text.lower().split())

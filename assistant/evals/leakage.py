@@ -29,7 +29,7 @@ from langchain_core.embeddings import Embeddings
 from pydantic import BaseModel, ConfigDict
 
 from assistant.evals.dataset import EvalCase
-from assistant.guardrails.classifier import DEFAULT_EXAMPLES, load_examples
+from assistant.guardrails.classifier import ACTION_EXAMPLES, DEFAULT_EXAMPLES, load_examples
 from assistant.guardrails.multilingual import MULTILINGUAL_EXAMPLES
 from assistant.ingestion.documents import PolicyDocument
 from assistant.retrieval.questions import normalised
@@ -39,7 +39,10 @@ WORD_OVERLAP = 0.4
 #: Cosine similarity of their embeddings from which they count as the same.
 COSINE = 0.8
 #: Policy keys whose values are lists of regular expressions matched against driver messages.
-PATTERN_KEYS = frozenset({"injection_patterns", "harmful_patterns", "offtopic_patterns", "patterns", "not_safety"})
+PATTERN_KEYS = frozenset({
+    "injection_patterns", "harmful_patterns", "offtopic_patterns", "patterns", "not_safety", "contact_markers", "strong_markers",
+    "markers",
+})
 
 
 
@@ -81,8 +84,9 @@ def corpus_questions(documents: Sequence[PolicyDocument]) -> list[TrainingText]:
     return [TrainingText(source=f"corpus:{doc.id}", text=q) for doc in documents for q in doc.questions]
 
 
-def guardrail_examples(paths: Sequence[Path] = (DEFAULT_EXAMPLES, MULTILINGUAL_EXAMPLES)) -> list[TrainingText]:
-    """The guardrail classifiers' labelled examples (English and other languages) as training texts."""
+def guardrail_examples(paths: Sequence[Path] = (DEFAULT_EXAMPLES, ACTION_EXAMPLES, MULTILINGUAL_EXAMPLES)) -> list[TrainingText]:
+    """The guardrail classifiers' labelled examples (the screen's, the account-action one's and
+    those in other languages) as training texts."""
     return [
         TrainingText(source=f"{path.stem}:{label}", text=t)
         for path in paths for label, texts in load_examples(path).items() for t in texts

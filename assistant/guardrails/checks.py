@@ -6,7 +6,7 @@ whose detail names its evidence.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -158,9 +158,21 @@ def detect_driver_request(text: str, policy: GuardrailPolicy) -> Finding | None:
     return None
 
 
-def detect_account_action(text: str, policy: GuardrailPolicy) -> Finding | None:
-    """An appeal, dispute or legal matter that a person must act on."""
+def detect_account_action(text: str, policy: GuardrailPolicy, probs: Mapping[str, float] | None = None) -> Finding | None:
+    """An appeal, dispute, legal matter or request about the driver's own case that a person must
+    act on. With the classifier's probabilities (``probs``, when its examples have an ``action``
+    label): a message it reads as a request for an action is one in any wording, and a pattern
+    match it reads as a question about how the policy works is not (the policy then answers)."""
     rules = policy.account_action
+    action_p = probs.get("action") if probs is not None else None
+    if action_p is not None and action_p >= rules.action_probability:
+        return Finding(
+            code=ReasonCode.ACCOUNT_ACTION,
+            detail=f"asks support to act on the driver's own case (classifier {action_p:.2f})",
+            by_classifier=True,
+        )
+    if action_p is not None and action_p < rules.pattern_probability:
+        return None
     if match := rules.patterns.search(text):
         return Finding(
             code=ReasonCode.ACCOUNT_ACTION,

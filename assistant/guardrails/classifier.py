@@ -16,6 +16,7 @@ import hashlib
 import logging
 import threading
 import zipfile
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,8 @@ from assistant.guardrails.linear import fit_softmax
 from assistant.retrieval.embeddings import embed_queries
 
 DEFAULT_EXAMPLES = Path(__file__).with_name("examples.yaml")
+#: Requests for support to act on the driver's own case (``action``) and look-alike questions.
+ACTION_EXAMPLES = Path(__file__).with_name("examples-action.yaml")
 #: Trained weights by fingerprint, shared by every classifier in the process.
 _TRAINED: dict[str, tuple[list[str], np.ndarray, np.ndarray]] = {}
 _TRAIN_LOCK = threading.Lock()
@@ -65,14 +68,35 @@ def windows(text: str) -> list[str]:
     return [text[int(s) : int(s) + WINDOW_CHARS] for s in starts]
 
 
+def english_classifiers(
+    embeddings: Embeddings, *, examples_path: Path | None = None, cache_dir: Path | None = None, model_id: str = ""
+) -> tuple[MessageClassifier, MessageClassifier]:
+    """The message screen's classifier (``examples_path``, default ``examples.yaml``) and the
+    account-action one: ``action`` (``examples-action.yaml``) against its look-alike questions
+    and the screen's ``driver`` examples."""
+    screen = MessageClassifier(embeddings, examples_path=examples_path, cache_dir=cache_dir, model_id=model_id)
+    action = MessageClassifier(
+        embeddings, examples_path=ACTION_EXAMPLES, also=[examples_path or DEFAULT_EXAMPLES],
+        labels=("action", "driver"), cache_dir=cache_dir, model_id=model_id, name="action",
+    )
+    return screen, action
+
+
 class MessageClassifier:
     """Label probabilities for a driver message."""
 
     def __init__(self, embeddings: Embeddings, *, examples_path: Path | None = None, cache_dir: Path | None = None,
-                 model_id: str = "") -> None:
+                 model_id: str = "", also: Sequence[Path] = (), labels: Collection[str] | None = None,
+                 name: str = "screen") -> None:
+        """``examples_path`` (default: ``examples.yaml``) and the files in ``also`` are read
+        together, each label's examples joined; ``labels`` keeps only those labels. The trained
+        weights are cached as ``<name>-<fingerprint>.npz`` in ``cache_dir``."""
         self.embeddings = embeddings
         self.examples_path = Path(examples_path or DEFAULT_EXAMPLES)
+        self.also = [Path(p) for p in also]
+        self.keep = frozenset(labels) if labels is not None else None
         self.cache_dir = cache_dir
+        self.name = name
         self.model_id = model_id
         self.labels: list[str] = []
         self._weights: np.ndarray | None = None
@@ -92,9 +116,9 @@ class MessageClassifier:
         with _TRAIN_LOCK:
             if self._weights is not None:
                 return
-            examples = load_examples(self.examples_path)
+            examples = self._examples()
             fingerprint = self._fingerprint(examples)
-            cache = self.cache_dir / f"screen-{fingerprint}.npz" if self.cache_dir else None
+            cache = self.cache_dir / f"{self.name}-{fingerprint}.npz" if self.cache_dir else None
             if fingerprint in _TRAINED:
                 self.labels, self._weights, self._bias = _TRAINED[fingerprint]
             elif cache is not None and cache.exists() and self._load(cache):
@@ -103,6 +127,20 @@ class MessageClassifier:
                 self._train(examples, cache)
             if self._weights is not None and self._bias is not None:
                 _TRAINED[fingerprint] = (self.labels, self._weights, self._bias)
+
+    def ready(self) -> None:
+        """Load the trained weights, or train (and cache) them now, not on the first message."""
+        self._ensure()
+
+    def _examples(self) -> dict[str, list[str]]:
+        merged: dict[str, list[str]] = {}
+        for path in (self.examples_path, *self.also):
+            for label, items in load_examples(path).items():
+                if self.keep is None or label in self.keep:
+                    merged.setdefault(label, []).extend(items)
+        if len(merged) < 2:
+            raise ConfigurationError(f"guardrail examples {self.examples_path}: fewer than two labels to tell apart")
+        return merged
 
     def _load(self, cache: Path) -> bool:
         """Read a trained screen from ``cache``; a damaged cache is retrained, with a warning."""

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from assistant.errors import AssistantError
 from assistant.guardrails import checks
 from assistant.guardrails.checks import Finding
-from assistant.guardrails.classifier import MessageClassifier
+from assistant.guardrails.classifier import english_classifiers
 from assistant.guardrails.defects import (
     DefectAssessment,
     DefectVerdict,
@@ -129,7 +129,9 @@ class Guardrails:
         self.evidence: EvidenceSource = evidence or JourneyEvidence()
         #: Open incidents detected from contacts (set by the assistant when it records to a store).
         self.incidents: IncidentLookup | None = None
-        self.classifier = MessageClassifier(
+        #: The screen's classifier, and one that tells a request for an action on the driver's own
+        #: case from a question about the policy (English messages).
+        self.classifier, self.action_classifier = english_classifiers(
             embeddings, examples_path=examples_path, cache_dir=cache_dir, model_id=model_id
         )
         #: Reads messages in other languages (off: the English classifier reads every message);
@@ -166,6 +168,8 @@ class Guardrails:
         redaction = redact(text)
         message = plain(redaction.text)  # placeholders as words: "[PHONE]" is not a fake tag
         probs, other_language = self.probabilities(message)
+        if not other_language and query_language(message).is_english:  # the message's embedding is cached
+            probs = {**probs, "action": self.action_classifier.probabilities(message)["action"]}
         findings = checks.screen(message, original_chars, probs, self.policy, other_language=other_language)
         if (readable := unleet(message)) is not None:  # obfuscated text is screened as it reads
             plain_findings = [f for f in checks.screen(readable, original_chars, probs, self.policy, other_language=other_language)
@@ -184,8 +188,11 @@ class Guardrails:
         norm = float(np.linalg.norm(va) * np.linalg.norm(vb))
         return float(va @ vb) / norm if norm and not math.isnan(norm) else 0.0
 
-    def check_context(self, message: str, request: HelpRequest, history: Sequence[Turn]) -> ContextCheck:
-        """Known incident, defect, account action and repeat contact for a (redacted) message."""
+    def check_context(
+        self, message: str, request: HelpRequest, history: Sequence[Turn], *, probabilities: dict[str, float] | None = None
+    ) -> ContextCheck:
+        """Known incident, defect, account action and repeat contact for a (redacted) message;
+        ``probabilities`` are the message classifier's, from :meth:`check_input`."""
         evidence = self.evidence.fetch(request)
         findings: list[Finding] = []
         if incident := known_incident(message, evidence, self.policy.known_incidents):
@@ -205,7 +212,7 @@ class Guardrails:
             ))
         elif defect.verdict is DefectVerdict.SUSPECTED:
             findings.append(Finding(code=ReasonCode.DEFECT_SUSPECTED, detail=defect.detail()))
-        if action := checks.detect_account_action(message, self.policy):
+        if action := checks.detect_account_action(message, self.policy, probabilities):
             findings.append(action)
         repeat = checks.detect_repeat(
             message, history, self.policy, terms=lambda t: set(Bm25Index.term_set(t)), similarity=self._similarity

@@ -171,11 +171,21 @@ class Combination(_Model):
 
 
 class AccountPolicy(_Model):
-    """Account actions: single patterns and topic-plus-stance combinations."""
+    """Account actions: the classifier's ``action`` label, single patterns and topic-plus-stance
+    combinations."""
 
     combinations: tuple[Combination, ...] = ()
     patterns: PatternList
     message: str
+    action_probability: float = Field(
+        1.0, ge=0, le=1,
+        description="The classifier's action probability from which a message alone is an account action (1: off).",
+    )
+    pattern_probability: float = Field(
+        0.0, ge=0, le=1,
+        description="A pattern match is an account action only when the classifier's action probability is at "
+        "least this: below it the message asks how a policy works (0: every match counts).",
+    )
 
 
 class Incident(_Model):

@@ -22,6 +22,7 @@ from langchain_core.embeddings import Embeddings
 from assistant.config import Settings
 from assistant.errors import AssistantError, BackendError, CorpusError
 from assistant.generation.extractive import heading_texts
+from assistant.guardrails.classifier import english_classifiers
 from assistant.guardrails.corpus_scan import QuarantinedChunk, scan_chunk
 from assistant.guardrails.multilingual import MultilingualClassifier
 from assistant.guardrails.policy import load_policy
@@ -221,6 +222,10 @@ class Indexer:
         )
         questions = _question_index(kept_docs, chunks_by_doc, vectors, question_vectors)
         questions.write(store_dir)
+        # the English guardrail classifiers are trained (or found in their cache) now, so no
+        # driver's message waits for them
+        for classifier in english_classifiers(self.embeddings, cache_dir=data_dir / "guardrails", model_id=self.model_id):
+            classifier.ready()
         pivot_stats: tuple[int, int, float] = (0, 0, 0.0)
         if self.settings.multilingual:
             pivots = collect_pivots(

@@ -1,0 +1,119 @@
+"""How the English guardrail classifier reads examples it was not trained on (k-fold).
+
+    python evals/classifier_folds.py                      # the policy's thresholds
+    python evals/classifier_folds.py --action-at 0.5 0.6 0.7 --pattern-at 0.05 0.1 0.2
+
+Training data only (``assistant/guardrails/examples.yaml``), never eval cases: the examples are
+cut into ``--folds`` stable folds; each fold is read by a classifier trained on the others, as
+the shipped one is (same embeddings, same regression). Reported:
+
+* per label, the share of its held-out examples the policy's threshold flags (injection, harmful,
+  safety) or leaves alone (driver, offtopic: no flag of any kind);
+* the account-action classifier (``examples-action.yaml``: requests for support to act on the
+  driver's own case, against look-alike questions and the screen's driver questions): the share
+  of held-out action examples flagged at each ``--action-at``, the share of questions flagged
+  there (questions about a policy read as requests), and, for the pattern gate
+  (``account_action.pattern_probability``), how many pattern matches each ``--pattern-at`` keeps
+  among action examples and drops among driver examples.
+
+This is how ``account_action.action_probability`` and ``pattern_probability`` are chosen.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+from collections import defaultdict
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from assistant.config import Settings
+from assistant.guardrails import checks
+from assistant.guardrails.classifier import ACTION_EXAMPLES, DEFAULT_EXAMPLES, load_examples
+from assistant.guardrails.linear import fit_softmax, softmax
+from assistant.guardrails.policy import load_policy
+from assistant.retrieval.embeddings import make_embeddings
+
+
+def _fold(text: str, folds: int) -> int:
+    return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16) % folds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--c", type=float, default=8.0, help="the classifier's regularisation (as shipped: 8)")
+    parser.add_argument("--action-at", type=float, nargs="+", default=None)
+    parser.add_argument("--pattern-at", type=float, nargs="+", default=None)
+    args = parser.parse_args()
+    policy = load_policy()
+    examples = load_examples(DEFAULT_EXAMPLES)
+    labels = sorted(examples)
+    texts = [t for label in labels for t in examples[label]]
+    targets = np.asarray([labels.index(label) for label in labels for _ in examples[label]])
+    embeddings = make_embeddings(Settings())
+    vectors = np.asarray(embeddings.embed_documents(texts), dtype=np.float64)
+    fold = np.asarray([_fold(t, args.folds) for t in texts])
+    probs = np.zeros((len(texts), len(labels)))
+    for k in range(args.folds):
+        held = fold == k
+        weights, bias = fit_softmax(vectors[~held], targets[~held], n_labels=len(labels), c=args.c)
+        probs[held] = softmax(vectors[held] @ np.asarray(weights).T + np.asarray(bias))
+    screen = policy.screen
+    flag_at = {"injection": screen.injection_probability, "harmful": screen.harmful_probability,
+               "safety": screen.safety_probability, "offtopic": screen.offtopic_sure_probability}
+    console = Console()
+    table = Table(title=f"{args.folds}-fold, C={args.c}: held-out examples")
+    for column in ("label", "examples", "flagged as their label", "flagged as anything"):
+        table.add_column(column)
+    for i, label in enumerate(labels):
+        rows = targets == i
+        own = float((probs[rows, i] >= flag_at.get(label, 1.01)).mean()) if label in flag_at else float("nan")
+        anything = np.zeros(int(rows.sum()), dtype=bool)
+        for other, at in flag_at.items():
+            anything |= probs[rows, labels.index(other)] >= at
+        table.add_row(label, str(int(rows.sum())), f"{own:.3f}", f"{anything.mean():.3f}")
+    console.print(table)
+    # the account-action classifier: examples-action.yaml plus the screen's driver questions
+    extra = load_examples(ACTION_EXAMPLES)
+    texts = [*extra["action"], *extra["driver"], *examples["driver"]]
+    targets = np.asarray([1] * len(extra["action"]) + [0] * (len(texts) - len(extra["action"])))
+    vectors = np.asarray(embeddings.embed_documents(texts), dtype=np.float64)
+    fold = np.asarray([_fold(t, args.folds) for t in texts])
+    probs = np.zeros((len(texts), 2))
+    for k in range(args.folds):
+        held = fold == k
+        weights, bias = fit_softmax(vectors[~held], targets[~held], n_labels=2, c=args.c)
+        probs[held] = softmax(vectors[held] @ np.asarray(weights).T + np.asarray(bias))
+    a = 1
+    action_rows, driver_rows = targets == 1, targets == 0
+    lookalikes = np.zeros(len(texts), dtype=bool)
+    lookalikes[len(extra["action"]) : len(extra["action"]) + len(extra["driver"])] = True
+    sweep = Table(title="action label: share flagged by the classifier alone")
+    for column in ("action_probability", "action examples flagged", "look-alike questions flagged", "any driver question flagged"):
+        sweep.add_column(column)
+    for at in args.action_at or [policy.account_action.action_probability]:
+        sweep.add_row(f"{at:.2f}", f"{(probs[action_rows, a] >= at).mean():.3f}", f"{(probs[lookalikes, a] >= at).mean():.3f}",
+                      f"{(probs[driver_rows, a] >= at).mean():.3f}")
+    console.print(sweep)
+    matched: dict[str, list[int]] = defaultdict(list)
+    no_classifier = {"action": 0.0}
+    for index, text in enumerate(texts):
+        if checks.detect_account_action(text, policy.model_copy(update={
+                "account_action": policy.account_action.model_copy(update={"action_probability": 1.01, "pattern_probability": 0.0})
+        }), no_classifier):
+            matched["action" if targets[index] == 1 else "driver"].append(index)
+    gate = Table(title=f"pattern matches: {len(matched['action'])} action examples, {len(matched['driver'])} driver examples")
+    for column in ("pattern_probability", "action matches kept", "driver matches dropped"):
+        gate.add_column(column)
+    for at in args.pattern_at or [policy.account_action.pattern_probability]:
+        kept = np.mean([probs[i, a] >= at for i in matched["action"]]) if matched["action"] else float("nan")
+        dropped = np.mean([probs[i, a] < at for i in matched["driver"]]) if matched["driver"] else float("nan")
+        gate.add_row(f"{at:.2f}", f"{kept:.3f}", f"{dropped:.3f}")
+    console.print(gate)
+
+
+if __name__ == "__main__":
+    main()

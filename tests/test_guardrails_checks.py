@@ -159,6 +159,27 @@ def test_defect_confirmed_suspected_and_explained():
     assert assess_defect("when do tips show up", [], rules).verdict is DefectVerdict.NONE
 
 
+def test_the_driver_stuck_somewhere_is_not_an_app_symptom_and_a_hypothetical_asks_for_the_policy():
+    rules = POLICY.defects
+    assert assess_defect("stuck in traffic and the cx is waiting, can i still hand over the beer", [], rules).verdict is DefectVerdict.NONE
+    assert assess_defect("been stuck at the store 20 min, order not ready", [], rules).verdict is DefectVerdict.NONE
+    assert assess_defect("app is stuck on the loading screen", [], rules).verdict is DefectVerdict.SUSPECTED
+    assert assess_defect("my payout is stuck on pending", [], rules).verdict is DefectVerdict.SUSPECTED
+    # a conditional question reads as a question about the policy (answered when a policy covers it)
+    for question in ("what if the photo wont upload at drop off", "what am i supposed to do if the pin is off",
+                     "if the app crashes mid order will i still get paid"):
+        assert rules.explanation_question.search(question), question
+    assert not rules.explanation_question.search("app crashes every time i open earnings")
+
+
+def test_policy_codes_are_explained_not_defects():
+    rules = POLICY.defects
+    for code in ("IDV-403", "ORD-410", "CRD-402", "AUTH-401"):
+        verdict = assess_defect(f"got {code} what now", [_line("error", "scan", code)], rules).verdict
+        assert verdict is DefectVerdict.EXPLAINED, code
+    assert assess_defect("got UPL-500 again", [_line("error", "photo_upload", "UPL-500")], rules).verdict is DefectVerdict.CONFIRMED
+
+
 def test_evidence_sources(tmp_path: Path):
     journey = JourneyContext(events=[{"type": "error", "name": "upload", "code": "UPL-500", "detail": "failed"}])
     lines = JourneyEvidence().fetch(HelpRequest(message="x", journey=journey))

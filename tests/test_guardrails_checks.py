@@ -113,9 +113,19 @@ def test_the_action_classifier_keeps_requests_and_drops_questions_about_the_poli
     assert found is not None and found.code is ReasonCode.ACCOUNT_ACTION and not found.by_classifier
     # without a pattern the classifier alone decides only from action_probability (off: 1.0)
     alone = POLICY.model_copy(update={"account_action": POLICY.account_action.model_copy(update={"action_probability": 0.7})})
-    assert checks.detect_account_action("pls fix the pay on that order for me", POLICY, {"action": 0.95}) is None
-    by_model = checks.detect_account_action("pls fix the pay on that order for me", alone, {"action": 0.95})
+    assert checks.detect_account_action("my pay on that order looks way too low, sort it out", POLICY, {"action": 0.95}) is None
+    by_model = checks.detect_account_action("my pay on that order looks way too low, sort it out", alone, {"action": 0.95})
     assert by_model is not None and by_model.by_classifier
+
+
+def test_a_request_that_staff_change_the_drivers_record_is_an_account_action():
+    for request in ("that 2 star was from a cx who never got the food. pls remove it",
+                    "could someone reverse the deduction on my last payout",
+                    "the late warning was wrong. take it off my account"):
+        assert checks.detect_account_action(request, POLICY), request
+    for question in ("app crashed twice, how do i fix it", "can you explain how the warning system works",
+                     "how long does a rating stay on my account"):
+        assert checks.detect_account_action(question, POLICY) is None, question
 
 
 def test_a_claimed_earlier_contact_with_support_is_a_repeat_without_history():

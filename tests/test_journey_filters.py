@@ -87,6 +87,19 @@ def test_a_place_named_in_the_message_picks_its_market():
     assert market_named_in("how do payouts work", MARKET_NAMES) is None
 
 
+def test_a_group_of_markets_is_a_name_of_each_and_never_picks_one(tmp_path):
+    from assistant.ingestion.documents import load_market_names
+
+    (tmp_path / "markets.yaml").write_text(
+        "us-ca: {name: California, groups: [US markets]}\nus-ny: {name: New York City, groups: [US markets]}\n"
+        "ca-on: {name: Ontario}\n", encoding="utf-8",
+    )
+    names, problem = load_market_names(tmp_path)
+    assert problem is None and names["us-ca"] == ["California", "US markets"]
+    assert market_named_in("what are the rules in us markets", names) is None
+    assert market_named_in("rules in california", names) == "us-ca"
+
+
 def test_a_named_market_overrides_the_journey_and_says_so():
     signals = JourneySignals.from_journey(JourneyContext(market="south"))
     asked = signals.with_market_named_in("how does it work in northland", MARKET_NAMES)

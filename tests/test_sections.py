@@ -137,6 +137,25 @@ def test_another_markets_sentence_or_item_is_left_out() -> None:
     assert composer._quote(section, _question("fee?", vector), budget=200) == units, "no market: the whole section"
 
 
+def test_a_table_row_keeps_the_drivers_market_column_and_an_aside_for_another_market_goes() -> None:
+    names = {**MARKETS, "us-ca": ["California", "US markets"]}
+    vector = np.ones(4, dtype=np.float32)
+
+    def quoted(unit: str, market: str | None) -> str:
+        return Question.of("wait pay?", vector, JourneySignals(market=market), names).for_market(unit)
+
+    row = "Rate (US markets: $0.20 per minute; Ontario (ca-on): CA$0.25 per minute)"
+    assert quoted(row, "ca-on") == "Rate (Ontario (ca-on): CA$0.25 per minute)"
+    assert quoted(row, "us-ca") == "Rate (US markets: $0.20 per minute)"
+    assert quoted(row, None) == row
+    aside = "Return pay is $3.00 plus $0.50 per mile (Ontario: CA$3.50 plus CA$0.35 per km)."
+    assert quoted(aside, "us-ca") == "Return pay is $3.00 plus $0.50 per mile."
+    assert quoted(aside, "ca-on") == aside
+    plain = "Tips (all of them, always) go to you."
+    assert quoted(plain, "ca-on") == plain
+    assert quoted("Fee (US markets: $0.99)", "ca-on") == "Fee (US markets: $0.99)", "a row's label alone says nothing"
+
+
 def test_the_shipped_answer_model_matches_the_features() -> None:
     model = load_answer_model()
     assert model.section.features == list(FEATURES)

@@ -288,12 +288,14 @@ class ExtractiveComposer:
         """The section's units to quote: all of them when they fit ``budget`` words, else the
         run of whole blocks most similar to the question (a long list keeps its lead-in). A unit
         about another market than the driver's is left out: a sentence, a list item, or a list
-        whose lead-in is (the cut falls at their boundaries, never inside a sentence)."""
+        whose lead-in is (the cut falls at their boundaries, never inside a sentence), and so are
+        a table row's cells and a labelled aside for another market (:meth:`Question.for_market`)."""
         sims = section.vectors @ question.vector if section.vectors.size else np.zeros(len(section.units))
         # each kept block with its similarity to the question (its best unit, read before filtering)
         blocks = [
             (
-                Block(units=[b.units[0], *(u for u in b.units[1:] if not question.about_other_market(u))], start=b.start),
+                Block(units=[question.for_market(u) for u in (b.units[0], *(u for u in b.units[1:] if not question.about_other_market(u)))],
+                      start=b.start),
                 float(max(sims[b.start : b.start + len(b.units)])),
             )
             for b in section.blocks

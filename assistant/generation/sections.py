@@ -87,6 +87,9 @@ _TROUBLESHOOTING = re.compile(
 
 #: A unit that names another market within this many characters of its start is about that market.
 MARKET_LEAD_CHARS = 24
+#: A unit ending in a parenthesis of labelled parts: "Rate (US markets: $0.20; Ontario (ca-on): CA$0.25)"
+#: (a table row as :func:`assistant.ingestion.units.split_units` renders it) or "... (Ontario: CA$3.50)".
+_LABELLED_PARTS = re.compile(r"^(?P<head>.*?\S)\s\((?P<body>(?:[^()]|\([^()]*\))+)\)(?P<tail>[.;,]?)$", re.S)
 
 #: The features of a (question, section) pair, in vector order.
 FEATURES = (
@@ -267,6 +270,34 @@ class Question:
             return False
         found = self.other_markets.search(text)
         return bool(found and found.start() <= MARKET_LEAD_CHARS and not (self.own_market and self.own_market.search(text)))
+
+    def names_other_market(self, text: str) -> bool:
+        """True when ``text`` (a table header, an aside's label) names another market than the
+        driver's and not the driver's own."""
+        return bool(self.other_markets and self.other_markets.search(text) and not (self.own_market and self.own_market.search(text)))
+
+    def for_market(self, unit: str) -> str:
+        """``unit`` without the parts labelled for another market: a table row's cells under
+        another market's column ("Rate (US markets: $0.20 per minute; Ontario (ca-on): CA$0.25 per
+        minute)" for a driver in Ontario keeps the Ontario cell), or an aside labelled for one
+        ("$3.00 + $0.50 per mile (Ontario: ...)" for a driver elsewhere). Unchanged when the market
+        is unknown or no part names another market; a table row whose every cell is another
+        market's is left whole."""
+        if self.other_markets is None or "(" not in unit:
+            return unit
+        row = _LABELLED_PARTS.match(unit)
+        if row is None:
+            return unit
+        parts = row["body"].split("; ")
+        labelled = [part.partition(": ") for part in parts]
+        if not all(sep and label.strip() for label, sep, _ in labelled):
+            return unit
+        kept = [part for part, (label, _, _) in zip(parts, labelled, strict=True) if not self.names_other_market(label)]
+        if len(kept) == len(parts):
+            return unit
+        if not kept:  # an aside on a sentence goes; a table row's label alone would say nothing
+            return f"{row['head']}{row['tail'] or ''}" if len(row["head"].split()) >= 4 else unit
+        return f"{row['head']} ({'; '.join(kept)}){row['tail']}"
 
     @classmethod
     def of(

@@ -116,7 +116,8 @@ MARKETS_FILE = "markets.yaml"
 
 
 def load_market_names(folder: Path) -> tuple[dict[str, list[str]], DocumentProblem | None]:
-    """``markets.yaml`` of a corpus: market code -> the names documents use for it."""
+    """``markets.yaml`` of a corpus: market code -> the names documents use for it (its name,
+    aliases, and the names of groups it belongs to, such as "US markets")."""
     path = folder / MARKETS_FILE
     if not path.exists():
         return {}, None
@@ -127,7 +128,7 @@ def load_market_names(folder: Path) -> tuple[dict[str, list[str]], DocumentProbl
         names: dict[str, list[str]] = {}
         for code, info in data.items():
             info = info if isinstance(info, dict) else {"name": info}
-            values = [info.get("name"), *(info.get("aliases") or [])]
+            values = [info.get("name"), *(info.get("aliases") or []), *(info.get("groups") or [])]
             names[str(code).strip().lower()] = list(dict.fromkeys(str(v) for v in values if v))
         return names, None
     except (OSError, UnicodeDecodeError, yaml.YAMLError, ValueError, AttributeError) as exc:

@@ -151,6 +151,11 @@ def test_a_table_row_keeps_the_drivers_market_column_and_an_aside_for_another_ma
     aside = "Return pay is $3.00 plus $0.50 per mile (Ontario: CA$3.50 plus CA$0.35 per km)."
     assert quoted(aside, "us-ca") == "Return pay is $3.00 plus $0.50 per mile."
     assert quoted(aside, "ca-on") == aside
+    inline = "Wait pay is $0.20 per minute (CA$0.25 in Ontario), up to 30 minutes."
+    assert quoted(inline, "us-ca") == "Wait pay is $0.20 per minute, up to 30 minutes."
+    assert quoted(inline, "ca-on") == inline
+    both = "The legal age (21 in US markets, 19 in Ontario) applies."
+    assert quoted(both, "us-ca") == both and quoted(both, "ca-on") == both, "an aside naming the driver's market stays"
     plain = "Tips (all of them, always) go to you."
     assert quoted(plain, "ca-on") == plain
     assert quoted("Fee (US markets: $0.99)", "ca-on") == "Fee (US markets: $0.99)", "a row's label alone says nothing"

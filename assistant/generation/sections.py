@@ -89,6 +89,8 @@ _TROUBLESHOOTING = re.compile(
 MARKET_LEAD_CHARS = 24
 #: A unit ending in a parenthesis of labelled parts: "Rate (US markets: $0.20; Ontario (ca-on): CA$0.25)"
 #: (a table row as :func:`assistant.ingestion.units.split_units` renders it) or "... (Ontario: CA$3.50)".
+#: A parenthesis without nested ones, with the space before it.
+_ASIDE = re.compile(r"\s?\(([^()]*)\)")
 _LABELLED_PARTS = re.compile(r"^(?P<head>.*?\S)\s\((?P<body>(?:[^()]|\([^()]*\))+)\)(?P<tail>[.;,]?)$", re.S)
 
 #: The features of a (question, section) pair, in vector order.
@@ -280,24 +282,30 @@ class Question:
         """``unit`` without the parts labelled for another market: a table row's cells under
         another market's column ("Rate (US markets: $0.20 per minute; Ontario (ca-on): CA$0.25 per
         minute)" for a driver in Ontario keeps the Ontario cell), or an aside labelled for one
-        ("$3.00 + $0.50 per mile (Ontario: ...)" for a driver elsewhere). Unchanged when the market
-        is unknown or no part names another market; a table row whose every cell is another
-        market's is left whole."""
+        ("$3.00 + $0.50 per mile (Ontario: ...)" for a driver elsewhere), and any other parenthesis
+        that names another market and not the driver's ("(CA$0.25 in Ontario)"). Unchanged when
+        the market is unknown or nothing names another market; a table row whose every cell is
+        another market's is left whole."""
         if self.other_markets is None or "(" not in unit:
             return unit
         row = _LABELLED_PARTS.match(unit)
         if row is None:
-            return unit
+            return self._without_other_asides(unit)
         parts = row["body"].split("; ")
         labelled = [part.partition(": ") for part in parts]
         if not all(sep and label.strip() for label, sep, _ in labelled):
-            return unit
+            return self._without_other_asides(unit)
         kept = [part for part, (label, _, _) in zip(parts, labelled, strict=True) if not self.names_other_market(label)]
         if len(kept) == len(parts):
             return unit
         if not kept:  # an aside on a sentence goes; a table row's label alone would say nothing
             return f"{row['head']}{row['tail'] or ''}" if len(row["head"].split()) >= 4 else unit
         return f"{row['head']} ({'; '.join(kept)}){row['tail']}"
+
+    def _without_other_asides(self, unit: str) -> str:
+        """``unit`` without its parentheses that name another market and not the driver's
+        ("$0.20 per minute (CA$0.25 in Ontario)" for a driver in New York)."""
+        return _ASIDE.sub(lambda m: "" if self.names_other_market(m.group(1)) else m.group(0), unit)
 
     @classmethod
     def of(

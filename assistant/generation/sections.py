@@ -87,10 +87,10 @@ _TROUBLESHOOTING = re.compile(
 
 #: A unit that names another market within this many characters of its start is about that market.
 MARKET_LEAD_CHARS = 24
-#: A unit ending in a parenthesis of labelled parts: "Rate (US markets: $0.20; Ontario (ca-on): CA$0.25)"
-#: (a table row as :func:`assistant.ingestion.units.split_units` renders it) or "... (Ontario: CA$3.50)".
 #: A parenthesis without nested ones, with the space before it.
 _ASIDE = re.compile(r"\s?\(([^()]*)\)")
+#: A unit ending in a parenthesis of labelled parts: "Rate (US markets: $0.20; Ontario (ca-on): CA$0.25)"
+#: (a table row as :func:`assistant.ingestion.units.split_units` renders it) or "... (Ontario: CA$3.50)".
 _LABELLED_PARTS = re.compile(r"^(?P<head>.*?\S)\s\((?P<body>(?:[^()]|\([^()]*\))+)\)(?P<tail>[.;,]?)$", re.S)
 
 #: The features of a (question, section) pair, in vector order.

@@ -160,9 +160,10 @@ def detect_driver_request(text: str, policy: GuardrailPolicy) -> Finding | None:
 
 def detect_account_action(text: str, policy: GuardrailPolicy, probs: Mapping[str, float] | None = None) -> Finding | None:
     """An appeal, dispute, legal matter or request about the driver's own case that a person must
-    act on. With the classifier's probabilities (``probs``, when its examples have an ``action``
-    label): a message it reads as a request for an action is one in any wording, and a pattern
-    match it reads as a question about how the policy works is not (the policy then answers)."""
+    act on. With the account-action classifier's probability (``probs["action"]``, English
+    messages): from ``action_probability`` a message is one in any wording (off by default), and
+    a pattern match under ``pattern_probability`` reads as a question about how the policy works
+    and is not (the policy then answers)."""
     rules = policy.account_action
     action_p = probs.get("action") if probs is not None else None
     if action_p is not None and action_p >= rules.action_probability:

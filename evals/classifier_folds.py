@@ -3,9 +3,9 @@
     python evals/classifier_folds.py                      # the policy's thresholds
     python evals/classifier_folds.py --action-at 0.5 0.6 0.7 --pattern-at 0.05 0.1 0.2
 
-Training data only (``assistant/guardrails/examples.yaml``), never eval cases: the examples are
-cut into ``--folds`` stable folds; each fold is read by a classifier trained on the others, as
-the shipped one is (same embeddings, same regression). Reported:
+Training data only (``assistant/guardrails/examples.yaml`` and ``examples-action.yaml``), never
+eval cases: the examples are cut into ``--folds`` stable folds; each fold is read by a classifier
+trained on the others, as the shipped one is (same embeddings, same regression). Reported:
 
 * per label, the share of its held-out examples the policy's threshold flags (injection, harmful,
   safety) or leaves alone (driver, offtopic: no flag of any kind);

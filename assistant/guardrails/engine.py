@@ -151,12 +151,14 @@ class Guardrails:
                 self._multilingual = MultilingualClassifier(cache_dir=self._cache_dir)
             return self._multilingual
 
-    def probabilities(self, message: str) -> tuple[dict[str, float], bool]:
+    def probabilities(self, message: str, *, english: bool | None = None) -> tuple[dict[str, float], bool]:
         """The classifier's label probabilities, and whether the multilingual classifier gave them:
         it reads a message in another language (when it is on), the English one every other. If
         the multilingual model fails, the English classifier's verdict stands (the patterns still
-        screen the message)."""
-        if self.multilingual_on and not query_language(message).is_english and (classifier := self.multilingual):
+        screen the message). ``english``: whether the message is English, when the caller knows."""
+        if english is None and self.multilingual_on:
+            english = query_language(message).is_english
+        if self.multilingual_on and not english and (classifier := self.multilingual):
             try:
                 return classifier.probabilities(message), True
             except AssistantError as exc:
@@ -167,8 +169,9 @@ class Guardrails:
         """Redact PII, then screen the redacted message."""
         redaction = redact(text)
         message = plain(redaction.text)  # placeholders as words: "[PHONE]" is not a fake tag
-        probs, other_language = self.probabilities(message)
-        if not other_language and query_language(message).is_english:  # the message's embedding is cached
+        english = query_language(message).is_english
+        probs, other_language = self.probabilities(message, english=english)
+        if english:  # the account-action reading; the message's embedding is cached
             probs = {**probs, "action": self.action_classifier.probabilities(message)["action"]}
         findings = checks.screen(message, original_chars, probs, self.policy, other_language=other_language)
         if (readable := unleet(message)) is not None:  # obfuscated text is screened as it reads

@@ -118,6 +118,18 @@ def test_the_action_classifier_keeps_requests_and_drops_questions_about_the_poli
     assert by_model is not None and by_model.by_classifier
 
 
+def test_a_hypothetical_about_a_policy_needs_a_surer_reading_to_be_an_account_action():
+    rules = POLICY.account_action
+    assert rules.hypothetical is not None and rules.hypothetical_probability > rules.pattern_probability
+    between = (rules.pattern_probability + rules.hypothetical_probability) / 2
+    # the same reading escalates a request now and answers a question about what would happen
+    assert checks.detect_account_action("why was i deactivated, it was a mistake", POLICY, {"action": between})
+    assert checks.detect_account_action("why would i get deactivated, whats the rule", POLICY, {"action": between}) is None
+    assert checks.detect_account_action("if they deactivate me how long do i have to appeal", POLICY, {"action": between}) is None
+    sure = checks.detect_account_action("if they deactivate me i will appeal it", POLICY, {"action": 0.9})
+    assert sure is not None and sure.code is ReasonCode.ACCOUNT_ACTION
+
+
 def test_a_request_that_staff_change_the_drivers_record_is_an_account_action():
     for request in ("that 2 star was from a cx who never got the food. pls remove it",
                     "could someone reverse the deduction on my last payout",

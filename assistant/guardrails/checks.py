@@ -172,8 +172,10 @@ def detect_account_action(text: str, policy: GuardrailPolicy, probs: Mapping[str
             detail=f"asks support to act on the driver's own case (classifier {action_p:.2f})",
             by_classifier=True,
         )
-    if action_p is not None and action_p < rules.pattern_probability:
-        return None
+    if action_p is not None:
+        hypothetical = rules.hypothetical is not None and rules.hypothetical.search(text)
+        if action_p < max(rules.pattern_probability, rules.hypothetical_probability if hypothetical else 0.0):
+            return None
     if match := rules.patterns.search(text):
         return Finding(
             code=ReasonCode.ACCOUNT_ACTION,

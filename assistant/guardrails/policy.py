@@ -186,6 +186,12 @@ class AccountPolicy(_Model):
         description="A pattern match is an account action only when the classifier's action probability is at "
         "least this: below it the message asks how a policy works (0: every match counts).",
     )
+    hypothetical: Regex | None = Field(
+        None, description="A message put as a hypothetical ('if they deactivate me ...', 'why would i ...').",
+    )
+    hypothetical_probability: float = Field(
+        0.0, ge=0, le=1, description="pattern_probability for a message put as a hypothetical.",
+    )
 
 
 class Incident(_Model):

@@ -41,6 +41,18 @@ def _fold(text: str, folds: int) -> int:
     return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16) % folds
 
 
+def _held_out(vectors: np.ndarray, targets: np.ndarray, texts: list[str], *, folds: int, c: float) -> np.ndarray:
+    """Each example's label probabilities from a classifier trained on the other folds."""
+    n_labels = int(targets.max()) + 1
+    fold = np.asarray([_fold(t, folds) for t in texts])
+    probs = np.zeros((len(texts), n_labels))
+    for k in range(folds):
+        held = fold == k
+        weights, bias = fit_softmax(vectors[~held], targets[~held], n_labels=n_labels, c=c)
+        probs[held] = softmax(vectors[held] @ np.asarray(weights).T + np.asarray(bias))
+    return probs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--folds", type=int, default=5)
@@ -55,12 +67,7 @@ def main() -> None:
     targets = np.asarray([labels.index(label) for label in labels for _ in examples[label]])
     embeddings = make_embeddings(Settings())
     vectors = np.asarray(embeddings.embed_documents(texts), dtype=np.float64)
-    fold = np.asarray([_fold(t, args.folds) for t in texts])
-    probs = np.zeros((len(texts), len(labels)))
-    for k in range(args.folds):
-        held = fold == k
-        weights, bias = fit_softmax(vectors[~held], targets[~held], n_labels=len(labels), c=args.c)
-        probs[held] = softmax(vectors[held] @ np.asarray(weights).T + np.asarray(bias))
+    probs = _held_out(vectors, targets, texts, folds=args.folds, c=args.c)
     screen = policy.screen
     flag_at = {"injection": screen.injection_probability, "harmful": screen.harmful_probability,
                "safety": screen.safety_probability, "offtopic": screen.offtopic_sure_probability}
@@ -81,12 +88,7 @@ def main() -> None:
     texts = [*extra["action"], *extra["driver"], *examples["driver"]]
     targets = np.asarray([1] * len(extra["action"]) + [0] * (len(texts) - len(extra["action"])))
     vectors = np.asarray(embeddings.embed_documents(texts), dtype=np.float64)
-    fold = np.asarray([_fold(t, args.folds) for t in texts])
-    probs = np.zeros((len(texts), 2))
-    for k in range(args.folds):
-        held = fold == k
-        weights, bias = fit_softmax(vectors[~held], targets[~held], n_labels=2, c=args.c)
-        probs[held] = softmax(vectors[held] @ np.asarray(weights).T + np.asarray(bias))
+    probs = _held_out(vectors, targets, texts, folds=args.folds, c=args.c)
     a = 1
     action_rows, driver_rows = targets == 1, targets == 0
     lookalikes = np.zeros(len(texts), dtype=bool)
@@ -98,12 +100,13 @@ def main() -> None:
         sweep.add_row(f"{at:.2f}", f"{(probs[action_rows, a] >= at).mean():.3f}", f"{(probs[lookalikes, a] >= at).mean():.3f}",
                       f"{(probs[driver_rows, a] >= at).mean():.3f}")
     console.print(sweep)
+    # the patterns alone: no classifier trigger and no gate of any kind
+    patterns_only = policy.model_copy(update={"account_action": policy.account_action.model_copy(
+        update={"action_probability": 1.01, "pattern_probability": 0.0, "hypothetical_probability": 0.0}
+    )})
     matched: dict[str, list[int]] = defaultdict(list)
-    no_classifier = {"action": 0.0}
     for index, text in enumerate(texts):
-        if checks.detect_account_action(text, policy.model_copy(update={
-                "account_action": policy.account_action.model_copy(update={"action_probability": 1.01, "pattern_probability": 0.0})
-        }), no_classifier):
+        if checks.detect_account_action(text, patterns_only, {"action": 0.0}):
             matched["action" if targets[index] == 1 else "driver"].append(index)
     gate = Table(title=f"pattern matches: {len(matched['action'])} action examples, {len(matched['driver'])} driver examples")
     for column in ("pattern_probability", "action matches kept", "driver matches dropped"):

@@ -32,3 +32,21 @@ def test_a_typo_is_matched_to_the_corpus_term_one_edit_away():
     assert index.correct("tip") == "tip"
     assert index.correct("tap") is None
     assert index.correct("zzzzzzzzzz") is None
+
+
+def test_tokens_are_those_bm25s_makes():
+    """The index's own tokenizer (memoised stems, no per-call vocabulary) gives exactly the tokens
+    of ``bm25s.tokenize`` with the same stopwords and stemmer, on every line of the corpus."""
+    import bm25s
+    import Stemmer
+
+    from assistant.retrieval.bm25 import _expand_codes
+
+    corpus = Path(__file__).resolve().parent.parent / "corpus"
+    lines = [line for f in sorted(corpus.rglob("*.md")) for line in f.read_text(encoding="utf-8").splitlines()]
+    lines += ["UPL-500 won't go away!!", "Café naïve résumé", "¿Dónde está mi pago?", "", "a b c"]
+    stemmer = Stemmer.Stemmer("english")
+    expected = bm25s.tokenize([_expand_codes(t) for t in lines], stopwords="en", stemmer=stemmer.stemWords,
+                              return_ids=False, show_progress=False)
+    assert Bm25Index.tokenize(lines) == [list(t) for t in expected]
+    assert len(lines) > 1000

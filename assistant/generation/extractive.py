@@ -145,6 +145,7 @@ class ExtractiveComposer:
         self.market_names = market_names or {}
         self.model = model or load_answer_model()
         self.idf = inverse_document_frequencies([c.page_content for c in units.chunks.values()]) if units else {}
+        self._rare = max(self.idf.values(), default=1.0)  # the weight of a term the corpus never uses
         self._sections: dict[str, list[Section]] = {}
         self._headings: dict[tuple[str, str], Matrix] = {}
         self._titles: dict[str, Matrix] = {}
@@ -221,7 +222,7 @@ class ExtractiveComposer:
             values = features(
                 q, section, heading_vector=self._headings.get(section.key), title_vector=self._titles.get(section.doc_id),
                 doc_rank=doc_rank.get(section.doc_id, len(doc_rank)), retrieved_score=retrieved.get(section.key, 0.0),
-                idf=self.idf,
+                idf=self.idf, rare=self._rare,
                 question_similarity=max((by_chunk.get(c, 0.0) for c in section.chunk_ids), default=0.0),
                 doc_question_similarity=by_doc.get(section.doc_id, 0.0),
             )

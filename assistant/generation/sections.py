@@ -339,9 +339,11 @@ def features(
     idf: dict[str, float],
     question_similarity: float,
     doc_question_similarity: float,
+    rare: float | None = None,
 ) -> list[float]:
     """The :data:`FEATURES` of one (question, section) pair. ``idf`` weighs terms (a term it does
-    not know counts as rare); the question similarities come from the corpus's driver questions."""
+    not know counts as ``rare``, by default its largest value, which a caller scoring many
+    sections passes once); the question similarities come from the corpus's driver questions."""
     sims = section.vectors @ question.vector if section.vectors.size else np.zeros(1, dtype=np.float32)
     top = np.sort(sims)[::-1]
     centroid = section.memo("centroid", lambda: _unit_centroid(section.vectors))
@@ -349,7 +351,7 @@ def features(
     text = section.text
     section_terms = section.memo("terms", lambda: terms(f"{section.title} {section.heading}") | terms(text))
     keywords = len(question.terms & section_terms) / len(question.terms) if question.terms else 0.0
-    rare = max(idf.values(), default=1.0)
+    rare = max(idf.values(), default=1.0) if rare is None else rare
     total = sum(idf.get(t, rare) for t in question.terms)
     keywords_idf = sum(idf.get(t, rare) for t in question.terms & section_terms) / total if total else 0.0
     wanted = question.wanted

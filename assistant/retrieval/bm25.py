@@ -6,12 +6,14 @@ import json
 import logging
 import os
 import re
+import threading
 from functools import lru_cache
 from pathlib import Path
 
 import bm25s
 import numpy as np
 import Stemmer
+from bm25s.stopwords import STOPWORDS_EN
 from rapidfuzz import process
 from rapidfuzz.distance import Levenshtein
 
@@ -22,6 +24,18 @@ _IDS_FILE = "chunk_ids.json"
 TYPO_MIN_LENGTH = 5
 # Keep error codes such as "UPL-500" together as one token as well as their parts.
 _CODE = re.compile(r"\b([A-Za-z]{2,5})-(\d{3})\b")
+
+
+_WORDS = re.compile(r"(?u)\b\w\w+\b").findall  # bm25s's (and scikit-learn's) token pattern
+_STOPWORDS = frozenset(STOPWORDS_EN)
+_STEMMER = Stemmer.Stemmer("english")
+_STEMMER_LOCK = threading.Lock()  # a PyStemmer object is not safe to share between threads
+
+
+@lru_cache(maxsize=65536)
+def _stem(word: str) -> str:
+    with _STEMMER_LOCK:
+        return str(_STEMMER.stemWord(word))
 
 
 def _expand_codes(text: str) -> str:
@@ -38,19 +52,15 @@ class Bm25Index:
         self._vocab: dict[str, int] = dict(model.vocab_dict)
         self._vocab_terms = [t for t in self._vocab if t.isalpha() and len(t) >= TYPO_MIN_LENGTH - 1]
 
-    _stemmer = Stemmer.Stemmer("english")
-
-    @classmethod
-    def tokenize(cls, texts: list[str]) -> list[list[str]]:
-        """Lower-cased, stop-worded, stemmed tokens, as bm25s makes them."""
-        tokens = bm25s.tokenize(
-            [_expand_codes(t) for t in texts],
-            stopwords="en",
-            stemmer=cls._stemmer.stemWords,
-            return_ids=False,
-            show_progress=False,
-        )
-        return [list(t) for t in tokens]  # type: ignore[union-attr]
+    @staticmethod
+    def tokenize(texts: list[str]) -> list[list[str]]:
+        """Lower-cased, stop-worded, stemmed tokens, the same as ``bm25s.tokenize(texts,
+        stopwords="en", stemmer=...)`` gives (its split pattern and stopword list), without its
+        per-call vocabulary and progress bars, and with each word's stem memoised."""
+        return [
+            [_stem(word) for word in _WORDS(_expand_codes(text).lower()) if word not in _STOPWORDS]
+            for text in texts
+        ]
 
     @staticmethod
     @lru_cache(maxsize=8192)

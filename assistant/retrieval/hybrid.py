@@ -25,10 +25,11 @@ from assistant.request import JourneyContext
 from assistant.retrieval.base import Passage, RetrievalResult
 from assistant.retrieval.bm25 import Bm25Index
 from assistant.retrieval.chunkstore import ChunkStore
-from assistant.retrieval.embeddings import embedding_model_id
+from assistant.retrieval.embeddings import embed_query_parts, embedding_model_id
 from assistant.retrieval.exact import ExactSearch
 from assistant.retrieval.fusion import reciprocal_rank_fusion
 from assistant.retrieval.journey import (
+    Boost,
     JourneySignals,
     allowed_documents,
     chunk_boosts,
@@ -44,6 +45,8 @@ from assistant.retrieval.multilingual import (
 from assistant.retrieval.questions import QuestionIndex
 
 if TYPE_CHECKING:
+    from langchain_core.documents import Document
+
     from assistant.retrieval.chroma import DenseSearch
 
 #: At most this many passages from one document in a result (keeps room for other documents).
@@ -148,14 +151,13 @@ class HybridRetriever:
         sentence_rankings: list[list[str]] = []
         question_hits: list[tuple[str, float]] = []
         if self.mode in ("hybrid", "dense"):
-            # A second query with the order's kind ("alcohol order") finds the rules for this order;
-            # each sentence of a long message is searched on its own too. (One batched model call
-            # for all of them measured no faster on CPU: the shorter texts are padded to the
-            # longest, so each is embedded on its own.)
+            # A second query with the order's kind ("alcohol order") finds the rules for this order.
+            # Each sentence of a long message is searched on its own too, by its tokens' states
+            # in the message's own model call (no call per sentence).
             phrase = signals.context_phrase()
-            sentences = sentences_of(query)
-            texts = [query, *([f"{query} ({phrase})"] if phrase else []), *sentences]
-            vector, *others = [self.embeddings.embed_query(text) for text in texts]
+            vector, others = embed_query_parts(self.embeddings, query, sentences_of(query))
+            if phrase:
+                others.insert(0, self.embeddings.embed_query(f"{query} ({phrase})"))
             dense_hits = self._search(vector, n, allowed)
             question_hits = self.questions.search(vector, k=n, doc_ids=allowed)
             if phrase:
@@ -179,16 +181,39 @@ class HybridRetriever:
                 present.add(self._chunk_doc.get(cid))
         similarity = dict(dense_hits)
         keyword = dict(bm25_hits)
-        scored: list[Passage] = []
+        # Score every candidate as a plain tuple; only the ``k`` kept become Passages.
+        doc_boost: dict[str, list[Boost]] = {}
+        scored: list[tuple[str, str, Document, float, list[Boost]]] = []  # chunk, doc, chunk, score, boosts
         for cid, base in fused.items():
             chunk = self.store.get(cid)
             doc_id = self._chunk_doc.get(cid)
             if chunk is None or doc_id is None:
                 continue
+            if doc_id not in doc_boost:
+                doc_boost[doc_id] = doc_boosts(self.manifest.documents[doc_id], signals)
+            boosts = [*doc_boost[doc_id], *chunk_boosts(chunk.page_content, signals)]
+            scored.append((cid, doc_id, chunk, base * math.prod(1.0 + b.factor for b in boosts), boosts))
+        # Rank documents by their best passage plus a share of their second best, so an article
+        # that answers from two sections outranks one lucky sentence elsewhere (but a long
+        # article does not win just by having many weak matches).
+        by_doc: dict[str, list[float]] = {}
+        for _, doc_id, _, score, _ in scored:
+            by_doc.setdefault(doc_id, []).append(score)
+        text_score = {}
+        for doc_id, values in by_doc.items():
+            best, second = [*sorted(values, reverse=True), 0.0][:2]
+            text_score[doc_id] = best + DOC_SUPPORT_WEIGHT * second
+        doc_score = self._with_question_votes(text_score, question_rank, signals)
+        scored.sort(key=lambda row: (-doc_score[row[1]], row[1], -row[3], row[0]))
+
+        passages: list[Passage] = []
+        per_doc: dict[str, int] = {}
+        for cid, doc_id, chunk, score, boosts in scored:
+            if per_doc.get(doc_id, 0) >= MAX_PER_DOCUMENT:
+                continue
+            per_doc[doc_id] = per_doc.get(doc_id, 0) + 1
             entry = self.manifest.documents[doc_id]
-            boosts = [*doc_boosts(entry, signals), *chunk_boosts(chunk.page_content, signals)]
-            factor = math.prod(1.0 + b.factor for b in boosts)
-            scored.append(
+            passages.append(
                 Passage(
                     chunk_id=cid,
                     doc_id=doc_id,
@@ -196,32 +221,12 @@ class HybridRetriever:
                     section=str(chunk.metadata.get("section", entry.title)),
                     text=chunk.page_content,
                     position=int(chunk.metadata.get("position", 0)),
-                    score=base * factor,
+                    score=score,
                     dense_similarity=similarity.get(cid),
                     bm25_score=keyword.get(cid),
                     boosts=list(dict.fromkeys(b.fact for b in boosts)),
                 )
             )
-        # Rank documents by their best passage plus a share of their second best, so an article
-        # that answers from two sections outranks one lucky sentence elsewhere (but a long
-        # article does not win just by having many weak matches).
-        by_doc: dict[str, list[float]] = {}
-        for passage in scored:
-            by_doc.setdefault(passage.doc_id, []).append(passage.score)
-        text_score = {}
-        for doc_id, values in by_doc.items():
-            best, second = [*sorted(values, reverse=True), 0.0][:2]
-            text_score[doc_id] = best + DOC_SUPPORT_WEIGHT * second
-        doc_score = self._with_question_votes(text_score, question_rank, signals)
-        scored.sort(key=lambda p: (-doc_score[p.doc_id], p.doc_id, -p.score, p.chunk_id))
-
-        passages: list[Passage] = []
-        per_doc: dict[str, int] = {}
-        for passage in scored:
-            if per_doc.get(passage.doc_id, 0) >= MAX_PER_DOCUMENT:
-                continue
-            per_doc[passage.doc_id] = per_doc.get(passage.doc_id, 0) + 1
-            passages.append(passage)
             if len(passages) == k:
                 break
 

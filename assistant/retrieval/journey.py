@@ -156,7 +156,7 @@ def chunk_boosts(text: str, signals: JourneySignals) -> list[Boost]:
         words = _FLAG_WORDS.get(flag, (flag,))
         if _has_word(text, words):
             boosts.append(Boost(ORDER_CHUNK_BOOST, f"order: {flag}"))
-    upper = text.upper()
+    upper = text.upper() if signals.error_codes else ""
     for code in signals.error_codes:
         if code in upper:
             boosts.append(Boost(EVENT_CODE_BOOST, f"app error: {code}"))

@@ -1,5 +1,6 @@
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from assistant.errors import IndexNotReadyError
@@ -17,6 +18,10 @@ def test_bm25_ranks_persists_and_filters(tmp_path: Path):
     assert loaded.search("upl-500", k=3)[0][0] == "b"
     assert loaded.search("payouts", k=3, allowed={"b", "c"}) == []
     assert loaded.search("zzzz unknown", k=3) == []
+    # a row mask filters as the ids do
+    mask = np.asarray([False, True, True])
+    assert loaded.search("payouts upload tips", k=3, mask=mask) == loaded.search("payouts upload tips", k=3, allowed={"b", "c"})
+    assert {c for c, _ in loaded.search("payouts upload tips", k=3, mask=mask)} == {"b", "c"}
 
 
 def test_missing_bm25_index_is_a_typed_error(tmp_path: Path):

@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import json
 import math
+import operator
 from collections.abc import Sequence
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -67,11 +68,18 @@ class LogisticModel(BaseModel):
             raise ValueError("features, mean, scale and coef must have the same length")
         return self
 
+    @cached_property
+    def _affine(self) -> tuple[list[float], float]:
+        """The model folded into weights on the raw features and one offset."""
+        weights = [c / (s or 1.0) for c, s in zip(self.coef, self.scale, strict=True)]
+        return weights, self.intercept - sum(w * m for w, m in zip(weights, self.mean, strict=True))
+
     def logit(self, x: Sequence[float]) -> float:
         """The log-odds for one feature vector."""
-        return self.intercept + sum(
-            c * (v - m) / (s or 1.0) for c, v, m, s in zip(self.coef, x, self.mean, self.scale, strict=True)
-        )
+        weights, offset = self._affine
+        if len(x) != len(weights):
+            raise ValueError(f"{len(x)} features for a model of {len(weights)}")
+        return float(offset + sum(map(operator.mul, weights, x)))
 
     def probability(self, x: Sequence[float]) -> float:
         """P(positive) for one feature vector."""

@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from functools import partial
+from functools import lru_cache, partial
 from typing import Any, Protocol, TypeVar
 
 import numpy as np
@@ -264,6 +264,15 @@ class Question:
     signals: JourneySignals
     other_markets: re.Pattern[str] | None
     own_market: re.Pattern[str] | None
+    _weights: dict[tuple[int, float], float] = field(default_factory=dict, repr=False)
+
+    def weight(self, idf: dict[str, float], rare: float) -> float:
+        """The summed IDF of the question's terms (a term ``idf`` lacks weighs ``rare``); the
+        same for every section, so computed once per weighting."""
+        key = (id(idf), rare)
+        if key not in self._weights:
+            self._weights[key] = sum(idf.get(t, rare) for t in self.terms)
+        return self._weights[key]
 
     def about_other_market(self, text: str) -> bool:
         """True when ``text`` opens with another market than the driver's ("In Ontario (ca-on),
@@ -324,8 +333,13 @@ def _names(market_names: dict[str, list[str]], market: str | None, *, own: bool)
     of every other market; ``None`` when the market is unknown."""
     if market is None:
         return None
-    names = [n for code, ns in market_names.items() if (code == market) == own for n in (*ns, code)]
-    return re.compile(r"\b(" + "|".join(re.escape(n) for n in names) + r")\b", re.I) if names else None
+    names = tuple(n for code, ns in market_names.items() if (code == market) == own for n in (*ns, code))
+    return _alternation(names) if names else None
+
+
+@lru_cache(maxsize=256)
+def _alternation(names: tuple[str, ...]) -> re.Pattern[str]:
+    return re.compile(r"\b(" + "|".join(re.escape(n) for n in names) + r")\b", re.I)
 
 
 def features(
@@ -344,16 +358,18 @@ def features(
     """The :data:`FEATURES` of one (question, section) pair. ``idf`` weighs terms (a term it does
     not know counts as ``rare``, by default its largest value, which a caller scoring many
     sections passes once); the question similarities come from the corpus's driver questions."""
-    sims = section.vectors @ question.vector if section.vectors.size else np.zeros(1, dtype=np.float32)
-    top = np.sort(sims)[::-1]
+    sims = (section.vectors @ question.vector).tolist() if section.vectors.size else [0.0]
+    best = max(sims)
+    second = sorted(sims)[-2] if len(sims) > 1 else best
     centroid = section.memo("centroid", lambda: _unit_centroid(section.vectors))
     centroid_sim = float(centroid @ question.vector) if centroid is not None else 0.0
     text = section.text
     section_terms = section.memo("terms", lambda: terms(f"{section.title} {section.heading}") | terms(text))
-    keywords = len(question.terms & section_terms) / len(question.terms) if question.terms else 0.0
     rare = max(idf.values(), default=1.0) if rare is None else rare
-    total = sum(idf.get(t, rare) for t in question.terms)
-    keywords_idf = sum(idf.get(t, rare) for t in question.terms & section_terms) / total if total else 0.0
+    shared = question.terms & section_terms
+    total = question.weight(idf, rare)
+    keywords_idf = sum(idf.get(t, rare) for t in shared) / total if total else 0.0
+    keywords = len(shared) / len(question.terms) if question.terms else 0.0
     wanted = question.wanted
     has_type = any(section.memo(("states", kind), partial(states, text, kind)) for kind in sorted(wanted))
     signals = question.signals
@@ -364,11 +380,11 @@ def features(
     upper = section.memo("upper", text.upper)
     troubleshooting = section.memo("troubleshooting", lambda: _TROUBLESHOOTING.search(section.heading) is not None)
     return [
-        float(top[0]),
-        float(top[:2].mean()),
+        best,
+        (best + second) / 2,
         centroid_sim,
-        float(heading_vector @ question.vector) if heading_vector is not None else float(top[0]),
-        float(title_vector @ question.vector) if title_vector is not None else float(top[0]),
+        float(heading_vector @ question.vector) if heading_vector is not None else best,
+        float(title_vector @ question.vector) if title_vector is not None else best,
         keywords,
         keywords_idf,
         question_similarity,
@@ -380,7 +396,9 @@ def features(
         1.0 if order_match else 0.0,
         1.0 if restricted_other else 0.0,
         1.0 if any(code in upper for code in signals.error_codes) else 0.0,
-        1.0 if question.other_markets is not None and question.other_markets.search(section.heading) else 0.0,
+        1.0 if (other := question.other_markets) is not None and section.memo(
+            ("other markets", other), lambda: other.search(section.heading) is not None
+        ) else 0.0,
         1.0 if section.is_intro else 0.0,
         1.0 if not question.app_trouble and troubleshooting else 0.0,
     ]

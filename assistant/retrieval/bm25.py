@@ -7,8 +7,10 @@ import logging
 import os
 import re
 import threading
+from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import bm25s
 import numpy as np
@@ -18,6 +20,7 @@ from rapidfuzz import process
 from rapidfuzz.distance import Levenshtein
 
 from assistant.errors import IndexNotReadyError
+from assistant.retrieval.exact import top_rows
 
 _IDS_FILE = "chunk_ids.json"
 #: Query terms shorter than this are never typo-corrected.
@@ -112,18 +115,25 @@ class Bm25Index:
         match = process.extractOne(term, self._vocab_terms, scorer=Levenshtein.distance, score_cutoff=cutoff)
         return str(match[0]) if match else None
 
-    def search(self, query: str, *, k: int, allowed: set[str] | None = None) -> list[tuple[str, float]]:
-        """The ``k`` best chunks as (chunk id, BM25 score), optionally only within ``allowed``."""
+    def positions(self, chunk_ids: Iterable[str]) -> np.ndarray[Any, np.dtype[np.int64]]:
+        """The index's row of each chunk id (-1 for an id it does not hold)."""
+        return np.asarray([self._position.get(cid, -1) for cid in chunk_ids], dtype=np.int64)
+
+    def search(
+        self, query: str, *, k: int, allowed: set[str] | None = None, mask: np.ndarray[Any, np.dtype[np.bool_]] | None = None
+    ) -> list[tuple[str, float]]:
+        """The ``k`` best chunks as (chunk id, BM25 score), optionally only within ``allowed``
+        chunk ids or where ``mask`` (one entry per row of the index) is true; a caller that
+        filters every query keeps a mask, which costs the same however many chunks are allowed."""
         terms = [c for t in self.tokenize([query])[0] if (c := self.correct(t)) is not None]
         if not terms or not self.chunk_ids:
             return []
         scores = np.asarray(self._model.get_scores(terms), dtype=np.float64)
         if allowed is not None:
-            mask = np.zeros(len(self.chunk_ids), dtype=bool)
-            for cid in allowed:
-                pos = self._position.get(cid)
-                if pos is not None:
-                    mask[pos] = True
+            rows = self.positions(allowed)
+            keep = np.zeros(len(self.chunk_ids), dtype=bool)
+            keep[rows[rows >= 0]] = True
+            mask = keep if mask is None else mask & keep
+        if mask is not None:
             scores = np.where(mask, scores, 0.0)
-        top = np.argsort(-scores, kind="stable")[:k]
-        return [(self.chunk_ids[i], float(scores[i])) for i in top if scores[i] > 0]
+        return [(self.chunk_ids[i], float(scores[i])) for i in top_rows(scores, k) if scores[i] > 0]

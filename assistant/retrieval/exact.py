@@ -19,6 +19,19 @@ from langchain_core.documents import Document
 Matrix = np.ndarray[Any, np.dtype[Any]]
 
 
+def top_rows(scores: Matrix, k: int) -> Matrix:
+    """The rows of the ``k`` highest ``scores``, best first, ties in row order: what a stable
+    sort of every row gives, in time linear in the rows (a partition, then a sort of ``k``)."""
+    k = min(k, len(scores))
+    if k <= 0:
+        return np.zeros(0, dtype=np.int64)
+    kth = np.partition(scores, len(scores) - k)[len(scores) - k]  # the k-th highest score
+    above = np.flatnonzero(scores > kth)
+    rows = np.concatenate([above, np.flatnonzero(scores == kth)[: k - len(above)]])
+    ordered: Matrix = rows[np.lexsort((rows, -scores[rows]))]
+    return ordered
+
+
 class ExactSearch:
     """Nearest chunks by cosine similarity over vectors held in memory."""
 
@@ -49,8 +62,4 @@ class ExactSearch:
             allowed[[i for i, name in enumerate(self.doc_names) if name in wanted]] = True
             similarity = np.where(allowed[self.doc_of_row], similarity, -np.inf)
         k = min(k, int(np.isfinite(similarity).sum()))
-        if k <= 0:
-            return []
-        top = np.argpartition(-similarity, k - 1)[:k]
-        top = top[np.argsort(-similarity[top], kind="stable")]
-        return [(self.documents[i], float(similarity[i])) for i in top]
+        return [(self.documents[i], float(similarity[i])) for i in top_rows(similarity, k)]

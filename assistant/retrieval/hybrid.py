@@ -17,6 +17,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 from langchain_core.embeddings import Embeddings
 
 from assistant.config import Settings
@@ -88,6 +89,12 @@ class HybridRetriever:
         self.dense = self._dense_search(folder)
         self.questions = QuestionIndex.read(folder)
         self._chunk_doc = {cid: d for d, e in manifest.documents.items() for cid in e.chunk_ids}
+        # the document of each BM25 row, as a number: a request's document filter is a mask
+        self._doc_names = sorted(manifest.documents)
+        number = {d: i for i, d in enumerate(self._doc_names)}
+        self._bm25_doc = np.asarray(
+            [number.get(self._chunk_doc.get(cid, ""), len(number)) for cid in self.bm25.chunk_ids], dtype=np.int64
+        )
         self._folder = folder
         self._pivots: PivotIndex | None = None
         self._pivot_lock = threading.Lock()
@@ -143,7 +150,6 @@ class HybridRetriever:
         signals = JourneySignals.from_journey(journey) if use_journey else JourneySignals()
         signals = signals.with_market_named_in(query, self.manifest.market_names)
         allowed = allowed_documents(self.manifest, signals)
-        allowed_chunks = {cid for d in allowed for cid in self.manifest.documents[d].chunk_ids}
         n = self.settings.candidates
 
         dense_hits: list[tuple[str, float]] = []
@@ -166,7 +172,9 @@ class HybridRetriever:
         bm25_hits: list[tuple[str, float]] = []
         if self.mode in ("hybrid", "bm25"):
             keyword_query = f"{query} {signals.query_terms()}".strip()
-            bm25_hits = self.bm25.search(keyword_query, k=n, allowed=allowed_chunks)
+            wanted = set(allowed)
+            allowed_docs = np.asarray([d in wanted for d in self._doc_names] + [False], dtype=bool)
+            bm25_hits = self.bm25.search(keyword_query, k=n, mask=allowed_docs[self._bm25_doc])
 
         fused = reciprocal_rank_fusion(
             [[c for c, _ in hits] for hits in (dense_hits, context_hits, bm25_hits) if hits] + sentence_rankings,
@@ -203,7 +211,7 @@ class HybridRetriever:
         for doc_id, values in by_doc.items():
             best, second = [*sorted(values, reverse=True), 0.0][:2]
             text_score[doc_id] = best + DOC_SUPPORT_WEIGHT * second
-        doc_score = self._with_question_votes(text_score, question_rank, signals)
+        doc_score = self._with_question_votes(text_score, question_rank, doc_boost)
         scored.sort(key=lambda row: (-doc_score[row[1]], row[1], -row[3], row[0]))
 
         passages: list[Passage] = []
@@ -245,7 +253,7 @@ class HybridRetriever:
         return list(dict.fromkeys(self._chunk_doc[c] for c, _ in hits if c in self._chunk_doc))
 
     def _with_question_votes(
-        self, text_score: dict[str, float], question_rank: dict[str, int], signals: JourneySignals
+        self, text_score: dict[str, float], question_rank: dict[str, int], boosts: dict[str, list[Boost]]
     ) -> dict[str, float]:
         """Document scores with the driver questions' ranking added as one more RRF vote.
 
@@ -258,7 +266,7 @@ class HybridRetriever:
         scores = dict(text_score)
         for doc_id, rank in question_rank.items():
             if doc_id in scores:  # with the document's journey boosts, as its passages have
-                factor = math.prod(1.0 + b.factor for b in doc_boosts(self.manifest.documents[doc_id], signals))
+                factor = math.prod(1.0 + b.factor for b in boosts[doc_id])  # scored, so its boosts are known
                 scores[doc_id] += QUESTION_WEIGHT * factor / (self.settings.rrf_k + rank)
         lead = min(text_score, key=lambda d: (-text_score[d], d))
         scores[lead] = max(scores.values()) + 1.0

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 
 from assistant.request import EventType, JourneyContext
 from assistant.retrieval.manifest import DocEntry, IndexManifest
@@ -108,12 +109,9 @@ def market_named_in(text: str, market_names: dict[str, list[str]]) -> str | None
     Lines are read in order and the first line that names exactly one market decides, so a query
     built as "current message, then the earlier turn" follows the market the driver names now.
     """
+    patterns = [(code, _any_name(tuple(names))) for code, names in market_names.items() if names]
     for line in text.splitlines():
-        found = {
-            code
-            for code, names in market_names.items()
-            if any(re.search(rf"(?<!\w){re.escape(name)}(?!\w)", line, re.IGNORECASE) for name in names)
-        }
+        found = {code for code, pattern in patterns if pattern.search(line)}
         if len(found) == 1:
             return found.pop()
     return None
@@ -129,6 +127,12 @@ def allowed_documents(manifest: IndexManifest, signals: JourneySignals) -> list[
     in_market = {d: e for d, e in docs.items() if e.is_general or market in e.markets}
     replaced = {e.variant_of for e in in_market.values() if e.variant_of and not e.is_general}
     return sorted(d for d in in_market if d not in replaced)
+
+
+@lru_cache(maxsize=1024)
+def _any_name(names: tuple[str, ...]) -> re.Pattern[str]:
+    """One pattern for any of a market's names, as whole words."""
+    return re.compile("|".join(rf"(?<!\w){re.escape(name)}(?!\w)" for name in names), re.IGNORECASE)
 
 
 def _has_word(text: str, stems: tuple[str, ...]) -> bool:

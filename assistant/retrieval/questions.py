@@ -66,7 +66,14 @@ class QuestionIndex:
             raise ValueError(f"{len(questions)} questions but {len(vectors)} vectors")
         self.questions = list(questions)
         self._vectors = normalised(vectors)
-        self._doc_of = np.asarray([q.doc_id for q in self.questions], dtype=object)
+        # each question's chunk and document as a number, so a search's filter and per-chunk
+        # maxima are array operations however many questions there are
+        self._docs = sorted({q.doc_id for q in self.questions})
+        self._chunks = sorted({q.chunk_id for q in self.questions})
+        doc_number = {d: i for i, d in enumerate(self._docs)}
+        chunk_number = {c: i for i, c in enumerate(self._chunks)}
+        self._doc_index = np.asarray([doc_number[q.doc_id] for q in self.questions], dtype=np.int64)
+        self._chunk_index = np.asarray([chunk_number[q.chunk_id] for q in self.questions], dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self.questions)
@@ -83,7 +90,7 @@ class QuestionIndex:
         query = normalised(np.asarray([vector], dtype=np.float32))[0]
         similarity = self._vectors @ query
         allowed = set(doc_ids)
-        mask = np.fromiter((d in allowed for d in self._doc_of), dtype=bool, count=len(self.questions))
+        mask = np.asarray([d in allowed for d in self._docs], dtype=bool)[self._doc_index]
         order = np.argsort(-np.where(mask, similarity, -np.inf), kind="stable")
         hits: dict[str, float] = {}
         for index in order:
@@ -99,14 +106,11 @@ class QuestionIndex:
             return {}, {}
         query = normalised(np.asarray([vector], dtype=np.float32))[0]
         similarity = self._vectors @ query
-        by_chunk: dict[str, float] = {}
-        by_doc: dict[str, float] = {}
-        for question, value in zip(self.questions, similarity.tolist(), strict=True):
-            if value > by_chunk.get(question.chunk_id, -1.0):
-                by_chunk[question.chunk_id] = value
-            if value > by_doc.get(question.doc_id, -1.0):
-                by_doc[question.doc_id] = value
-        return by_chunk, by_doc
+        by_chunk = np.full(len(self._chunks), -np.inf, dtype=np.float32)
+        by_doc = np.full(len(self._docs), -np.inf, dtype=np.float32)
+        np.maximum.at(by_chunk, self._chunk_index, similarity)
+        np.maximum.at(by_doc, self._doc_index, similarity)
+        return dict(zip(self._chunks, by_chunk.tolist(), strict=True)), dict(zip(self._docs, by_doc.tolist(), strict=True))
 
     def write(self, folder: Path) -> None:
         """Write the questions and their vectors into an index generation's folder."""

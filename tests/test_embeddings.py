@@ -96,3 +96,17 @@ def test_with_the_query_cache_off_a_request_still_costs_one_model_call(monkeypat
     whole, _ = embedder.embed_query_parts(text, ["The store is closed and dark", "Do I still get paid for the trip?"])
     assert len(calls) == 1 and np.allclose(first, whole, atol=1e-6)
     assert embedder.cache.get(text) is None  # the query cache itself keeps nothing
+
+
+def test_long_texts_are_embedded_in_smaller_batches_with_the_same_vectors(monkeypatch: pytest.MonkeyPatch):
+    embedder = LocalMiniLMEmbeddings(batch_size=32, cache_size=0)
+    rows: list[int] = []
+    run = embedder._run
+    monkeypatch.setattr(embedder, "_run", lambda texts: rows.append(len(texts)) or run(texts))
+    short = [f"short question {i}" for i in range(40)]
+    long = [f"{i} " + "the customer was not at the door so I waited and called and texted " * 12 for i in range(20)]
+    batched = np.asarray(embedder.embed_documents(short + long))
+    assert rows[0] == 32  # short texts: full batches
+    assert max(rows[-2:]) <= emb_module.BATCH_CHARACTERS // len(long[0]) + 1  # long ones: fewer rows a call
+    single = np.asarray([embedder.embed_documents([t])[0] for t in short[:3] + long[:3]])
+    assert np.allclose(batched[[0, 1, 2, 40, 41, 42]], single, atol=1e-4)

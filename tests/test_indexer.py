@@ -172,3 +172,27 @@ def test_a_small_index_is_searched_from_its_own_vectors_without_chroma_and_a_dam
         assert Assistant(settings).answer(question).answer == through_chroma.answer
         assert not isinstance(HybridRetriever.open(settings, make_embeddings(settings)).dense, ExactSearch)
     assert "assistant ingest --rebuild" in caplog.text
+
+
+def test_an_hnsw_search_by_ids_filters_after_the_search_and_falls_back_to_chroma_s_filter(shipped_index: Path) -> None:
+    """Ids-only HNSW search (no texts read) with the document filter applied to the nearest
+    OVERFETCH * k chunks gives what Chroma's own filter gives; a filter that leaves too few of
+    the nearest chunks (one document) is passed to Chroma instead."""
+    settings = Settings(data_dir=shipped_index, exact_search_max_chunks=0)
+    embeddings = make_embeddings(settings)
+    hnsw = HybridRetriever.open(settings, embeddings).dense
+    assert not hnsw.exact
+    manifest = read_manifest(shipped_index)
+    assert manifest is not None
+    most = sorted(manifest.documents)[1:]
+    one = ["app-error-codes"]
+    for question in ("when do i get paid", "photo upload fails with UPL-500", "customer not answering"):
+        vector = embeddings.embed_query(question)
+        for doc_ids in (None, most, one):
+            ids = hnsw.search_ids(vector, k=8, doc_ids=doc_ids)
+            full = [(d.metadata["chunk_id"], s) for d, s in hnsw.search(vector, k=8, doc_ids=doc_ids)]
+            assert [c for c, _ in ids] == [c for c, _ in full]
+            assert all(abs(a - b) < 1e-5 for (_, a), (_, b) in zip(ids, full, strict=True))
+            if doc_ids is not None:
+                assert set(doc_ids) >= {d for d, e in manifest.documents.items() for c, _ in ids if c in e.chunk_ids}
+        assert len(hnsw.search_ids(vector, k=8, doc_ids=one)) == min(8, len(manifest.documents["app-error-codes"].chunk_ids))

@@ -8,7 +8,7 @@ exceptions are wrapped in :class:`~assistant.errors.BackendError` here, at the e
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -31,6 +31,8 @@ from assistant.errors import (
 from assistant.retrieval.exact import ExactSearch
 
 _COPY_BATCH = 500
+#: An HNSW search with a document filter first fetches this many times ``k`` chunks unfiltered.
+OVERFETCH = 4
 
 
 def open_client(*, data_dir: Path, chroma_url: str | None) -> ClientAPI:
@@ -90,7 +92,7 @@ def check_model(collection: Collection, query_model: str) -> None:
 def add_chunks(
     collection: Collection,
     ids: list[str],
-    embeddings: list[list[float]],
+    embeddings: Sequence[Sequence[float] | np.ndarray[Any, Any]],
     documents: list[str],
     metadatas: list[dict[str, Any]],
 ) -> None:
@@ -151,7 +153,11 @@ class DenseSearch:
     ``Chroma`` vector store (HNSW). Both return cosine similarities.
     """
 
-    def __init__(self, client: ClientAPI, collection_name: str, embeddings: Embeddings, *, exact_max: int = 0) -> None:
+    def __init__(
+        self, client: ClientAPI, collection_name: str, embeddings: Embeddings, *, exact_max: int = 0,
+        doc_of: Mapping[str, str] | None = None,
+    ) -> None:
+        self.doc_of = doc_of  # chunk id -> document id, when the caller has it: ids-only searches
         self.store = Chroma(
             client=client,
             collection_name=collection_name,
@@ -160,6 +166,7 @@ class DenseSearch:
         )
         self.exact_max = exact_max
         self._exact: ExactSearch | None = None
+        self._count = 0
         self._checked = False
         self._lock = threading.Lock()
 
@@ -168,7 +175,8 @@ class DenseSearch:
             if not self._checked:
                 collection = self.store._collection
                 try:
-                    if 0 < collection.count() <= self.exact_max:
+                    self._count = collection.count()  # an index generation never changes
+                    if 0 < self._count <= self.exact_max:
                         got = collection.get(include=["embeddings", "documents", "metadatas"])  # type: ignore[list-item]
                         metadatas = got["metadatas"] or [{} for _ in got["ids"]]
                         texts = got["documents"] or ["" for _ in got["ids"]]
@@ -195,11 +203,58 @@ class DenseSearch:
             return []
         if (exact := self._exact_index()) is not None:
             return exact.search(vector, k=k, doc_ids=doc_ids)
-        where: dict[str, Any] | None = {"doc_id": {"$in": doc_ids}} if doc_ids is not None else None
+        if doc_ids is None:
+            return self._query(vector, k, None)
+        # Most of the index is open to a driver (the general articles and their market's), so
+        # the nearest OVERFETCH * k chunks, unfiltered, nearly always hold the k nearest allowed
+        # ones: one plain HNSW query, filtered here. A filter on every allowed id makes Chroma
+        # build and check a list as long as the index (hundreds of ms at 100k chunks); it runs
+        # only when too few of the nearest chunks are allowed.
+        wanted = set(doc_ids)
+        fetch = k * OVERFETCH
+        hits = self._query(vector, fetch, None)
+        kept = [(doc, sim) for doc, sim in hits if doc.metadata.get("doc_id") in wanted]
+        if len(kept) >= k or len(hits) < fetch:
+            return kept[:k]
+        return self._query(vector, k, {"doc_id": {"$in": doc_ids}})
+
+    def search_ids(self, vector: list[float], *, k: int, doc_ids: list[str] | None) -> list[tuple[str, float]]:
+        """The ``k`` nearest chunks as (chunk id, cosine similarity), optionally within
+        ``doc_ids``. With ``doc_of`` known, HNSW is asked for ids and distances only (no texts
+        or metadata read) and the document filter applied here, as :meth:`search` does."""
+        if doc_ids is not None and not doc_ids:
+            return []
+        if (exact := self._exact_index()) is not None:
+            return exact.search_ids(vector, k=k, doc_ids=doc_ids)
+        if self.doc_of is None:
+            return [(str(doc.metadata["chunk_id"]), sim) for doc, sim in self.search(vector, k=k, doc_ids=doc_ids)]
+        fetch = k if doc_ids is None else k * OVERFETCH
+        hits = self._query_ids(vector, fetch)
+        if doc_ids is None:
+            return hits
+        wanted = set(doc_ids)
+        kept = [(cid, sim) for cid, sim in hits if self.doc_of.get(cid) in wanted]
+        if len(kept) >= k or len(hits) < fetch:
+            return kept[:k]
+        return [(str(doc.metadata["chunk_id"]), sim) for doc, sim in self._query(vector, k, {"doc_id": {"$in": doc_ids}})]
+
+    def _query_ids(self, vector: list[float], k: int) -> list[tuple[str, float]]:
+        collection = self.store._collection
+        count = self._count  # counted once, by the first search (_exact_index)
+        if count == 0:
+            return []
         try:
-            hits = self.store.similarity_search_by_vector_with_relevance_scores(
-                vector, k=k, filter=where
+            got = collection.query(
+                query_embeddings=[vector], n_results=min(k, count), include=["distances"]  # type: ignore[arg-type, list-item]
             )
+        except Exception as exc:
+            raise BackendError(f"Chroma query failed: {exc}") from exc
+        distances = (got.get("distances") or [[]])[0]
+        return [(str(cid), 1.0 - float(d)) for cid, d in zip(got["ids"][0], distances, strict=True)]
+
+    def _query(self, vector: list[float], k: int, where: dict[str, Any] | None) -> list[tuple[Document, float]]:
+        try:
+            hits = self.store.similarity_search_by_vector_with_relevance_scores(vector, k=k, filter=where)
         except Exception as exc:
             raise BackendError(f"Chroma query failed: {exc}") from exc
         return [(doc, 1.0 - float(distance)) for doc, distance in hits]

@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import zipfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,7 @@ class ChunkStore:
         self.heading_vectors: dict[str, Matrix] = {}
 
     @staticmethod
-    def write_chunk_vectors(folder: Path, chunk_ids: list[str], vectors: dict[str, list[float]]) -> None:
+    def write_chunk_vectors(folder: Path, chunk_ids: list[str], vectors: Mapping[str, Sequence[float] | Matrix]) -> None:
         """Write the chunks' vectors (:data:`CHUNK_VECTORS_FILE`), rows in ``chunk_ids`` order (the
         order :meth:`write` was given)."""
         matrix = np.asarray([vectors[cid] for cid in chunk_ids], dtype=np.float32)

@@ -28,6 +28,11 @@ MODEL_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6
 TOKENIZER_SHA256 = "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037"
 MAX_SEQUENCE_TOKENS = 256
 DIMENSION = 384
+#: A batch of documents holds at most this many characters of its longest text over its rows
+#: (32 texts of 400 characters; a text longer than MAX_TEXT_CHARACTERS is truncated by the
+#: tokenizer anyway).
+BATCH_CHARACTERS = 32 * 400
+MAX_TEXT_CHARACTERS = 1200
 TOKENIZER_FILE = Path(__file__).with_name("models") / "all-MiniLM-L6-v2" / "tokenizer.json"
 
 
@@ -194,16 +199,23 @@ class LocalMiniLMEmbeddings(Embeddings):
         return whole, [v if v is not None else fresh[p] for p, v in zip(parts, vectors, strict=True)]
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        """Embed many texts, ``batch_size`` at a time (sorted by length to limit padding)."""
+        """Embed many texts, sorted by length to limit padding, in batches of ``batch_size`` that
+        shrink for long texts: a batch holds at most ``BATCH_CHARACTERS`` characters of its
+        longest text over its rows, so the model's working memory (which grows with rows times
+        the square of the length) stays that of a batch of short texts."""
         if not texts:
             return []
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         out: list[list[float]] = [[] for _ in texts]
-        for start in range(0, len(order), self.batch_size):
-            idx = order[start : start + self.batch_size]
+        start = 0
+        while start < len(order):
+            longest = max(1, min(len(texts[order[min(start + self.batch_size, len(order)) - 1]]), MAX_TEXT_CHARACTERS))
+            size = max(1, min(self.batch_size, BATCH_CHARACTERS // longest))
+            idx = order[start : start + size]
             vectors = self._embed_batch([texts[i] or " " for i in idx])
             for i, vector in zip(idx, vectors, strict=True):
                 out[i] = vector.tolist()
+            start += len(idx)
         return out
 
     def embed_query(self, text: str) -> list[float]:

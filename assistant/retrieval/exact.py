@@ -10,6 +10,8 @@ by the index's size (``Settings.exact_search_max_chunks``).
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
@@ -32,6 +34,37 @@ def top_rows(scores: Matrix, k: int) -> Matrix:
     return ordered
 
 
+class DocumentMasks:
+    """Row masks for document filters over rows that each belong to a document.
+
+    A driver's filter (the general articles and their market's) is the same list on every
+    request, so each distinct filter's mask is built once and kept (the last 64): a filtered
+    search then costs the same however many documents are allowed.
+    """
+
+    def __init__(self, doc_of_row: Sequence[str]) -> None:
+        self.names = sorted(set(doc_of_row))
+        number = {name: i for i, name in enumerate(self.names)}
+        self.row_doc = np.asarray([number[d] for d in doc_of_row], dtype=np.int64)
+        self._kept: OrderedDict[tuple[str, ...], Matrix] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def mask(self, doc_ids: Sequence[str]) -> Matrix:
+        """True for each row whose document is in ``doc_ids``."""
+        key = tuple(doc_ids)
+        with self._lock:
+            if (kept := self._kept.get(key)) is not None:
+                self._kept.move_to_end(key)
+                return kept
+        wanted = set(key)
+        mask: Matrix = np.asarray([name in wanted for name in self.names], dtype=bool)[self.row_doc]
+        with self._lock:
+            self._kept[key] = mask
+            while len(self._kept) > 64:
+                self._kept.popitem(last=False)
+        return mask
+
+
 class ExactSearch:
     """Nearest chunks by cosine similarity over vectors held in memory."""
 
@@ -44,22 +77,24 @@ class ExactSearch:
         norms = np.linalg.norm(matrix, axis=1, keepdims=True) if len(matrix) else np.ones((0, 1), np.float32)
         self.vectors = matrix / np.clip(norms, 1e-12, None)
         self.documents = list(documents)
-        doc_ids = [str(d.metadata.get("doc_id", "")) for d in self.documents]
-        self.doc_names = sorted(set(doc_ids))
-        position = {name: i for i, name in enumerate(self.doc_names)}
-        self.doc_of_row = np.asarray([position[d] for d in doc_ids], dtype=np.int64)
+        self.masks = DocumentMasks([str(d.metadata.get("doc_id", "")) for d in self.documents])
+        self.chunk_ids = [str(d.metadata.get("chunk_id", "")) for d in self.documents]
 
     def search(self, vector: Sequence[float], *, k: int, doc_ids: list[str] | None) -> list[tuple[Document, float]]:
         """The ``k`` nearest chunks as (document, cosine similarity), optionally within ``doc_ids``."""
+        return [(self.documents[i], s) for i, s in self._nearest(vector, k, doc_ids)]
+
+    def search_ids(self, vector: Sequence[float], *, k: int, doc_ids: list[str] | None) -> list[tuple[str, float]]:
+        """As :meth:`search`, with each chunk's id instead of the chunk."""
+        return [(self.chunk_ids[i], s) for i, s in self._nearest(vector, k, doc_ids)]
+
+    def _nearest(self, vector: Sequence[float], k: int, doc_ids: list[str] | None) -> list[tuple[int, float]]:
         if doc_ids is not None and not doc_ids:
             return []
         query = np.asarray(vector, dtype=np.float32)
         query = query / max(float(np.linalg.norm(query)), 1e-12)
         similarity = self.vectors @ query
         if doc_ids is not None:
-            allowed = np.zeros(len(self.doc_names), dtype=bool)
-            wanted = set(doc_ids)
-            allowed[[i for i, name in enumerate(self.doc_names) if name in wanted]] = True
-            similarity = np.where(allowed[self.doc_of_row], similarity, -np.inf)
+            similarity = np.where(self.masks.mask(doc_ids), similarity, -np.inf)
         k = min(k, int(np.isfinite(similarity).sum()))
-        return [(self.documents[i], float(similarity[i])) for i in top_rows(similarity, k)]
+        return [(int(i), float(similarity[i])) for i in top_rows(similarity, k)]

@@ -17,7 +17,6 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
 from langchain_core.embeddings import Embeddings
 
 from assistant.config import Settings
@@ -27,7 +26,7 @@ from assistant.retrieval.base import Passage, RetrievalResult
 from assistant.retrieval.bm25 import Bm25Index
 from assistant.retrieval.chunkstore import ChunkStore
 from assistant.retrieval.embeddings import embed_query_parts, embedding_model_id
-from assistant.retrieval.exact import ExactSearch
+from assistant.retrieval.exact import DocumentMasks, ExactSearch
 from assistant.retrieval.fusion import reciprocal_rank_fusion
 from assistant.retrieval.journey import (
     Boost,
@@ -86,15 +85,13 @@ class HybridRetriever:
         folder = Path(settings.data_dir) / manifest.store_dir
         self.bm25 = Bm25Index.load(folder)
         self.store = ChunkStore.read(folder)
+        self._chunk_doc = {cid: d for d, e in manifest.documents.items() for cid in e.chunk_ids}
         self.dense = self._dense_search(folder)
         self.questions = QuestionIndex.read(folder)
-        self._chunk_doc = {cid: d for d, e in manifest.documents.items() for cid in e.chunk_ids}
-        # the document of each BM25 row, as a number: a request's document filter is a mask
-        self._doc_names = sorted(manifest.documents)
-        number = {d: i for i, d in enumerate(self._doc_names)}
-        self._bm25_doc = np.asarray(
-            [number.get(self._chunk_doc.get(cid, ""), len(number)) for cid in self.bm25.chunk_ids], dtype=np.int64
-        )
+        # the document of each BM25 row: a request's document filter is a row mask
+        self._bm25_masks = DocumentMasks([self._chunk_doc.get(cid, "") for cid in self.bm25.chunk_ids])
+        # the documents open to a driver of each market, and those closed (computed once a market)
+        self._by_market: dict[str | None, tuple[list[str], list[str]]] = {}
         self._folder = folder
         self._pivots: PivotIndex | None = None
         self._pivot_lock = threading.Lock()
@@ -116,7 +113,8 @@ class HybridRetriever:
         collection = chroma.get_collection(client, self.manifest.collection)
         chroma.check_model(collection, query_model)
         return chroma.DenseSearch(
-            client, self.manifest.collection, self.embeddings, exact_max=self.settings.exact_search_max_chunks
+            client, self.manifest.collection, self.embeddings, exact_max=self.settings.exact_search_max_chunks,
+            doc_of=self._chunk_doc,
         )
 
     def english_for(self, message: str, journey: JourneyContext | None = None) -> tuple[str, float]:
@@ -149,7 +147,7 @@ class HybridRetriever:
         use_journey = self.settings.use_journey
         signals = JourneySignals.from_journey(journey) if use_journey else JourneySignals()
         signals = signals.with_market_named_in(query, self.manifest.market_names)
-        allowed = allowed_documents(self.manifest, signals)
+        allowed, excluded = self._documents_for(signals)
         n = self.settings.candidates
 
         dense_hits: list[tuple[str, float]] = []
@@ -172,9 +170,7 @@ class HybridRetriever:
         bm25_hits: list[tuple[str, float]] = []
         if self.mode in ("hybrid", "bm25"):
             keyword_query = f"{query} {signals.query_terms()}".strip()
-            wanted = set(allowed)
-            allowed_docs = np.asarray([d in wanted for d in self._doc_names] + [False], dtype=bool)
-            bm25_hits = self.bm25.search(keyword_query, k=n, mask=allowed_docs[self._bm25_doc])
+            bm25_hits = self.bm25.search(keyword_query, k=n, mask=self._bm25_masks.mask(allowed))
 
         fused = reciprocal_rank_fusion(
             [[c for c, _ in hits] for hits in (dense_hits, context_hits, bm25_hits) if hits] + sentence_rankings,
@@ -238,7 +234,6 @@ class HybridRetriever:
             if len(passages) == k:
                 break
 
-        excluded = sorted(set(self.manifest.documents) - set(allowed))
         return RetrievalResult(
             passages=passages,
             journey_used=self._journey_used(passages, signals, excluded),
@@ -247,6 +242,17 @@ class HybridRetriever:
             agreement=self._agreement(passages, dense_hits, bm25_hits),
             excluded_doc_ids=excluded,
         )
+
+    def _documents_for(self, signals: JourneySignals) -> tuple[list[str], list[str]]:
+        """The documents that apply to this driver (they depend on the market alone) and the
+        others, sorted; computed once for each market."""
+        found = self._by_market.get(signals.market)
+        if found is None:
+            allowed = allowed_documents(self.manifest, signals)
+            found = (allowed, sorted(set(self.manifest.documents) - set(allowed)))
+            if signals.market is None or signals.market in self.manifest.market_names:  # bounded: known markets
+                self._by_market[signals.market] = found
+        return found
 
     def _question_docs(self, hits: list[tuple[str, float]]) -> list[str]:
         """Documents in the order of their best matching driver question."""
@@ -273,7 +279,7 @@ class HybridRetriever:
         return scores
 
     def _search(self, vector: list[float], n: int, allowed: list[str]) -> list[tuple[str, float]]:
-        return [(doc.metadata["chunk_id"], sim) for doc, sim in self.dense.search(vector, k=n, doc_ids=allowed)]
+        return self.dense.search_ids(vector, k=n, doc_ids=allowed)
 
     def _journey_used(self, passages: list[Passage], signals: JourneySignals, excluded: list[str]) -> list[str]:
         facts: list[str] = []

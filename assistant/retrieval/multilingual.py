@@ -209,11 +209,12 @@ def pivots_of_store(store: ChunkStore, questions: QuestionIndex) -> list[Pivot]:
 
 def encode_pivots(
     pivots: Sequence[Pivot], encoder: MultilingualEncoder, *, known: dict[str, Matrix] | None = None,
-    progress: Callable[[int, int], None] | None = None, batch: int = 64,
+    progress: Callable[[int, int], None] | None = None, batch: int = 32,
 ) -> PivotIndex:
     """The pivot index, reusing the vectors of texts in ``known`` (the previous generation's)."""
     known = known or {}
-    jobs = list(dict.fromkeys(p.text for p in pivots if p.text not in known))
+    # by length, so a batch pads little and its working memory stays that of similar texts
+    jobs = sorted(dict.fromkeys(p.text for p in pivots if p.text not in known), key=len)
     vectors = dict(known)
     for start in range(0, len(jobs), batch):
         if progress:

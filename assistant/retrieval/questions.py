@@ -24,6 +24,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from assistant.errors import IndexNotReadyError
+from assistant.retrieval.exact import DocumentMasks, top_rows
 
 QUESTIONS_FILE = "questions.jsonl"
 QUESTION_VECTORS_FILE = "question_vectors.npy"
@@ -68,11 +69,11 @@ class QuestionIndex:
         self._vectors = normalised(vectors)
         # each question's chunk and document as a number, so a search's filter and per-chunk
         # maxima are array operations however many questions there are
-        self._docs = sorted({q.doc_id for q in self.questions})
+        self._masks = DocumentMasks([q.doc_id for q in self.questions])
+        self._docs = self._masks.names
+        self._doc_index = self._masks.row_doc
         self._chunks = sorted({q.chunk_id for q in self.questions})
-        doc_number = {d: i for i, d in enumerate(self._docs)}
         chunk_number = {c: i for i, c in enumerate(self._chunks)}
-        self._doc_index = np.asarray([doc_number[q.doc_id] for q in self.questions], dtype=np.int64)
         self._chunk_index = np.asarray([chunk_number[q.chunk_id] for q in self.questions], dtype=np.int64)
 
     def __len__(self) -> int:
@@ -89,14 +90,19 @@ class QuestionIndex:
             return []
         query = normalised(np.asarray([vector], dtype=np.float32))[0]
         similarity = self._vectors @ query
-        allowed = set(doc_ids)
-        mask = np.asarray([d in allowed for d in self._docs], dtype=bool)[self._doc_index]
-        order = np.argsort(-np.where(mask, similarity, -np.inf), kind="stable")
+        mask = self._masks.mask(list(doc_ids))
+        masked = np.where(mask, similarity, -np.inf)
+        allowed = int(mask.sum())
         hits: dict[str, float] = {}
-        for index in order:
-            if not mask[index] or len(hits) == k:
+        # the best few questions nearly always point at k different chunks; all of them if not
+        for depth in (min(allowed, 4 * k), allowed):
+            hits = {}
+            for index in top_rows(masked, depth):
+                if len(hits) == k:
+                    break
+                hits.setdefault(self.questions[index].chunk_id, float(similarity[index]))
+            if len(hits) == k:
                 break
-            hits.setdefault(self.questions[index].chunk_id, float(similarity[index]))
         return list(hits.items())
 
     def best_similarities(self, vector: Sequence[float]) -> tuple[dict[str, float], dict[str, float]]:

@@ -13,6 +13,7 @@ import hashlib
 import importlib.util
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -124,8 +125,12 @@ class LocalMiniLMEmbeddings(Embeddings):
         # calls that overlap use one thread each, so concurrent requests share the cores instead
         # of oversubscribing them (8 threads: 1.1x one thread's throughput with ``threads`` for
         # every call, against 1.9x with one thread each, on 2 cores).
+        # The one-thread session is made on the first overlapping call (a process that never
+        # answers two requests at once does not load the model twice).
         self._session = session(threads)
-        self._narrow = session(1) if threads > 1 else self._session
+        self._narrow: Any = None if threads > 1 else self._session
+        self._make_narrow: Callable[[], Any] = lambda: session(1)
+        self._narrow_lock = threading.Lock()
         self._input_names = {i.name for i in self._session.get_inputs()}
         self.batch_size = batch_size
         self.cache: LruCache[list[float]] = LruCache(cache_size)
@@ -134,6 +139,13 @@ class LocalMiniLMEmbeddings(Embeddings):
         self._states: LruCache[tuple[np.ndarray[Any, np.dtype[np.float32]], list[tuple[int, int]]]] = LruCache(16)
         self._running = 0
         self._count_lock = threading.Lock()
+
+    def _narrow_session(self) -> Any:
+        if self._narrow is None:
+            with self._narrow_lock:
+                if self._narrow is None:
+                    self._narrow = self._make_narrow()
+        return self._narrow
 
     def _run(self, texts: list[str]) -> tuple[Any, np.ndarray[Any, np.dtype[np.float32]], np.ndarray[Any, np.dtype[np.float32]]]:
         """One model call: the tokenizer's encodings, the token states and the attention weights."""
@@ -144,9 +156,10 @@ class LocalMiniLMEmbeddings(Embeddings):
         if "token_type_ids" in self._input_names:
             feeds["token_type_ids"] = np.zeros_like(ids)
         with self._count_lock:
-            session = self._session if self._running == 0 else self._narrow
+            alone = self._running == 0
             self._running += 1
         try:
+            session = self._session if alone else self._narrow_session()
             hidden = session.run(None, feeds)[0]
         except Exception as exc:  # onnxruntime raises its own untyped errors
             raise BackendError(f"local embedding model failed: {exc}") from exc

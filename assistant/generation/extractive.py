@@ -108,6 +108,11 @@ class Ranking:
         ]
 
 
+def heading_text(section: Section) -> str:
+    """What the composer embeds for a section's heading: its title and heading."""
+    return f"{section.title} - {section.heading}" if section.heading != section.title else section.title
+
+
 def heading_texts(
     source: SectionSource,
 ) -> tuple[dict[str, list[Section]], list[tuple[str, str]], list[str], list[tuple[str, str]]]:
@@ -116,9 +121,7 @@ def heading_texts(
     doc_ids = sorted({str(c.metadata["doc_id"]) for c in source.chunks.values()})
     by_doc = {doc_id: sections_of(source, doc_id) for doc_id in doc_ids}
     keys = [s.key for sections in by_doc.values() for s in sections]
-    texts = [
-        f"{s.title} - {s.heading}" if s.heading != s.title else s.title for sections in by_doc.values() for s in sections
-    ]
+    texts = [heading_text(s) for sections in by_doc.values() for s in sections]
     titles = [(doc_id, sections[0].title) for doc_id, sections in by_doc.items() if sections]
     return by_doc, keys, texts, titles
 
@@ -153,26 +156,26 @@ class ExtractiveComposer:
     # -- candidates ---------------------------------------------------------------------------
 
     def _doc_sections(self, doc_id: str) -> list[Section]:
-        """The sections of one document. On first use, every document's sections are built and
-        their headings and titles embedded in one batch, so no request pays for it again."""
+        """The sections of one document, built on its first use (a request reads a handful of
+        documents, so an index of 100k chunks does not hold every section in memory), with their
+        heading and title vectors from the index (computed at ingest; embedded here only for an
+        index built without them)."""
         if self.source is None:
             return []
-        if not self._sections:
-            self._load_sections()
-        return self._sections.get(doc_id, [])
-
-    def _load_sections(self) -> None:
-        assert self.source is not None
-        by_doc, keys, texts, titles = heading_texts(self.source)
-        if texts:
-            known: dict[str, Matrix] = getattr(self.source, "heading_vectors", {})  # computed at ingest
-            wanted = [*texts, *(t for _, t in titles)]
-            missing = list(dict.fromkeys(t for t in wanted if t not in known))
-            fresh = dict(zip(missing, self.embeddings.embed_documents(missing), strict=True)) if missing else {}
-            vectors = normalised(np.asarray([known[t] if t in known else fresh[t] for t in wanted], dtype=np.float32))
-            self._headings = dict(zip(keys, vectors[: len(keys)], strict=True))
-            self._titles = {doc_id: vectors[len(keys) + i] for i, (doc_id, _) in enumerate(titles)}
-        self._sections = by_doc
+        sections = self._sections.get(doc_id)
+        if sections is None:
+            sections = sections_of(self.source, doc_id)
+            if sections:
+                known: dict[str, Matrix] = getattr(self.source, "heading_vectors", {})
+                texts = [heading_text(s) for s in sections] + [sections[0].title]
+                missing = list(dict.fromkeys(t for t in texts if t not in known))
+                fresh = dict(zip(missing, self.embeddings.embed_documents(missing), strict=True)) if missing else {}
+                vectors = normalised(np.asarray([known[t] if t in known else fresh[t] for t in texts], dtype=np.float32))
+                for section, vector in zip(sections, vectors, strict=False):
+                    self._headings[section.key] = vector
+                self._titles[doc_id] = vectors[-1]
+            self._sections[doc_id] = sections
+        return sections
 
     def _passage_section(self, passage: Passage) -> Section:
         """A section made of one passage alone (when the composer has no chunk store)."""

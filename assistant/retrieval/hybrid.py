@@ -187,7 +187,7 @@ class HybridRetriever:
         keyword = dict(bm25_hits)
         # Score every candidate as a plain tuple; only the ``k`` kept become Passages.
         doc_boost: dict[str, list[Boost]] = {}
-        scored: list[tuple[str, str, Document, float, list[Boost]]] = []  # chunk, doc, chunk, score, boosts
+        scored: list[tuple[str, str, Document, float, list[Boost]]] = []  # chunk id, doc id, chunk, score, boosts
         for cid, base in fused.items():
             chunk = self.store.get(cid)
             doc_id = self._chunk_doc.get(cid)

@@ -60,11 +60,17 @@ def test_concurrent_calls_give_the_same_vectors_as_sequential_ones(embedder: Loc
     assert embedder._running == 0
 
 
-def test_a_query_and_its_sentences_cost_one_model_call(monkeypatch: pytest.MonkeyPatch):
-    embedder = LocalMiniLMEmbeddings(cache_size=8)
+def _model_calls(embedder: LocalMiniLMEmbeddings, monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """The texts of each model call the embedder makes from now on."""
     calls: list[list[str]] = []
     run = embedder._run
     monkeypatch.setattr(embedder, "_run", lambda texts: calls.append(texts) or run(texts))
+    return calls
+
+
+def test_a_query_and_its_sentences_cost_one_model_call(monkeypatch: pytest.MonkeyPatch):
+    embedder = LocalMiniLMEmbeddings(cache_size=8)
+    calls = _model_calls(embedder, monkeypatch)
     text = "My payout never arrived this week. Also the app keeps crashing at pickup."
     first, second = "My payout never arrived this week", "Also the app keeps crashing at pickup"
     classifier_view = embedder.embed_query(text)  # the classifier reads the message first
@@ -88,9 +94,7 @@ def test_a_part_the_query_does_not_contain_is_embedded_on_its_own():
 
 def test_with_the_query_cache_off_a_request_still_costs_one_model_call(monkeypatch: pytest.MonkeyPatch):
     embedder = LocalMiniLMEmbeddings(cache_size=0)
-    calls: list[list[str]] = []
-    run = embedder._run
-    monkeypatch.setattr(embedder, "_run", lambda texts: calls.append(texts) or run(texts))
+    calls = _model_calls(embedder, monkeypatch)
     text = "The store is closed and dark. Do I still get paid for the trip?"
     first = embedder.embed_query(text)
     whole, _ = embedder.embed_query_parts(text, ["The store is closed and dark", "Do I still get paid for the trip?"])
@@ -100,12 +104,11 @@ def test_with_the_query_cache_off_a_request_still_costs_one_model_call(monkeypat
 
 def test_long_texts_are_embedded_in_smaller_batches_with_the_same_vectors(monkeypatch: pytest.MonkeyPatch):
     embedder = LocalMiniLMEmbeddings(batch_size=32, cache_size=0)
-    rows: list[int] = []
-    run = embedder._run
-    monkeypatch.setattr(embedder, "_run", lambda texts: rows.append(len(texts)) or run(texts))
+    calls = _model_calls(embedder, monkeypatch)
     short = [f"short question {i}" for i in range(40)]
     long = [f"{i} " + "the customer was not at the door so I waited and called and texted " * 12 for i in range(20)]
     batched = np.asarray(embedder.embed_documents(short + long))
+    rows = [len(texts) for texts in calls]
     assert rows[0] == 32  # short texts: full batches
     assert max(rows[-2:]) <= emb_module.BATCH_CHARACTERS // len(long[0]) + 1  # long ones: fewer rows a call
     single = np.asarray([embedder.embed_documents([t])[0] for t in short[:3] + long[:3]])

@@ -8,9 +8,9 @@ exceptions are wrapped in :class:`~assistant.errors.BackendError` here, at the e
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 import chromadb
@@ -31,6 +31,7 @@ from assistant.errors import (
 from assistant.retrieval.exact import ExactSearch
 
 _COPY_BATCH = 500
+_Hit = TypeVar("_Hit")
 #: An HNSW search with a document filter first fetches this many times ``k`` chunks unfiltered.
 OVERFETCH = 4
 
@@ -203,20 +204,12 @@ class DenseSearch:
             return []
         if (exact := self._exact_index()) is not None:
             return exact.search(vector, k=k, doc_ids=doc_ids)
-        if doc_ids is None:
-            return self._query(vector, k, None)
-        # Most of the index is open to a driver (the general articles and their market's), so
-        # the nearest OVERFETCH * k chunks, unfiltered, nearly always hold the k nearest allowed
-        # ones: one plain HNSW query, filtered here. A filter on every allowed id makes Chroma
-        # build and check a list as long as the index (hundreds of ms at 100k chunks); it runs
-        # only when too few of the nearest chunks are allowed.
-        wanted = set(doc_ids)
-        fetch = k * OVERFETCH
-        hits = self._query(vector, fetch, None)
-        kept = [(doc, sim) for doc, sim in hits if doc.metadata.get("doc_id") in wanted]
-        if len(kept) >= k or len(hits) < fetch:
-            return kept[:k]
-        return self._query(vector, k, {"doc_id": {"$in": doc_ids}})
+        return self._post_filtered(
+            k, doc_ids,
+            nearest=lambda n: self._query(vector, n, None),
+            doc_of=lambda hit: hit[0].metadata.get("doc_id"),
+            filtered=lambda ids: self._query(vector, k, {"doc_id": {"$in": ids}}),
+        )
 
     def search_ids(self, vector: list[float], *, k: int, doc_ids: list[str] | None) -> list[tuple[str, float]]:
         """The ``k`` nearest chunks as (chunk id, cosine similarity), optionally within
@@ -226,17 +219,35 @@ class DenseSearch:
             return []
         if (exact := self._exact_index()) is not None:
             return exact.search_ids(vector, k=k, doc_ids=doc_ids)
-        if self.doc_of is None:
+        doc_of = self.doc_of
+        if doc_of is None:
             return [(str(doc.metadata["chunk_id"]), sim) for doc, sim in self.search(vector, k=k, doc_ids=doc_ids)]
-        fetch = k if doc_ids is None else k * OVERFETCH
-        hits = self._query_ids(vector, fetch)
+        return self._post_filtered(
+            k, doc_ids,
+            nearest=lambda n: self._query_ids(vector, n),
+            doc_of=lambda hit: doc_of.get(hit[0]),
+            filtered=lambda ids: [(str(d.metadata["chunk_id"]), s) for d, s in self._query(vector, k, {"doc_id": {"$in": ids}})],
+        )
+
+    @staticmethod
+    def _post_filtered(
+        k: int, doc_ids: list[str] | None, *, nearest: Callable[[int], list[_Hit]],
+        doc_of: Callable[[_Hit], str | None], filtered: Callable[[list[str]], list[_Hit]],
+    ) -> list[_Hit]:
+        """The ``k`` nearest hits within ``doc_ids``. Most of the index is open to a driver (the
+        general articles and their market's), so the nearest OVERFETCH * k chunks, unfiltered,
+        nearly always hold the k nearest allowed ones: one plain HNSW query, filtered here. A
+        filter on every allowed id makes Chroma build and check a list as long as the index
+        (hundreds of ms at 100k chunks); it runs only when too few of the nearest are allowed."""
         if doc_ids is None:
-            return hits
+            return nearest(k)
         wanted = set(doc_ids)
-        kept = [(cid, sim) for cid, sim in hits if self.doc_of.get(cid) in wanted]
+        fetch = k * OVERFETCH
+        hits = nearest(fetch)
+        kept = [hit for hit in hits if doc_of(hit) in wanted]
         if len(kept) >= k or len(hits) < fetch:
             return kept[:k]
-        return [(str(doc.metadata["chunk_id"]), sim) for doc, sim in self._query(vector, k, {"doc_id": {"$in": doc_ids}})]
+        return filtered(doc_ids)
 
     def _query_ids(self, vector: list[float], k: int) -> list[tuple[str, float]]:
         collection = self.store._collection

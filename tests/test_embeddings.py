@@ -68,40 +68,6 @@ def _model_calls(embedder: LocalMiniLMEmbeddings, monkeypatch: pytest.MonkeyPatc
     return calls
 
 
-def test_a_query_and_its_sentences_cost_one_model_call(monkeypatch: pytest.MonkeyPatch):
-    embedder = LocalMiniLMEmbeddings(cache_size=8)
-    calls = _model_calls(embedder, monkeypatch)
-    text = "My payout never arrived this week. Also the app keeps crashing at pickup."
-    first, second = "My payout never arrived this week", "Also the app keeps crashing at pickup"
-    classifier_view = embedder.embed_query(text)  # the classifier reads the message first
-    whole, (a, b) = embedder.embed_query_parts(text, [first, second])
-    assert calls == [[text]]  # the parts come from that call's token states
-    assert np.allclose(whole, classifier_view, atol=1e-5)
-    assert np.allclose(whole, LocalMiniLMEmbeddings(cache_size=0).embed_documents([text])[0], atol=1e-4)
-    alone_a, alone_b = (np.asarray(v) for v in embedder.embed_documents([first, second]))
-    a, b = np.asarray(a), np.asarray(b)
-    assert np.linalg.norm(a) == pytest.approx(1.0, abs=1e-4)
-    # each part's vector is read in context, so it is nearer its own sentence than the other one
-    assert float(a @ alone_a) > float(a @ alone_b) and float(b @ alone_b) > float(b @ alone_a)
-
-
-def test_a_part_the_query_does_not_contain_is_embedded_on_its_own():
-    embedder = LocalMiniLMEmbeddings(cache_size=8)
-    whole, (part,) = embedder.embed_query_parts("when do i get paid", ["how do i reset my password"])
-    alone = embedder.embed_documents(["how do i reset my password"])[0]
-    assert np.allclose(part, alone, atol=1e-5) and not np.allclose(whole, part, atol=1e-2)
-
-
-def test_with_the_query_cache_off_a_request_still_costs_one_model_call(monkeypatch: pytest.MonkeyPatch):
-    embedder = LocalMiniLMEmbeddings(cache_size=0)
-    calls = _model_calls(embedder, monkeypatch)
-    text = "The store is closed and dark. Do I still get paid for the trip?"
-    first = embedder.embed_query(text)
-    whole, _ = embedder.embed_query_parts(text, ["The store is closed and dark", "Do I still get paid for the trip?"])
-    assert len(calls) == 1 and np.allclose(first, whole, atol=1e-6)
-    assert embedder.cache.get(text) is None  # the query cache itself keeps nothing
-
-
 def test_long_texts_are_embedded_in_smaller_batches_with_the_same_vectors(monkeypatch: pytest.MonkeyPatch):
     embedder = LocalMiniLMEmbeddings(batch_size=32, cache_size=0)
     calls = _model_calls(embedder, monkeypatch)

@@ -134,9 +134,6 @@ class LocalMiniLMEmbeddings(Embeddings):
         self._input_names = {i.name for i in self._session.get_inputs()}
         self.batch_size = batch_size
         self.cache: LruCache[list[float]] = LruCache(cache_size)
-        # The token states of the last few query texts (a 256-token text's are 0.4 MB): how one
-        # request's parts share its one model call, kept even when the query cache is off.
-        self._states: LruCache[tuple[np.ndarray[Any, np.dtype[np.float32]], list[tuple[int, int]]]] = LruCache(16)
         self._running = 0
         self._count_lock = threading.Lock()
 
@@ -147,8 +144,8 @@ class LocalMiniLMEmbeddings(Embeddings):
                     self._narrow = self._make_narrow()
         return self._narrow
 
-    def _run(self, texts: list[str]) -> tuple[Any, np.ndarray[Any, np.dtype[np.float32]], np.ndarray[Any, np.dtype[np.float32]]]:
-        """One model call: the tokenizer's encodings, the token states and the attention weights."""
+    def _run(self, texts: list[str]) -> tuple[np.ndarray[Any, np.dtype[np.float32]], np.ndarray[Any, np.dtype[np.float32]]]:
+        """One model call: the token states and the attention weights."""
         encodings = self._tokenizer.encode_batch(texts)
         ids = np.asarray([e.ids for e in encodings], dtype=np.int64)
         mask = np.asarray([e.attention_mask for e in encodings], dtype=np.int64)
@@ -166,50 +163,11 @@ class LocalMiniLMEmbeddings(Embeddings):
         finally:
             with self._count_lock:
                 self._running -= 1
-        return encodings, hidden, mask[..., None].astype(np.float32)
+        return hidden, mask[..., None].astype(np.float32)
 
     def _embed_batch(self, texts: list[str]) -> np.ndarray[Any, np.dtype[np.float32]]:
-        _, hidden, weights = self._run(texts)
+        hidden, weights = self._run(texts)
         return _unit((hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None))
-
-    def _single(self, text: str) -> tuple[np.ndarray[Any, np.dtype[np.float32]], list[tuple[int, int]]]:
-        """The token states of one query text (padding-free) and their character offsets, kept for
-        a few recent texts, so that its parts can be read from them later (see
-        :meth:`embed_query_parts`) without another model call."""
-        kept = self._states.get(text)
-        if kept is None:
-            encodings, hidden, _ = self._run([text or " "])
-            kept = (hidden[0], list(encodings[0].offsets))
-            self._states.put(text, kept)
-        return kept
-
-    def embed_query_parts(self, text: str, parts: list[str]) -> tuple[list[float], list[list[float]]]:
-        """The vector of ``text`` and, from the same model call, one vector for each of its
-        ``parts`` (substrings of it, such as its sentences): the mean of the part's token states
-        read in the whole text's context. A part the text does not contain, or that falls beyond
-        the model's token limit, is embedded on its own.
-
-        The text's vector is the one :meth:`embed_query` gives, and the states come from the same
-        call as the query's own vector when it was embedded moments before (the classifier reads
-        the message first), so a request with several sentences still costs one model call."""
-        states, offsets = self._single(text)
-        whole = self.cache.get(text)
-        if whole is None:
-            whole = _unit(states.mean(axis=0)[None, :])[0].tolist()
-            self.cache.put(text, whole)
-        vectors: list[list[float] | None] = []
-        cursor = 0
-        for part in parts:
-            start = text.find(part, cursor) if part else -1
-            tokens = [] if start < 0 else [
-                i for i, (a, b) in enumerate(offsets) if b > a and a >= start and b <= start + len(part)
-            ]
-            if start >= 0:
-                cursor = start + len(part)
-            vectors.append(_unit(states[tokens].mean(axis=0)[None, :])[0].tolist() if tokens else None)
-        alone = [p for p, v in zip(parts, vectors, strict=True) if v is None]
-        fresh = dict(zip(alone, self.embed_documents(alone), strict=True)) if alone else {}
-        return whole, [v if v is not None else fresh[p] for p, v in zip(parts, vectors, strict=True)]
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         """Embed many texts, sorted by length to limit padding, in batches of ``batch_size`` that
@@ -236,34 +194,21 @@ class LocalMiniLMEmbeddings(Embeddings):
         return self.embed_queries([text])[0]
 
     def embed_queries(self, texts: list[str]) -> list[list[float]]:
-        """Embed several queries in one model call (repeats answered from the LRU cache). A lone
-        new text keeps its token states for a while (see :meth:`embed_query_parts`)."""
+        """Embed several queries in one model call (repeats answered from the LRU cache)."""
         out: list[list[float] | None] = [self.cache.get(text) for text in texts]
         missing = list(dict.fromkeys(t for t, v in zip(texts, out, strict=True) if v is None))
-        if len(missing) == 1:
-            states, _ = self._single(missing[0])
-            fresh = {missing[0]: _unit(states.mean(axis=0)[None, :])[0].tolist()}
-        else:
-            fresh = dict(zip(missing, self.embed_documents(missing), strict=True)) if missing else {}
-        for text, vector in fresh.items():
-            self.cache.put(text, vector)
-        return [v if v is not None else fresh[t] for t, v in zip(texts, out, strict=True)]
+        if missing:
+            fresh = dict(zip(missing, self.embed_documents(missing), strict=True))
+            for text, vector in fresh.items():
+                self.cache.put(text, vector)
+            out = [v if v is not None else fresh[t] for t, v in zip(texts, out, strict=True)]
+        return [v for v in out if v is not None]
 
 
 def _unit(vectors: np.ndarray[Any, Any]) -> np.ndarray[Any, np.dtype[np.float32]]:
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     unit: np.ndarray[Any, np.dtype[np.float32]] = (vectors / np.clip(norms, 1e-12, None)).astype(np.float32)
     return unit
-
-
-def embed_query_parts(embeddings: Embeddings, text: str, parts: list[str]) -> tuple[list[float], list[list[float]]]:
-    """The query vector of ``text`` and one for each of its ``parts``: one model call with the
-    local embedder (:meth:`LocalMiniLMEmbeddings.embed_query_parts`); any other LangChain
-    embedder embeds each on its own."""
-    if isinstance(embeddings, LocalMiniLMEmbeddings):
-        return embeddings.embed_query_parts(text, parts)
-    whole, *rest = embed_queries(embeddings, [text, *parts])
-    return whole, rest
 
 
 def embed_queries(embeddings: Embeddings, texts: list[str]) -> list[list[float]]:

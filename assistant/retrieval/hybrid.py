@@ -25,7 +25,7 @@ from assistant.request import JourneyContext
 from assistant.retrieval.base import Passage, RetrievalResult
 from assistant.retrieval.bm25 import Bm25Index
 from assistant.retrieval.chunkstore import ChunkStore
-from assistant.retrieval.embeddings import embed_query_parts, embedding_model_id
+from assistant.retrieval.embeddings import embedding_model_id
 from assistant.retrieval.exact import DocumentMasks, ExactSearch
 from assistant.retrieval.fusion import reciprocal_rank_fusion
 from assistant.retrieval.journey import (
@@ -155,13 +155,13 @@ class HybridRetriever:
         sentence_rankings: list[list[str]] = []
         question_hits: list[tuple[str, float]] = []
         if self.mode in ("hybrid", "dense"):
-            # A second query with the order's kind ("alcohol order") finds the rules for this order.
-            # Each sentence of a long message is searched on its own too, by its tokens' states
-            # in the message's own model call (no call per sentence).
+            # A second query with the order's kind ("alcohol order") finds the rules for this order;
+            # each sentence of a long message is searched on its own too. (Reading the sentences
+            # from the message's own model call, its tokens' states in context, saved the calls
+            # but missed the routing and multilingual gates on the full eval.)
             phrase = signals.context_phrase()
-            vector, others = embed_query_parts(self.embeddings, query, sentences_of(query))
-            if phrase:
-                others.insert(0, self.embeddings.embed_query(f"{query} ({phrase})"))
+            texts = [query, *([f"{query} ({phrase})"] if phrase else []), *sentences_of(query)]
+            vector, *others = [self.embeddings.embed_query(text) for text in texts]
             dense_hits = self._search(vector, n, allowed)
             question_hits = self.questions.search(vector, k=n, doc_ids=allowed)
             if phrase:

@@ -13,7 +13,7 @@ import hashlib
 import importlib.util
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -66,16 +66,17 @@ _V = TypeVar("_V")
 
 
 class LruCache(Generic[_V]):
-    """A small thread-safe LRU map from text to its vector (or any value); size 0 keeps nothing."""
+    """A small thread-safe LRU map from a key (a text, or any hashable) to its vector (or any
+    value); size 0 keeps nothing."""
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._data: OrderedDict[str, _V] = OrderedDict()
+        self._data: OrderedDict[Hashable, _V] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
 
-    def get(self, key: str) -> _V | None:
+    def get(self, key: Hashable) -> _V | None:
         with self._lock:
             value = self._data.get(key)
             if value is None:
@@ -85,7 +86,7 @@ class LruCache(Generic[_V]):
             self.hits += 1
             return value
 
-    def put(self, key: str, value: _V) -> None:
+    def put(self, key: Hashable, value: _V) -> None:
         if self.size <= 0:
             return
         with self._lock:

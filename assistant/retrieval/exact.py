@@ -10,13 +10,13 @@ by the index's size (``Settings.exact_search_max_chunks``).
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from langchain_core.documents import Document
+
+from assistant.retrieval.embeddings import LruCache
 
 Matrix = np.ndarray[Any, np.dtype[Any]]
 
@@ -46,22 +46,16 @@ class DocumentMasks:
         self.names = sorted(set(doc_of_row))
         number = {name: i for i, name in enumerate(self.names)}
         self.row_doc = np.asarray([number[d] for d in doc_of_row], dtype=np.int64)
-        self._kept: OrderedDict[tuple[str, ...], Matrix] = OrderedDict()
-        self._lock = threading.Lock()
+        self._kept: LruCache[Matrix] = LruCache(64)
 
     def mask(self, doc_ids: Sequence[str]) -> Matrix:
         """True for each row whose document is in ``doc_ids``."""
         key = tuple(doc_ids)
-        with self._lock:
-            if (kept := self._kept.get(key)) is not None:
-                self._kept.move_to_end(key)
-                return kept
-        wanted = set(key)
-        mask: Matrix = np.asarray([name in wanted for name in self.names], dtype=bool)[self.row_doc]
-        with self._lock:
-            self._kept[key] = mask
-            while len(self._kept) > 64:
-                self._kept.popitem(last=False)
+        mask = self._kept.get(key)
+        if mask is None:
+            wanted = set(key)
+            mask = np.asarray([name in wanted for name in self.names], dtype=bool)[self.row_doc]
+            self._kept.put(key, mask)
         return mask
 
 

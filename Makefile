@@ -13,7 +13,7 @@ POSTGRES := $(VENV)/.postgres
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,evals]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,service,evals,postgres]"
 	touch $(STAMP)
 
 # Debian's chromium, for the headless-browser test of the eval report (needs root or sudo once).

@@ -19,6 +19,7 @@ from assistant.errors import (
     IndexMismatchError,
     IndexNotReadyError,
     InputError,
+    MissingDependencyError,
     NotFoundError,
 )
 from assistant.guardrails.defects import (
@@ -103,6 +104,7 @@ __all__ = [
     "JourneyEvidence",
     "JsonlLogEvidence",
     "MemorySink",
+    "MissingDependencyError",
     "NotFoundError",
     "NullSink",
     "Order",

@@ -19,7 +19,13 @@ from rich.panel import Panel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from assistant.config import load_settings
-from assistant.errors import AssistantError, ConfigurationError, InputError, NotFoundError
+from assistant.errors import (
+    AssistantError,
+    ConfigurationError,
+    InputError,
+    MissingDependencyError,
+    NotFoundError,
+)
 from assistant.ingestion.report import IngestReport
 from assistant.pipeline import Assistant
 from assistant.request import HelpRequest, History, JourneyContext, Stage
@@ -230,11 +236,17 @@ def demo(
 
         recorded = record_traffic(assistant)
         assistant.close()
-        password = _demo_login(settings.resolved_database_url())
-        out.print(
+        kept = (
             f"\nThe demo's conversations, and {recorded} more contacts for the console, are in "
-            f"{escape(settings.resolved_database_url())}: "
-            "`.venv/bin/assistant conversations list`.\nStart the HTTP service with `.venv/bin/assistant serve` "
+            f"{escape(settings.resolved_database_url())}: `.venv/bin/assistant conversations list`."
+        )
+        try:
+            password = _demo_login(settings.resolved_database_url())
+        except MissingDependencyError as exc:  # a core install: no service, no console
+            out.print(f"{kept}\nThe HTTP service and the console: {escape(str(exc))}", highlight=False, soft_wrap=True)
+            return
+        out.print(
+            f"{kept}\nStart the HTTP service with `.venv/bin/assistant serve` "
             "(http://127.0.0.1:8000/docs), then:\n"
             "  curl -s localhost:8000/v1/answer -H 'content-type: application/json' -d '{\"message\": \"when do i get paid\"}'\n"
             "  curl -s localhost:8000/v1/suggestions -H 'content-type: application/json' "
@@ -639,7 +651,12 @@ def serve(
     """Run the HTTP service (see /docs on the running service for its OpenAPI schema)."""
     import logging
 
+    from assistant._optional import require
+
+    require("assistant serve", "service", "uvicorn")
     import uvicorn
+
+    import assistant.service  # noqa: F401  (a missing [service] extra is named before "serving on")
 
     try:
         settings = load_settings()
@@ -951,8 +968,13 @@ def users_list(as_json: Annotated[bool, typer.Option("--json", help="Print a JSO
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point. A command whose optional extra is not installed exits 2 with
+    the ``pip install`` line that adds it, not a traceback."""
+    try:
+        app()
+    except MissingDependencyError as exc:
+        err.print(f"error: {escape(str(exc))}", highlight=False, soft_wrap=True)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ A human handoff is a normal :class:`~assistant.response.HelpResponse`, not an ex
     AssistantError
       ConfigurationError        # developer misuse: bad settings, bad arguments
         IndexMismatchError      # the index was built by another embedding model
+        MissingDependencyError  # a feature whose optional extra is not installed
       InputError                # a request or journey the library cannot accept
       NotFoundError             # no conversation (or record) with that id
       CorpusError               # the policy corpus is missing, unreadable or empty
@@ -39,6 +40,23 @@ class IndexMismatchError(ConfigurationError):
             f"the index was built with embedding model {index_model!r} but queries would use "
             f"{query_model!r}; rebuild it with `assistant ingest --rebuild` or configure the "
             "original model"
+        )
+
+
+class MissingDependencyError(ConfigurationError):
+    """A feature needs an optional dependency that is not installed (its extra names it).
+
+    The core install answers questions offline; the HTTP service and console (``[service]``),
+    the eval reports and refitting (``[evals]``) and a PostgreSQL store (``[postgres]``) are
+    extras: ``pip install 'driver-help-assistant[service]'``."""
+
+    def __init__(self, *, feature: str, module: str, extra: str) -> None:
+        self.feature = feature
+        self.module = module
+        self.extra = extra
+        super().__init__(
+            f"{feature} needs the optional dependency {module!r}, which is not installed; "
+            f"install it with: pip install 'driver-help-assistant[{extra}]'"
         )
 
 
@@ -75,6 +93,7 @@ __all__ = [
     "IndexMismatchError",
     "IndexNotReadyError",
     "InputError",
+    "MissingDependencyError",
     "NotFoundError",
 ]
 

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from assistant._optional import missing
 from assistant.errors import ConfigurationError
 from assistant.evals import metrics as m
 from assistant.evals.dataset import EvalCase, Split, load_datasets
@@ -85,10 +86,8 @@ def _logistic_regression() -> Any:
     ``evals`` extra."""
     try:
         from sklearn.linear_model import LogisticRegression
-    except ImportError as exc:
-        raise ConfigurationError(
-            "refitting the answer model needs scikit-learn: pip install 'driver-help-assistant[evals]'"
-        ) from exc
+    except ModuleNotFoundError as exc:
+        raise missing("refitting the answer model", exc, extra="evals") from exc
     return LogisticRegression
 
 

@@ -11,16 +11,21 @@ import json
 from pathlib import Path
 from typing import Any
 
-import plotly.graph_objects as go
-import plotly.io as pio
-from jinja2 import Environment, PackageLoader, select_autoescape
 from rich.console import Console
 from rich.table import Table
 
+from assistant._optional import missing
 from assistant.errors import InputError
 from assistant.evals.dataset import Split
 from assistant.evals.runner import CONFIG_FILE, SUMMARY_FILE, CaseResult, read_results
 from assistant.evals.summary import GAP_METRICS, ROUTES, SCALAR_METRICS
+
+try:  # the ``[evals]`` extra
+    import plotly.graph_objects as go
+    import plotly.io as pio
+    from jinja2 import Environment, PackageLoader, select_autoescape
+except ModuleNotFoundError as exc:
+    raise missing("the eval report", exc) from exc
 
 #: How many failing and slowest cases the reports list.
 FAILING_SHOWN = 150

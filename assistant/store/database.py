@@ -48,6 +48,9 @@ def make_engine(url: str, *, sqlite_timeout: float = 30.0) -> Engine:
             kwargs["max_overflow"] = 8
             kwargs["pool_timeout"] = sqlite_timeout
     else:
+        from assistant._optional import require
+
+        require("a PostgreSQL store", "postgres", "psycopg")
         kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT}
         kwargs["pool_pre_ping"] = True
         kwargs["pool_size"] = 5

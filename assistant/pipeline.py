@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, TypeGuard
 
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
-from langchain_core.runnables import Runnable, RunnableLambda
 
 from assistant.config import Settings, load_settings
 from assistant.errors import AssistantError, BackendError, IndexNotReadyError
@@ -64,6 +63,8 @@ from assistant.suggestions.cards import HelpCard, Suggester
 from assistant.suggestions.rules import load_rules
 
 if TYPE_CHECKING:
+    from langchain_core.runnables import Runnable
+
     from assistant.generation.chat import ChatComposer
     from assistant.incidents.live import OpenIncidents
     from assistant.store import ConversationStore
@@ -332,6 +333,9 @@ class Assistant:
     def as_runnable(self) -> Runnable[HelpRequest | str, HelpResponse]:
         """This assistant as a LangChain Runnable (``invoke``, ``ainvoke``, ``batch``, ``stream``),
         so callbacks and tracing see each request."""
+        # imported here: langchain_core.runnables brings its tracers, about 0.4 s of every start-up
+        from langchain_core.runnables import RunnableLambda
+
         return RunnableLambda(self.answer, afunc=self.aanswer, name="driver-help-assistant")
 
     async def astream(self, request: HelpRequest | str) -> AsyncIterator[str | HelpResponse]:

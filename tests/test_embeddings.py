@@ -79,3 +79,16 @@ def test_long_texts_are_embedded_in_smaller_batches_with_the_same_vectors(monkey
     assert max(rows[-2:]) <= emb_module.BATCH_CHARACTERS // len(long[0]) + 1  # long ones: fewer rows a call
     single = np.asarray([embedder.embed_documents([t])[0] for t in short[:3] + long[:3]])
     assert np.allclose(batched[[0, 1, 2, 40, 41, 42]], single, atol=1e-4)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_length_batches_cover_every_text_once_in_length_order_within_the_budget(seed: int):
+    rng = np.random.default_rng(seed)
+    texts = ["x" * int(n) for n in rng.integers(0, 3000, size=int(rng.integers(1, 300)))]
+    batches = list(emb_module.length_batches(texts, 32, characters=6400, longest_read=1200))
+    flat = [i for batch in batches for i in batch]
+    assert sorted(flat) == list(range(len(texts)))
+    assert [len(texts[i]) for i in flat] == sorted(len(t) for t in texts)
+    for batch in batches:
+        longest = max(1, min(max(len(texts[i]) for i in batch), 1200))
+        assert len(batch) <= 32 and (len(batch) == 1 or len(batch) * longest <= 6400)

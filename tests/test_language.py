@@ -257,3 +257,20 @@ def test_an_emergency_in_another_language_goes_to_a_person_as_a_safety_case(ship
     ))
     assert response.route is Route.ESCALATE
     assert ReasonCode.SAFETY in {r.code for r in response.reasons}
+
+
+def test_many_texts_are_encoded_in_bounded_batches_with_the_same_vectors_in_order() -> None:
+    encoder = MultilingualEncoder()
+    texts = [f"¿cuándo me pagan? {i}" for i in range(40)] + ["el cliente no abre la puerta y no contesta " * 30, "hi"]
+    calls: list[int] = []
+    model = encoder._load()
+    real = model.query
+    model.query = lambda part: (calls.append(1 if isinstance(part, str) else len(part)), real(part))[1]
+    try:
+        together = encoder.encode(texts)
+    finally:
+        model.query = real
+    assert max(calls) <= MultilingualEncoder.BATCH_SIZE and sum(calls) == len(texts)
+    assert len(calls) >= 3  # 42 texts: at least two batches, and the long text in a batch of its own size
+    alone = np.vstack([encoder.encode([t]) for t in (texts[0], texts[39], texts[40], texts[41])])
+    assert np.allclose(together[[0, 39, 40, 41]], alone, atol=1e-5)

@@ -7,6 +7,11 @@ per second and each mode's ratio to one thread, measured in the same process. Wh
 mode runs, a ticker on the event loop records its largest delay: the loop must never wait on
 embedding or search.
 
+Two configurations, each against its own one thread: the default (a model call that runs alone
+uses ``ASSISTANT_EMBEDDING_THREADS`` = 2 threads, for the lowest latency) and one thread per call
+(``embedding_threads=1``, chosen for throughput: one request then uses one core, so a second
+request has the other).
+
     python benchmarks/bench_concurrency.py [--questions N] [--json PATH]
 """
 
@@ -71,32 +76,40 @@ def main() -> int:
         HelpRequest(message=c["message"], journey=JourneyContext.model_validate(c["journey"]) if c.get("journey") else None)
         for c in cases if query_language(c["message"]).is_english
     ][: args.questions]
+    results = {}
     with tempfile.TemporaryDirectory() as tmp:
-        assistant = Assistant(Settings(data_dir=Path(tmp), corpus_dir=ROOT / "corpus", query_cache_size=0))
-        assistant.ingest()
-        for request in requests[:10]:  # warm up
-            assistant.answer(request)
-        one, many, in_async, delay = 0.0, 0.0, 0.0, 0.0
-        for _ in range(2):
-            one = max(one, _threads(assistant, requests, 1))
-            many = max(many, _threads(assistant, requests, WORKERS))
-            rate, worst = asyncio.run(_async(assistant, requests, WORKERS))
-            if rate > in_async:
-                in_async, delay = rate, worst
-    result = {
-        "questions": len(requests),
-        "one_thread_per_s": one,
-        "threads_8_per_s": many,
-        "asyncio_8_per_s": in_async,
-        "threads_8_ratio": many / one,
-        "asyncio_8_ratio": in_async / one,
-        "event_loop_worst_delay_ms": delay,
-    }
+        Assistant(Settings(data_dir=Path(tmp), corpus_dir=ROOT / "corpus")).ingest()
+        for name, threads in (("default", 2), ("one_thread_per_call", 1)):
+            assistant = Assistant(
+                Settings(data_dir=Path(tmp), corpus_dir=ROOT / "corpus", query_cache_size=0, embedding_threads=threads)
+            )
+            for request in requests[:10]:  # warm up
+                assistant.answer(request)
+            one, many, in_async, delay = 0.0, 0.0, 0.0, 0.0
+            for _ in range(2):
+                one = max(one, _threads(assistant, requests, 1))
+                many = max(many, _threads(assistant, requests, WORKERS))
+                rate, worst = asyncio.run(_async(assistant, requests, WORKERS))
+                if rate > in_async:
+                    in_async, delay = rate, worst
+            assistant.close()
+            results[name] = {
+                "embedding_threads": threads,
+                "one_thread_per_s": one,
+                "threads_8_per_s": many,
+                "asyncio_8_per_s": in_async,
+                "threads_8_ratio": many / one,
+                "asyncio_8_ratio": in_async / one,
+                "event_loop_worst_delay_ms": delay,
+            }
+    result = {"questions": len(requests), **results}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=1), encoding="utf-8")
-    print(f"answer() throughput: one thread {one:.1f}/s, {WORKERS} threads {many:.1f}/s ({result['threads_8_ratio']:.2f}x), "
-          f"aanswer() {WORKERS} at a time {in_async:.1f}/s ({result['asyncio_8_ratio']:.2f}x); event loop's worst "
-          f"delay {delay:.1f} ms ({len(requests)} English held-out questions)")
+    for name, r in results.items():
+        print(f"{name} (embedding_threads={r['embedding_threads']}): answer() one thread {r['one_thread_per_s']:.1f}/s, "
+              f"{WORKERS} threads {r['threads_8_per_s']:.1f}/s ({r['threads_8_ratio']:.2f}x), aanswer() {WORKERS} at a "
+              f"time {r['asyncio_8_per_s']:.1f}/s ({r['asyncio_8_ratio']:.2f}x); event loop's worst delay "
+              f"{r['event_loop_worst_delay_ms']:.1f} ms ({len(requests)} English held-out questions)")
     return 0
 
 

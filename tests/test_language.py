@@ -274,3 +274,25 @@ def test_many_texts_are_encoded_in_bounded_batches_with_the_same_vectors_in_orde
     assert len(calls) >= 3  # 42 texts: at least two batches, and the long text in a batch of its own size
     alone = np.vstack([encoder.encode([t]) for t in (texts[0], texts[39], texts[40], texts[41])])
     assert np.allclose(together[[0, 39, 40, 41]], alone, atol=1e-5)
+
+
+@pytest.mark.integration
+def test_the_english_rendering_of_another_language_is_searched_whole_and_a_driver_message_by_sentence(
+    shipped_assistant: Assistant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from assistant.retrieval.hybrid import HybridRetriever
+
+    calls: list[tuple[str, bool]] = []
+    real = HybridRetriever.retrieve
+
+    def spy(self: HybridRetriever, query: str, **kwargs: object):  # type: ignore[no-untyped-def]
+        calls.append((query, bool(kwargs.get("split_sentences", True))))
+        return real(self, query, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(HybridRetriever, "retrieve", spy)
+    spanish = shipped_assistant.answer("el cliente no abre la puerta y no contesta el teléfono. ¿cuánto tiempo tengo que esperar?")
+    english = shipped_assistant.answer("customer isnt answering the door. how long do i have to wait before i can leave?")
+    (rendered, split_spanish), (message, split_english) = calls
+    assert not split_spanish and split_english
+    assert rendered != message and "puerta" not in rendered  # the pivot's English text, not the message
+    assert spanish.citations and english.citations

@@ -142,8 +142,11 @@ class HybridRetriever:
             )
         return cls(settings, embeddings, manifest)
 
-    def retrieve(self, query: str, *, k: int, journey: JourneyContext | None = None) -> RetrievalResult:
-        """The ``k`` best passages (see the module docstring)."""
+    def retrieve(
+        self, query: str, *, k: int, journey: JourneyContext | None = None, split_sentences: bool = True
+    ) -> RetrievalResult:
+        """The ``k`` best passages (see the module docstring). ``split_sentences``: search each
+        sentence of a long message on its own too (off for a query that is one help text)."""
         use_journey = self.settings.use_journey
         signals = JourneySignals.from_journey(journey) if use_journey else JourneySignals()
         signals = signals.with_market_named_in(query, self.manifest.market_names)
@@ -160,7 +163,7 @@ class HybridRetriever:
             # from the message's own model call, its tokens' states in context, saved the calls
             # but missed the routing and multilingual gates on the full eval.)
             phrase = signals.context_phrase()
-            texts = [query, *([f"{query} ({phrase})"] if phrase else []), *sentences_of(query)]
+            texts = [query, *([f"{query} ({phrase})"] if phrase else []), *(sentences_of(query) if split_sentences else [])]
             vector, *others = [self.embeddings.embed_query(text) for text in texts]
             dense_hits = self._search(vector, n, allowed)
             question_hits = self.questions.search(vector, k=n, doc_ids=allowed)

@@ -135,9 +135,16 @@ def _any_name(names: tuple[str, ...]) -> re.Pattern[str]:
     return re.compile("|".join(rf"(?<!\w){re.escape(name)}(?!\w)" for name in names), re.IGNORECASE)
 
 
+@lru_cache(maxsize=8192)
 def _has_word(text: str, stems: tuple[str, ...]) -> bool:
-    lowered = text.lower()
-    return any(re.search(rf"\b{re.escape(stem)}", lowered) for stem in stems)
+    """Whether a word of ``text`` starts with one of ``stems`` (cached: a request scores the same
+    candidate chunks for the same order flags as the requests before it)."""
+    return _word_start(stems).search(text) is not None
+
+
+@lru_cache(maxsize=256)
+def _word_start(stems: tuple[str, ...]) -> re.Pattern[str]:
+    return re.compile("|".join(rf"\b{re.escape(stem)}" for stem in stems), re.IGNORECASE)
 
 
 def doc_boosts(entry: DocEntry, signals: JourneySignals) -> list[Boost]:

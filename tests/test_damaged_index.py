@@ -52,20 +52,27 @@ def test_each_damaged_file_gives_an_answer_a_handoff_or_a_typed_error_that_says_
     assert len(outcomes) >= 10
 
 
-def test_a_damaged_classifier_cache_is_retrained(copy_of_shipped_index: Path) -> None:
-    from assistant.guardrails import classifier
-
-    classifier._TRAINED.clear()  # the process keeps trained screens: make this one train and write its cache
-    Assistant(Settings(data_dir=copy_of_shipped_index, corpus_dir=CORPUS)).answer("when do i get paid")
-    [cache] = (copy_of_shipped_index / "guardrails").glob("screen-*.npz")
-    cache.write_bytes(cache.read_bytes()[:100])
-    classifier._TRAINED.clear()  # the process keeps trained screens: make it read the file
-    response = Assistant(Settings(data_dir=copy_of_shipped_index, corpus_dir=CORPUS)).answer("when do i get paid")
-    assert response.route.value == "answer"
+def test_a_damaged_classifier_cache_falls_back_to_the_shipped_weights_or_is_retrained(
+    copy_of_shipped_index: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import numpy as np
 
-    with np.load(cache) as stored:  # rewritten whole
+    from assistant.guardrails import classifier
+
+    [shipped] = classifier.SHIPPED_DIR.glob("screen-*.npz")
+    cache = copy_of_shipped_index / "guardrails" / shipped.name
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_bytes(shipped.read_bytes()[:100])
+    classifier._TRAINED.clear()  # the process keeps trained screens: make it read the files
+    response = Assistant(Settings(data_dir=copy_of_shipped_index, corpus_dir=CORPUS)).answer("when do i get paid")
+    assert response.route.value == "answer"  # the package's weights
+    monkeypatch.setattr(classifier, "SHIPPED_DIR", tmp_path / "no-package-files")
+    classifier._TRAINED.clear()
+    response = Assistant(Settings(data_dir=copy_of_shipped_index, corpus_dir=CORPUS)).answer("when do i get paid")
+    assert response.route.value == "answer"
+    with np.load(cache) as stored:  # retrained and rewritten whole
         assert stored["weights"].shape[0] == len(stored["labels"])
+    classifier._TRAINED.clear()
 
 
 def test_ask_reports_a_damaged_manifest_instead_of_rebuilding(copy_of_shipped_index: Path) -> None:

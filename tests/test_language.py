@@ -185,7 +185,8 @@ def test_ingest_builds_the_pivots_once_and_embeds_only_new_texts_again(
     assert manifest is not None
     pivots = PivotIndex.read(settings.data_dir / manifest.store_dir)
     assert pivots is not None and {p.kind for p in pivots.pivots} == {"section", "unit"}
-    assert list((settings.data_dir / "guardrails").glob("multilingual-*.npy"))  # the safety screen's examples too
+    # the safety screen's example vectors ship in the package: not encoded (nor written) per index
+    assert not list((settings.data_dir / "guardrails").glob("multilingual-*.npy"))
     first = encoder.texts
     write_doc(small_corpus, "tips", "## Tips\nTips are final 24 hours after delivery.")
     assistant.ingest(small_corpus)
@@ -242,11 +243,28 @@ def test_the_multilingual_classifier_reads_an_emergency_in_any_language_and_a_qu
                     "顾客不开门我要等多久？", "Сколько ждать, если клиент не открывает дверь?"):
         probabilities = classifier.probabilities(message)
         assert all(probabilities[label] < at for label, at in flags.items()), (message, probabilities)
-    [cache] = tmp_path.glob("multilingual-*.npy")
-    cache.write_bytes(cache.read_bytes()[:100])  # damaged: rebuilt, not an error
+    assert not list(tmp_path.glob("multilingual-*.npy"))  # read from the package, nothing written
+    cache = tmp_path / classifier.cache_name()
+    cache.write_bytes(b"\x93NUMPY truncated")  # a damaged cache of the index: the package's vectors, not an error
     again = MultilingualClassifier(cache_dir=tmp_path)
     assert again.probabilities("차에 불이 났어요 연기가 나고 있어요 어떻게 해야 돼요")["safety"] >= needed
-    assert np.load(cache).shape[0] == len(again.texts)
+
+
+def test_the_shipped_example_vectors_are_the_encoder_s_and_without_them_they_are_computed_and_cached(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from assistant.guardrails import multilingual as module
+
+    shipped = MultilingualClassifier(cache_dir=None)
+    rows = list(range(0, len(shipped.texts), max(1, len(shipped.texts) // 12)))
+    fresh = default_encoder().encode([shipped.texts[i] for i in rows])
+    assert np.allclose(shipped.vectors()[rows], fresh, atol=2e-3)  # float16 on disk
+    monkeypatch.setattr(module, "SHIPPED_DIR", tmp_path / "no-package-files")
+    computed = MultilingualClassifier(cache_dir=tmp_path)
+    computed.texts, computed.example_labels = computed.texts[:40], computed.example_labels[:40]
+    computed.vectors()
+    [cache] = tmp_path.glob("multilingual-*.npy")
+    assert np.load(cache).shape == (40, 384)
 
 
 @pytest.mark.integration

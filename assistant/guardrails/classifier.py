@@ -32,6 +32,11 @@ DEFAULT_EXAMPLES = Path(__file__).with_name("examples.yaml")
 #: Requests for support to act on the driver's own case (``action``) and look-alike questions.
 ACTION_EXAMPLES = Path(__file__).with_name("examples-action.yaml")
 #: Trained weights by fingerprint, shared by every classifier in the process.
+#: Classifiers trained on the shipped examples with the local model, shipped inside the package
+#: (``python -m assistant.guardrails.shipped`` writes them; a test checks they fit the examples),
+#: so a fresh index does not retrain what does not depend on its corpus. Read only, after the
+#: index's own cache.
+SHIPPED_DIR = Path(__file__).with_name("trained")
 _TRAINED: dict[str, tuple[list[str], np.ndarray, np.ndarray]] = {}
 _TRAIN_LOCK = threading.Lock()
 #: Characters per window when a message is longer than one.
@@ -119,14 +124,17 @@ class MessageClassifier:
             examples = self._examples()
             fingerprint = self._fingerprint(examples)
             cache = self.cache_dir / f"{self.name}-{fingerprint}.npz" if self.cache_dir else None
+            shipped = SHIPPED_DIR / self.cache_name(fingerprint)
             if fingerprint in _TRAINED:
                 self.labels, self._weights, self._bias = _TRAINED[fingerprint]
-            elif cache is not None and cache.exists() and self._load(cache):
-                pass
-            else:
-                self._train(examples, cache)
+            elif not any(path is not None and path.exists() and self._load(path) for path in (cache, shipped)):
+                self._train(examples, cache)  # neither the index's cache nor the package's fits
             if self._weights is not None and self._bias is not None:
                 _TRAINED[fingerprint] = (self.labels, self._weights, self._bias)
+
+    def cache_name(self, fingerprint: str | None = None) -> str:
+        """The file name of this classifier's trained weights (its examples' fingerprint)."""
+        return f"{self.name}-{fingerprint or self._fingerprint(self._examples())}.npz"
 
     def ready(self) -> None:
         """Load the trained weights, or train (and cache) them now, not on the first message."""

@@ -25,9 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from assistant.guardrails.classifier import DEFAULT_EXAMPLES, load_examples, windows
+from assistant.guardrails.classifier import DEFAULT_EXAMPLES, SHIPPED_DIR, load_examples, windows
 from assistant.guardrails.linear import fit_softmax, softmax
-from assistant.retrieval.multilingual import MultilingualEncoder, default_encoder
+from assistant.retrieval.multilingual import DIMENSION, MultilingualEncoder, default_encoder
 
 logger = logging.getLogger("assistant.guardrails")
 
@@ -64,12 +64,14 @@ class MultilingualClassifier:
         self._model: tuple[Matrix, Matrix] | None = None
         self._lock = threading.Lock()
 
-    def _cache_path(self) -> Path | None:
-        if self.cache_dir is None:
-            return None
+    def cache_name(self) -> str:
+        """The file name of the examples' vectors (their labels' and texts' fingerprint)."""
         rows = (f"{label}\t{text}" for label, text in zip(self.example_labels, self.texts, strict=True))
         digest = hashlib.sha256("\n".join(rows).encode()).hexdigest()
-        return self.cache_dir / f"multilingual-{digest[:16]}.npy"
+        return f"multilingual-{digest[:16]}.npy"
+
+    def _cache_path(self) -> Path | None:
+        return None if self.cache_dir is None else self.cache_dir / self.cache_name()
 
     def vectors(self) -> Matrix:
         """The examples' vectors, from the cache or computed (and cached) now."""
@@ -78,22 +80,29 @@ class MultilingualClassifier:
 
     def _vectors_locked(self) -> Matrix:
         if self._vectors is None:
-            path = self._cache_path()
-            if path is not None and path.exists():
-                try:
-                    cached = np.load(path).astype(np.float32)
-                    if cached.shape[0] == len(self.texts):
-                        self._vectors = cached
-                except (OSError, ValueError, EOFError):  # a damaged cache is rebuilt
-                    logger.warning("rebuilding the damaged multilingual classifier cache %s", path)
+            cache = self._cache_path()
+            # the index's cache, else the vectors shipped in the package (read only)
+            for path in (cache, SHIPPED_DIR / self.cache_name()):
+                if path is not None and path.exists() and (vectors := self._read(path)) is not None:
+                    self._vectors = vectors
+                    break
             if self._vectors is None:
                 self._vectors = self.encoder.encode(self.texts)
-                if path is not None:
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    tmp = path.with_suffix(".tmp.npy")
+                if cache is not None:
+                    cache.parent.mkdir(parents=True, exist_ok=True)
+                    tmp = cache.with_suffix(".tmp.npy")
                     np.save(tmp, self._vectors.astype(np.float16))
-                    os.replace(tmp, path)
+                    os.replace(tmp, cache)
         return self._vectors
+
+    def _read(self, path: Path) -> Matrix | None:
+        """The vectors in ``path``; None (with a warning: they are computed again) when damaged."""
+        try:
+            cached = np.load(path).astype(np.float32)
+        except (OSError, ValueError, EOFError):
+            logger.warning("rebuilding the damaged multilingual classifier cache %s", path)
+            return None
+        return cached if cached.shape == (len(self.texts), DIMENSION) else None
 
     def _trained(self) -> tuple[Matrix, Matrix]:
         with self._lock:

@@ -1,0 +1,55 @@
+"""Write the guardrail classifiers trained on the shipped examples into the package.
+
+The English classifiers' weights and the multilingual classifier's example vectors depend on the
+example files and the model, not on a platform's corpus, so they ship inside the package
+(``assistant/guardrails/trained/``) and a fresh index does not spend half a minute recomputing
+them. After editing an example file, run::
+
+    python -m assistant.guardrails.shipped
+
+``tests/test_guardrails_hygiene.py`` fails while the shipped files do not fit the examples.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from langchain_core.embeddings import FakeEmbeddings
+
+from assistant.guardrails.classifier import SHIPPED_DIR, english_classifiers
+from assistant.guardrails.multilingual import MultilingualClassifier
+from assistant.retrieval.embeddings import DIMENSION, LOCAL_MODEL_ID, LocalMiniLMEmbeddings
+
+
+def expected_files() -> set[str]:
+    """The file names the shipped examples call for (no model is loaded)."""
+    names_only = FakeEmbeddings(size=DIMENSION)  # the names come from the examples and the model id
+    names = {c.cache_name() for c in english_classifiers(names_only, model_id=LOCAL_MODEL_ID)}
+    return names | {MultilingualClassifier(cache_dir=None).cache_name()}
+
+
+def write_shipped(folder: Path = SHIPPED_DIR) -> list[str]:
+    """Train (or encode) each classifier into ``folder``, removing files no example calls for."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:  # train into a scratch cache, never from the shipped files
+        scratch = Path(tmp)
+        embeddings = LocalMiniLMEmbeddings()
+        for classifier in english_classifiers(embeddings, cache_dir=scratch, model_id=LOCAL_MODEL_ID):
+            classifier._train(classifier._examples(), scratch / classifier.cache_name())
+        multilingual = MultilingualClassifier(cache_dir=scratch)
+        vectors = multilingual.encoder.encode(multilingual.texts)  # computed, not read from the package
+        np.save(scratch / multilingual.cache_name(), vectors.astype(np.float16))
+        wanted = expected_files()
+        for stale in folder.iterdir():
+            if stale.name not in wanted:
+                stale.unlink()
+        for name in sorted(wanted):
+            (folder / name).write_bytes((scratch / name).read_bytes())
+    return sorted(wanted)
+
+
+if __name__ == "__main__":
+    for written in write_shipped():
+        print(f"wrote {SHIPPED_DIR / written}")

@@ -55,3 +55,28 @@ def test_tokens_are_those_bm25s_makes():
                               return_ids=False, show_progress=False)
     assert Bm25Index.tokenize(lines) == [list(t) for t in expected]
     assert len(lines) > 1000
+
+
+def test_the_same_texts_build_the_same_index_in_every_process(tmp_path: Path) -> None:
+    # bm25s orders its vocabulary as a set does, by the process's hash seed; a typo's correction
+    # among equally close terms followed it, so two ingests of one corpus could answer differently
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\nfrom pathlib import Path\nfrom assistant.retrieval.bm25 import Bm25Index\n"
+        "texts = ['the driver waited for payment', 'payout schedule weekly deposit', 'customer unavailable timer',"
+        " 'deposit a check', 'the payments team']\n"
+        "index = Bm25Index.build([str(i) for i in range(len(texts))], texts)\n"
+        "index.save(Path(sys.argv[1]))\nprint(index.correct('paymant'))\n"
+    )
+    outputs = []
+    for seed in ("1", "2", "3"):
+        folder = tmp_path / seed
+        done = subprocess.run([sys.executable, "-c", code, str(folder)], capture_output=True, text=True, check=True,
+                              env={**os.environ, "PYTHONHASHSEED": seed})
+        files = {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+        outputs.append((done.stdout, files))
+    assert outputs[0] == outputs[1] == outputs[2]
+    assert outputs[0][0].strip() in ("payment", "payout")

@@ -74,8 +74,13 @@ class Bm25Index:
     @classmethod
     def build(cls, chunk_ids: list[str], texts: list[str]) -> Bm25Index:
         """Index ``texts`` (one per chunk id)."""
+        tokens = cls.tokenize(texts)
+        # the vocabulary in sorted order, not bm25s's set order (which follows the process's hash
+        # seed): the same corpus gives the same index files, and a typo's correction among equally
+        # close corpus terms is the same in every process
+        vocab = {term: i for i, term in enumerate(sorted({t for doc in tokens for t in doc}))}
         model = bm25s.BM25()
-        model.index(cls.tokenize(texts), show_progress=False)
+        model.index(([[vocab[t] for t in doc] for doc in tokens], vocab), show_progress=False)
         return cls(model, list(chunk_ids))
 
     def save(self, folder: Path) -> None:

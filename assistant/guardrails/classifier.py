@@ -31,12 +31,12 @@ from assistant.retrieval.embeddings import embed_queries
 DEFAULT_EXAMPLES = Path(__file__).with_name("examples.yaml")
 #: Requests for support to act on the driver's own case (``action``) and look-alike questions.
 ACTION_EXAMPLES = Path(__file__).with_name("examples-action.yaml")
-#: Trained weights by fingerprint, shared by every classifier in the process.
 #: Classifiers trained on the shipped examples with the local model, shipped inside the package
 #: (``python -m assistant.guardrails.shipped`` writes them; a test checks they fit the examples),
 #: so a fresh index does not retrain what does not depend on its corpus. Read only, after the
 #: index's own cache.
 SHIPPED_DIR = Path(__file__).with_name("trained")
+#: Trained weights by fingerprint, shared by every classifier in the process.
 _TRAINED: dict[str, tuple[list[str], np.ndarray, np.ndarray]] = {}
 _TRAIN_LOCK = threading.Lock()
 #: Characters per window when a message is longer than one.

@@ -46,7 +46,7 @@ from assistant.retrieval.base import Passage, RetrievalResult, Retriever
 from assistant.retrieval.embeddings import embedding_model_id, make_embeddings
 from assistant.retrieval.hybrid import HybridRetriever
 from assistant.retrieval.journey import JourneySignals
-from assistant.retrieval.language import QueryLanguage, query_language
+from assistant.retrieval.language import QueryLanguage, load_identifier, query_language
 from assistant.retrieval.manifest import read_manifest
 from assistant.retrieval.packing import pack_context
 from assistant.retrieval.query import retrieval_query
@@ -61,6 +61,7 @@ from assistant.routing.decide import (
 from assistant.routing.handoff import build_handoff, defect_signature
 from assistant.suggestions.cards import HelpCard, Suggester
 from assistant.suggestions.rules import load_rules
+from assistant.tokens import encoding as token_encoding
 
 if TYPE_CHECKING:
     from langchain_core.runnables import Runnable
@@ -70,6 +71,31 @@ if TYPE_CHECKING:
     from assistant.store import ConversationStore
 
 logger = logging.getLogger("assistant")
+
+_preload_lock = threading.Lock()
+_preload_started = False
+
+
+def _preload() -> None:
+    """Load, once per process and in a background thread, the shared models a first answer
+    needs besides the embedder: the language identifier (its LZMA unpacking releases the GIL)
+    and the token counter. The first request's own work (the guardrail patterns, the ONNX
+    session, the index) runs meanwhile; when it needs one of them it waits for this load instead
+    of starting a second one (each is loaded under a lock)."""
+    global _preload_started
+    with _preload_lock:
+        if _preload_started:
+            return
+        _preload_started = True
+
+    def load() -> None:
+        try:
+            load_identifier()
+            token_encoding()
+        except Exception:  # the request that needs it loads it again and reports the error
+            logger.debug("preloading the language identifier or the token counter failed", exc_info=True)
+
+    threading.Thread(target=load, name="assistant-preload", daemon=True).start()
 
 #: Confidence a chat model's answer needs when ``min_confidence`` is unset (its confidence is a
 #: similarity blend, not a fitted probability).
@@ -391,6 +417,7 @@ class Assistant:
         Returns a finished response when the request is settled before an answer is needed
         (empty, declined, or the backend is down).
         """
+        _preload()
         if isinstance(request, str):
             request = HelpRequest(message=request)
         timings: dict[str, float] = {}

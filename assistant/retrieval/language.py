@@ -10,6 +10,7 @@ the driver's language.
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass
 from functools import cache
 
@@ -58,8 +59,23 @@ class QueryLanguage:
         return self.code == "en"
 
 
-@cache
+_IDENTIFIER_LOCK = threading.Lock()
+
+
 def _identifier() -> LanguageIdentifier:
+    """The language identifier, loaded once per process (about 0.4 s: its model is LZMA-packed);
+    a caller that arrives while another thread loads it waits for that load."""
+    with _IDENTIFIER_LOCK:
+        return _load_identifier()
+
+
+def load_identifier() -> None:
+    """Load the identifier now (otherwise the first message that needs it loads it)."""
+    _identifier()
+
+
+@cache
+def _load_identifier() -> LanguageIdentifier:
     identifier = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
     identifier.set_languages(list(CANDIDATE_LANGUAGES))
     return identifier

@@ -83,6 +83,8 @@ def _preload() -> None:
     session, the index) runs meanwhile; when it needs one of them it waits for this load instead
     of starting a second one (each is loaded under a lock)."""
     global _preload_started
+    if _preload_started:  # every later request: no lock taken
+        return
     with _preload_lock:
         if _preload_started:
             return

@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -45,6 +46,12 @@ def without(blocked: list[str], code: str, data_dir: Path, *argv: str) -> subpro
     env = {**os.environ, "ASSISTANT_DATA_DIR": str(data_dir), "ASSISTANT_CORPUS_DIR": str(REPO / "corpus")}
     program = BLOCKER.format(blocked=sorted(blocked)) + code
     return subprocess.run([sys.executable, "-c", program, *argv], capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+
+
+def printed_json(done: subprocess.CompletedProcess[str]) -> Any:
+    """The JSON object a successful subprocess printed last."""
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 CLI = "import sys; sys.argv = ['assistant', *sys.argv[1:]]\nfrom assistant.cli import main\nmain()\n"
@@ -81,14 +88,11 @@ def test_the_core_install_answers_without_any_extra(copy_of_shipped_index: Path)
         "response = assistant.answer(HelpRequest(message='when do i get paid', journey=JourneyContext(market='us-ca')))\n"
         "print(json.dumps({'route': response.route.value, 'docs': [c.doc_id for c in response.citations]}))\n"
     )
-    done = without(EVERY_EXTRA, library, copy_of_shipped_index)
-    assert done.returncode == 0, done.stderr
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = printed_json(without(EVERY_EXTRA, library, copy_of_shipped_index))
     assert result["route"] == "answer" and any(d.startswith("payout-schedule") for d in result["docs"])
 
     asked = without(EVERY_EXTRA, CLI, copy_of_shipped_index, "ask", "customer not answering the door", "--json")
-    assert asked.returncode == 0, asked.stderr
-    assert json.loads(asked.stdout)["route"] in ("answer", "escalate")
+    assert printed_json(asked)["route"] in ("answer", "escalate")
 
 
 @pytest.mark.integration
@@ -124,9 +128,7 @@ def test_the_library_raises_a_typed_error_for_each_missing_extra(tmp_path: Path)
         "    except MissingDependencyError as exc:\n        out[name] = [exc.module, exc.extra]\n"
         "import json\nprint(json.dumps(out))\n"
     )
-    done = without(EVERY_EXTRA, code, tmp_path)
-    assert done.returncode == 0, done.stderr
-    found = json.loads(done.stdout.strip().splitlines()[-1])
+    found = printed_json(without(EVERY_EXTRA, code, tmp_path))
     assert found["service"][1] == "service" and found["console"] == ["argon2", "service"]
     assert found["report"][1] == "evals" and found["postgres"] == ["psycopg", "postgres"]
 

@@ -123,7 +123,7 @@ class MessageClassifier:
                 return
             examples = self._examples()
             fingerprint = self._fingerprint(examples)
-            cache = self.cache_dir / f"{self.name}-{fingerprint}.npz" if self.cache_dir else None
+            cache = self.cache_dir / self.cache_name(fingerprint) if self.cache_dir else None
             shipped = SHIPPED_DIR / self.cache_name(fingerprint)
             if fingerprint in _TRAINED:
                 self.labels, self._weights, self._bias = _TRAINED[fingerprint]

@@ -7,7 +7,7 @@ them. After editing an example file, run::
 
     python -m assistant.guardrails.shipped
 
-``tests/test_guardrails_hygiene.py`` fails while the shipped files do not fit the examples.
+``tests/test_shipped_classifiers.py`` fails while the shipped files do not fit the examples.
 """
 
 from __future__ import annotations

@@ -2,13 +2,19 @@
 
     python evals/classifier_folds.py                      # the policy's thresholds
     python evals/classifier_folds.py --action-at 0.5 0.6 0.7 --pattern-at 0.05 0.1 0.2
+    python evals/classifier_folds.py --authority-at 0.5 0.6 0.7 0.8
 
-Training data only (``assistant/guardrails/examples.yaml`` and ``examples-action.yaml``), never
-eval cases: the examples are cut into ``--folds`` stable folds; each fold is read by a classifier
+Training data only (``assistant/guardrails/examples.yaml``, ``examples-action.yaml`` and
+``examples-authority.yaml``), never eval cases: the examples are cut into ``--folds`` stable
+folds; each fold is read by a classifier
 trained on the others, as the shipped one is (same embeddings, same regression). Reported:
 
 * per label, the share of its held-out examples the policy's threshold flags (injection, harmful,
   safety) or leaves alone (driver, offtopic: no flag of any kind);
+* the authority classifier (``examples-authority.yaml``: claims of authority to make the
+  assistant act, against every other driver message): for each ``--authority-at``, the share
+  of held-out claims read as claims, and of action requests and questions read so (a driver
+  declined);
 * the account-action classifier (``examples-action.yaml``: requests for support to act on the
   driver's own case, against look-alike questions and the screen's driver questions): the share
   of held-out action examples flagged at each ``--action-at``, the share of questions flagged
@@ -16,7 +22,8 @@ trained on the others, as the shipped one is (same embeddings, same regression).
   (``account_action.pattern_probability``), how many pattern matches each ``--pattern-at`` keeps
   among action examples and drops among driver examples.
 
-This is how ``account_action.action_probability`` and ``pattern_probability`` are chosen.
+This is how ``account_action.action_probability``, ``pattern_probability`` and
+``screen.authority_probability`` are chosen.
 """
 
 from __future__ import annotations
@@ -26,12 +33,18 @@ import hashlib
 from collections import defaultdict
 
 import numpy as np
+from langchain_core.embeddings import Embeddings
 from rich.console import Console
 from rich.table import Table
 
 from assistant.config import Settings
 from assistant.guardrails import checks
-from assistant.guardrails.classifier import ACTION_EXAMPLES, DEFAULT_EXAMPLES, load_examples
+from assistant.guardrails.classifier import (
+    ACTION_EXAMPLES,
+    AUTHORITY_EXAMPLES,
+    DEFAULT_EXAMPLES,
+    load_examples,
+)
 from assistant.guardrails.linear import fit_softmax, softmax
 from assistant.guardrails.policy import load_policy
 from assistant.retrieval.embeddings import make_embeddings
@@ -59,6 +72,7 @@ def main() -> None:
     parser.add_argument("--c", type=float, default=8.0, help="the classifier's regularisation (as shipped: 8)")
     parser.add_argument("--action-at", type=float, nargs="+", default=None)
     parser.add_argument("--pattern-at", type=float, nargs="+", default=None)
+    parser.add_argument("--authority-at", type=float, nargs="+", default=None)
     args = parser.parse_args()
     policy = load_policy()
     examples = load_examples(DEFAULT_EXAMPLES)
@@ -93,6 +107,7 @@ def main() -> None:
     action_rows, driver_rows = targets == 1, targets == 0
     lookalikes = np.zeros(len(texts), dtype=bool)
     lookalikes[len(extra["action"]) : len(extra["action"]) + len(extra["driver"])] = True
+    _authority(console, args, policy.screen.authority_probability, embeddings, extra, examples["driver"])
     sweep = Table(title="action label: share flagged by the classifier alone")
     for column in ("action_probability", "action examples flagged", "look-alike questions flagged", "any driver question flagged"):
         sweep.add_column(column)
@@ -116,6 +131,30 @@ def main() -> None:
         dropped = np.mean([probs[i, a] < at for i in matched["driver"]]) if matched["driver"] else float("nan")
         gate.add_row(f"{at:.2f}", f"{kept:.3f}", f"{dropped:.3f}")
     console.print(gate)
+
+
+def _authority(console: Console, args: argparse.Namespace, threshold: float, embeddings: Embeddings,
+               action: dict[str, list[str]], questions: list[str]) -> None:
+    """The authority classifier (``examples-authority.yaml`` against every other driver message):
+    for each ``--authority-at``, the share of held-out claims read as claims, and of drivers' own
+    requests for an action, the look-alikes and the other driver messages read so (declined)."""
+    claims = load_examples(AUTHORITY_EXAMPLES)
+    groups = {"authority examples": claims["authority"], "action requests (escalated, not declined)": action["action"],
+              "look-alikes": [*claims["driver"], *action["driver"]], "any other driver message": questions}
+    texts = [t for group in groups.values() for t in group]
+    targets = np.asarray([1] * len(claims["authority"]) + [0] * (len(texts) - len(claims["authority"])))
+    vectors = np.asarray(embeddings.embed_documents(texts), dtype=np.float64)
+    probs = _held_out(vectors, targets, texts, folds=args.folds, c=args.c)[:, 1]
+    table = Table(title="authority: share read as a claim of authority (declined) by the classifier alone")
+    for column in ("authority_probability", *groups):
+        table.add_column(column)
+    for at in args.authority_at or [threshold]:
+        shares, offset = [], 0
+        for group in groups.values():
+            shares.append(f"{(probs[offset : offset + len(group)] >= at).mean():.3f}")
+            offset += len(group)
+        table.add_row(f"{at:.2f}", *shares)
+    console.print(table)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,12 @@ from langchain_core.embeddings import Embeddings
 from pydantic import BaseModel, ConfigDict
 
 from assistant.evals.dataset import EvalCase
-from assistant.guardrails.classifier import ACTION_EXAMPLES, DEFAULT_EXAMPLES, load_examples
+from assistant.guardrails.classifier import (
+    ACTION_EXAMPLES,
+    AUTHORITY_EXAMPLES,
+    DEFAULT_EXAMPLES,
+    load_examples,
+)
 from assistant.guardrails.multilingual import MULTILINGUAL_EXAMPLES
 from assistant.ingestion.documents import PolicyDocument
 from assistant.retrieval.questions import normalised
@@ -84,9 +89,11 @@ def corpus_questions(documents: Sequence[PolicyDocument]) -> list[TrainingText]:
     return [TrainingText(source=f"corpus:{doc.id}", text=q) for doc in documents for q in doc.questions]
 
 
-def guardrail_examples(paths: Sequence[Path] = (DEFAULT_EXAMPLES, ACTION_EXAMPLES, MULTILINGUAL_EXAMPLES)) -> list[TrainingText]:
-    """The guardrail classifiers' labelled examples (the screen's, the account-action one's and
-    those in other languages) as training texts."""
+def guardrail_examples(
+    paths: Sequence[Path] = (DEFAULT_EXAMPLES, ACTION_EXAMPLES, AUTHORITY_EXAMPLES, MULTILINGUAL_EXAMPLES),
+) -> list[TrainingText]:
+    """The guardrail classifiers' labelled examples (the screen's, the account-action and
+    authority ones' and those in other languages) as training texts."""
     return [
         TrainingText(source=f"{path.stem}:{label}", text=t)
         for path in paths for label, texts in load_examples(path).items() for t in texts

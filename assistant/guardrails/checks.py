@@ -87,6 +87,15 @@ def screen(
             structural=length > rules.long_message_chars,
             by_classifier=length <= rules.long_message_chars,
         ))
+    authority_p = probs.get("authority", 0.0)
+    if authority_p >= rules.authority_probability and not any(f.code is ReasonCode.PROMPT_INJECTION for f in findings):
+        findings.append(Finding(
+            code=ReasonCode.PROMPT_INJECTION,
+            detail=f"claims authority (a staff role, an approval or an override) to have the assistant act on an "
+            f"account (classifier {authority_p:.2f}); the assistant takes no account actions, and staff use their own tools",
+            evidence=[f"classifier authority {authority_p:.2f}"],
+            by_classifier=True,
+        ))
     harmful_p = probs.get("harmful", 0.0)
     if match := rules.harmful_patterns.search(text):
         findings.append(Finding(

@@ -16,7 +16,7 @@ import hashlib
 import logging
 import threading
 import zipfile
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +31,8 @@ from assistant.retrieval.embeddings import embed_queries
 DEFAULT_EXAMPLES = Path(__file__).with_name("examples.yaml")
 #: Requests for support to act on the driver's own case (``action``) and look-alike questions.
 ACTION_EXAMPLES = Path(__file__).with_name("examples-action.yaml")
+#: Claims of authority to make the assistant act (``authority``) and their look-alikes.
+AUTHORITY_EXAMPLES = Path(__file__).with_name("examples-authority.yaml")
 #: Classifiers trained on the shipped examples with the local model, shipped inside the package
 #: (``python -m assistant.guardrails.shipped`` writes them; a test checks they fit the examples),
 #: so a fresh index does not retrain what does not depend on its corpus. Read only, after the
@@ -75,16 +77,24 @@ def windows(text: str) -> list[str]:
 
 def english_classifiers(
     embeddings: Embeddings, *, examples_path: Path | None = None, cache_dir: Path | None = None, model_id: str = ""
-) -> tuple[MessageClassifier, MessageClassifier]:
-    """The message screen's classifier (``examples_path``, default ``examples.yaml``) and the
+) -> tuple[MessageClassifier, MessageClassifier, MessageClassifier]:
+    """The message screen's classifier (``examples_path``, default ``examples.yaml``); the
     account-action one: ``action`` (``examples-action.yaml``) against its look-alike questions
-    and the screen's ``driver`` examples."""
+    and the screen's ``driver`` examples; and the authority one: ``authority``
+    (``examples-authority.yaml``: a claim of a staff role, a staff member's approval or an
+    override code to make the assistant act) against its look-alikes and every other driver
+    message, the account-action requests included (a driver's own request is no claim)."""
     screen = MessageClassifier(embeddings, examples_path=examples_path, cache_dir=cache_dir, model_id=model_id)
     action = MessageClassifier(
         embeddings, examples_path=ACTION_EXAMPLES, also=[examples_path or DEFAULT_EXAMPLES],
         labels=("action", "driver"), cache_dir=cache_dir, model_id=model_id, name="action",
     )
-    return screen, action
+    authority = MessageClassifier(
+        embeddings, examples_path=AUTHORITY_EXAMPLES, also=[ACTION_EXAMPLES, examples_path or DEFAULT_EXAMPLES],
+        labels=("authority", "driver"), relabel={"action": "driver"}, cache_dir=cache_dir, model_id=model_id,
+        name="authority",
+    )
+    return screen, action, authority
 
 
 class MessageClassifier:
@@ -92,14 +102,16 @@ class MessageClassifier:
 
     def __init__(self, embeddings: Embeddings, *, examples_path: Path | None = None, cache_dir: Path | None = None,
                  model_id: str = "", also: Sequence[Path] = (), labels: Collection[str] | None = None,
-                 name: str = "screen") -> None:
+                 relabel: Mapping[str, str] | None = None, name: str = "screen") -> None:
         """``examples_path`` (default: ``examples.yaml``) and the files in ``also`` are read
-        together, each label's examples joined; ``labels`` keeps only those labels. The trained
-        weights are cached as ``<name>-<fingerprint>.npz`` in ``cache_dir``."""
+        together, each label's examples joined; ``relabel`` renames labels first (``{"action":
+        "driver"}``), then ``labels`` keeps only those labels. The trained weights are cached as
+        ``<name>-<fingerprint>.npz`` in ``cache_dir``."""
         self.embeddings = embeddings
         self.examples_path = Path(examples_path or DEFAULT_EXAMPLES)
         self.also = [Path(p) for p in also]
         self.keep = frozenset(labels) if labels is not None else None
+        self.relabel = dict(relabel or {})
         self.cache_dir = cache_dir
         self.name = name
         self.model_id = model_id
@@ -144,6 +156,7 @@ class MessageClassifier:
         merged: dict[str, list[str]] = {}
         for path in (self.examples_path, *self.also):
             for label, items in load_examples(path).items():
+                label = self.relabel.get(label, label)
                 if self.keep is None or label in self.keep:
                     merged.setdefault(label, []).extend(items)
         if len(merged) < 2:

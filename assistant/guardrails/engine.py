@@ -129,9 +129,10 @@ class Guardrails:
         self.evidence: EvidenceSource = evidence or JourneyEvidence()
         #: Open incidents detected from contacts (set by the assistant when it records to a store).
         self.incidents: IncidentLookup | None = None
-        #: The screen's classifier, and one that tells a request for an action on the driver's own
-        #: case from a question about the policy (English messages).
-        self.classifier, self.action_classifier = english_classifiers(
+        #: The screen's classifier, one that tells a request for an action on the driver's own
+        #: case from a question about the policy, and one that reads a claim of authority to make
+        #: the assistant act (English messages).
+        self.classifier, self.action_classifier, self.authority_classifier = english_classifiers(
             embeddings, examples_path=examples_path, cache_dir=cache_dir, model_id=model_id
         )
         #: Reads messages in other languages (off: the English classifier reads every message);
@@ -171,8 +172,9 @@ class Guardrails:
         message = plain(redaction.text)  # placeholders as words: "[PHONE]" is not a fake tag
         english = query_language(message).is_english
         probs, other_language = self.probabilities(message, english=english)
-        if english:  # the account-action reading; the message's embedding is cached
-            probs = {**probs, "action": self.action_classifier.probabilities(message)["action"]}
+        if english:  # the account-action and authority readings; the message's embedding is cached
+            probs = {**probs, "action": self.action_classifier.probabilities(message)["action"],
+                     "authority": self.authority_classifier.probabilities(message)["authority"]}
         findings = checks.screen(message, original_chars, probs, self.policy, other_language=other_language)
         if (readable := unleet(message)) is not None:  # obfuscated text is screened as it reads
             plain_findings = [f for f in checks.screen(readable, original_chars, probs, self.policy, other_language=other_language)

@@ -75,6 +75,12 @@ class ScreenPolicy(_Model):
     offtopic_sure_probability: float = Field(
         0.8, ge=0, le=1, description="Off-topic probability that declines unless a policy clearly covers the question."
     )
+    authority_probability: float = Field(
+        1.01, ge=0, le=1.01,
+        description="Account-action classifier probability that a message claims authority (a staff role, a staff "
+        "member's approval, an override code) to make the assistant act: declined even when a policy covers the "
+        "action it asks for (1.01: off).",
+    )
     long_injection_probability: float = Field(
         0.5, ge=0, le=1, description="Injection probability that declines a message past long_message_chars."
     )

@@ -77,7 +77,7 @@ class ScreenPolicy(_Model):
     )
     authority_probability: float = Field(
         1.01, ge=0, le=1.01,
-        description="Account-action classifier probability that a message claims authority (a staff role, a staff "
+        description="The authority classifier's probability that a message claims authority (a staff role, a staff "
         "member's approval, an override code) to make the assistant act: declined even when a policy covers the "
         "action it asks for (1.01: off).",
     )

@@ -518,7 +518,6 @@ class Assistant:
                 ),
                 offtopic_sure_probability=p.guardrails.policy.screen.offtopic_sure_probability,
                 injection_sure_probability=p.guardrails.policy.screen.injection_sure_probability,
-                authority_probability=p.guardrails.policy.screen.authority_probability,
             )
         if p.language.note and draft.text and draft.prompt_version is None and decision.route is Route.ANSWER:
             # the offline answer quotes the English help centre: say so in the driver's language

@@ -8,7 +8,9 @@ of the multilingual examples, the classifier is trained on every example except 
 and reads that language's examples. Per label, at the policy's thresholds for another language:
 the share of safety, harmful and injection examples flagged as such, and the share of driver and
 off-topic examples not flagged at all. This is how the classifier's ``C`` and those thresholds are
-chosen.
+chosen. Then the claim-of-authority classifier (:func:`~assistant.guardrails.multilingual.authority_classifier`),
+one language of ``examples-authority-multilingual.yaml`` left out at a time, at each
+``--authority-at``: how ``screen.other_language_authority_probability`` is chosen.
 """
 
 from __future__ import annotations
@@ -21,9 +23,18 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from assistant.guardrails.classifier import DEFAULT_EXAMPLES, load_examples
+from assistant.guardrails.classifier import (
+    AUTHORITY_EXAMPLES,
+    DEFAULT_EXAMPLES,
+    load_examples,
+)
 from assistant.guardrails.linear import fit_softmax, softmax
-from assistant.guardrails.multilingual import MULTILINGUAL_EXAMPLES, MultilingualClassifier
+from assistant.guardrails.multilingual import (
+    MULTILINGUAL_AUTHORITY_EXAMPLES,
+    MULTILINGUAL_EXAMPLES,
+    MultilingualClassifier,
+    authority_classifier,
+)
 from assistant.guardrails.policy import load_policy
 from assistant.retrieval.language import query_language
 
@@ -33,6 +44,8 @@ def main() -> None:
     parser.add_argument("--c", type=float, nargs="+", default=[4.0, 8.0, 16.0])
     parser.add_argument("--safety-at", type=float, default=None, help="default: the policy's safety_probability")
     parser.add_argument("--cache", type=Path, default=Path(".assistant") / "guardrails")
+    parser.add_argument("--authority-at", type=float, nargs="+", default=None,
+                        help="thresholds for the claim-of-authority table (default: the policy's)")
     args = parser.parse_args()
     classifier = MultilingualClassifier(cache_dir=args.cache)
     vectors = classifier.vectors().astype(np.float64)
@@ -69,6 +82,46 @@ def main() -> None:
         for label in labels:
             table.add_row(label, str(len(hits[label])), f"{np.mean(hits[label]):.3f}")
         console.print(table)
+    _authority(console, args.authority_at or [screen.other_language_authority_probability], args.c[-1])
+
+
+def _authority(console: Console, thresholds: list[float], c: float) -> None:
+    """The claim-of-authority classifier, leaving one language of its multilingual examples out
+    (with that language's other examples): the share of that language's claims read as claims,
+    and of its look-alikes and other messages read so."""
+    classifier = authority_classifier(cache_dir=None)
+    vectors = classifier.vectors().astype(np.float64)
+    targets = np.asarray([int(label == "authority") for label in classifier.example_labels])
+    # rows in file order: English claims and look-alikes, then the other languages' (held out one
+    # language at a time, with that language's examples-multilingual.yaml messages), then the
+    # English action requests, then examples-multilingual.yaml
+    def rows(path: Path) -> int:
+        return sum(len(v) for v in load_examples(path).values())
+
+    start = rows(AUTHORITY_EXAMPLES)
+    end = start + rows(MULTILINGUAL_AUTHORITY_EXAMPLES)
+    tail = len(classifier.texts) - rows(MULTILINGUAL_EXAMPLES)
+    language = np.asarray(["(english)"] * len(classifier.texts), dtype=object)
+    for first, last in ((start, end), (tail, len(classifier.texts))):
+        language[first:last] = [query_language(text).code for text in classifier.texts[first:last]]
+    groups = [code for code, n in Counter(language[start:end]).most_common() if n >= 5]
+    claims: dict[float, list[bool]] = defaultdict(list)
+    lookalikes: dict[float, list[bool]] = defaultdict(list)
+    for group in groups:
+        held = language == group
+        weights, bias = fit_softmax(vectors[~held], targets[~held], n_labels=2, c=c)
+        probs = softmax(vectors[held] @ weights.T + bias)[:, 1]
+        for at in thresholds:
+            claims[at].extend(probs[targets[held] == 1] >= at)
+            lookalikes[at].extend(probs[targets[held] == 0] >= at)
+    table = Table(title=f"authority, C = {c:g}, leave one language out ({', '.join(groups)})")
+    for column in ("other_language_authority_probability", "claims read as claims",
+                   "look-alikes and other messages read as claims"):
+        table.add_column(column)
+    for at in thresholds:
+        table.add_row(f"{at:.2f}", f"{np.mean(claims[at]):.3f} of {len(claims[at])}",
+                      f"{np.mean(lookalikes[at]):.3f} of {len(lookalikes[at])}")
+    console.print(table)
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ from assistant.guardrails.classifier import (
     DEFAULT_EXAMPLES,
     load_examples,
 )
-from assistant.guardrails.multilingual import MULTILINGUAL_EXAMPLES
+from assistant.guardrails.multilingual import MULTILINGUAL_AUTHORITY_EXAMPLES, MULTILINGUAL_EXAMPLES
 from assistant.ingestion.documents import PolicyDocument
 from assistant.retrieval.questions import normalised
 
@@ -90,7 +90,9 @@ def corpus_questions(documents: Sequence[PolicyDocument]) -> list[TrainingText]:
 
 
 def guardrail_examples(
-    paths: Sequence[Path] = (DEFAULT_EXAMPLES, ACTION_EXAMPLES, AUTHORITY_EXAMPLES, MULTILINGUAL_EXAMPLES),
+    paths: Sequence[Path] = (
+        DEFAULT_EXAMPLES, ACTION_EXAMPLES, AUTHORITY_EXAMPLES, MULTILINGUAL_EXAMPLES, MULTILINGUAL_AUTHORITY_EXAMPLES,
+    ),
 ) -> list[TrainingText]:
     """The guardrail classifiers' labelled examples (the screen's, the account-action and
     authority ones' and those in other languages) as training texts."""

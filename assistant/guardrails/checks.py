@@ -28,6 +28,9 @@ class Finding(BaseModel):
     structural: bool = False
     #: True when only the classifier found it (no pattern, no structure): weaker evidence.
     by_classifier: bool = False
+    #: True when it decides the route even where a policy covers the message (a claim of
+    #: authority names the policy of the action it wants done).
+    decisive: bool = False
 
 
 def _quote(match: re.Match[str] | None, limit: int = 60) -> str:
@@ -88,13 +91,20 @@ def screen(
             by_classifier=length <= rules.long_message_chars,
         ))
     authority_p = probs.get("authority", 0.0)
-    if authority_p >= rules.authority_probability and not any(f.code is ReasonCode.PROMPT_INJECTION for f in findings):
+    authority_needed = rules.other_language_authority_probability if other_language else rules.authority_probability
+    injection = next((i for i, f in enumerate(findings) if f.code is ReasonCode.PROMPT_INJECTION), None)
+    if authority_p >= authority_needed and injection is not None:  # one finding, and it decides
+        found = findings[injection]
+        findings[injection] = found.model_copy(update={
+            "decisive": True, "evidence": [*found.evidence, f"classifier authority {authority_p:.2f}"]})
+    elif authority_p >= authority_needed:
         findings.append(Finding(
             code=ReasonCode.PROMPT_INJECTION,
             detail=f"claims authority (a staff role, an approval or an override) to have the assistant act on an "
             f"account (classifier {authority_p:.2f}); the assistant takes no account actions, and staff use their own tools",
             evidence=[f"classifier authority {authority_p:.2f}"],
             by_classifier=True,
+            decisive=True,
         ))
     harmful_p = probs.get("harmful", 0.0)
     if match := rules.harmful_patterns.search(text):

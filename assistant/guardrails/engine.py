@@ -37,6 +37,7 @@ from assistant.guardrails.defects import (
 )
 from assistant.guardrails.hygiene import unleet
 from assistant.guardrails.multilingual import MultilingualClassifier
+from assistant.guardrails.multilingual import authority_classifier as multilingual_authority
 from assistant.guardrails.pii import Redaction, plain, redact
 from assistant.guardrails.policy import GuardrailPolicy, load_policy
 from assistant.request import HelpRequest, JourneyContext, Turn
@@ -139,6 +140,7 @@ class Guardrails:
         #: built on the first such message.
         self.multilingual_on = multilingual
         self._multilingual: MultilingualClassifier | None = None
+        self._multilingual_authority: MultilingualClassifier | None = None
         self._cache_dir = cache_dir
         self._lock = threading.Lock()
 
@@ -150,6 +152,7 @@ class Guardrails:
         with self._lock:
             if self._multilingual is None:
                 self._multilingual = MultilingualClassifier(cache_dir=self._cache_dir)
+                self._multilingual_authority = multilingual_authority(cache_dir=self._cache_dir)
             return self._multilingual
 
     def probabilities(self, message: str, *, english: bool | None = None) -> tuple[dict[str, float], bool]:
@@ -161,7 +164,10 @@ class Guardrails:
             english = query_language(message).is_english
         if self.multilingual_on and not english and (classifier := self.multilingual):
             try:
-                return classifier.probabilities(message), True
+                probs = classifier.probabilities(message)
+                if self._multilingual_authority is not None:  # the message's vector is cached: no second model call
+                    probs["authority"] = self._multilingual_authority.probabilities(message)["authority"]
+                return probs, True
             except AssistantError as exc:
                 logger.warning("multilingual classifier unavailable, the English one reads the message: %s", exc)
         return self.classifier.probabilities(message), False

@@ -7,7 +7,8 @@ the same labelled examples (``examples.yaml``, mostly English) plus ``examples-m
 (the same labels written in other languages). The model maps a sentence and its translation to
 nearby vectors, so what is learnt from the examples in one language carries to the others. Its
 probabilities take the English classifier's place in the message screen, under the same policy
-thresholds: one mechanism, in any language.
+thresholds: one mechanism, in any language. A second one (:func:`authority_classifier`) reads a
+claim of authority to make the assistant act, as the English authority classifier does.
 
 The examples' vectors are computed once (at ingest) and cached in the guardrails cache folder,
 keyed by the examples' content; training on them takes a fraction of a second.
@@ -19,13 +20,20 @@ import hashlib
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from assistant.guardrails.classifier import DEFAULT_EXAMPLES, SHIPPED_DIR, load_examples, windows
+from assistant.guardrails.classifier import (
+    ACTION_EXAMPLES,
+    AUTHORITY_EXAMPLES,
+    DEFAULT_EXAMPLES,
+    SHIPPED_DIR,
+    load_examples,
+    windows,
+)
 from assistant.guardrails.linear import fit_softmax, softmax
 from assistant.retrieval.multilingual import DIMENSION, MultilingualEncoder, default_encoder
 
@@ -33,6 +41,8 @@ logger = logging.getLogger("assistant.guardrails")
 
 #: The same labels written in other languages (training data, like ``examples.yaml``).
 MULTILINGUAL_EXAMPLES = Path(__file__).with_name("examples-multilingual.yaml")
+#: Claims of authority to make the assistant act, and their look-alikes, in other languages.
+MULTILINGUAL_AUTHORITY_EXAMPLES = Path(__file__).with_name("examples-authority-multilingual.yaml")
 #: Inverse regularisation strength, chosen by leave-one-language-out validation on the examples
 #: (``python evals/classifier_languages.py``), never on eval cases.
 C = 16.0
@@ -46,14 +56,18 @@ class MultilingualClassifier:
     def __init__(
         self, *, examples_paths: Sequence[Path] = (DEFAULT_EXAMPLES, MULTILINGUAL_EXAMPLES),
         cache_dir: Path | None = None, encoder: MultilingualEncoder | None = None, c: float = C,
+        relabel: Mapping[str, str] | None = None, name: str = "multilingual",
     ) -> None:
+        """``relabel`` renames labels of the example files (``{"action": "driver"}``); the
+        examples' vectors are cached as ``<name>-<fingerprint>.npy``."""
         texts: list[str] = []
         labels: list[str] = []
         for path in examples_paths:
             examples = load_examples(path)
             for label in sorted(examples):
                 texts.extend(examples[label])
-                labels.extend([label] * len(examples[label]))
+                labels.extend([(relabel or {}).get(label, label)] * len(examples[label]))
+        self.name = name
         self.texts = texts
         self.example_labels = labels
         self.labels = sorted(set(labels))
@@ -68,7 +82,7 @@ class MultilingualClassifier:
         """The file name of the examples' vectors (their labels' and texts' fingerprint)."""
         rows = (f"{label}\t{text}" for label, text in zip(self.example_labels, self.texts, strict=True))
         digest = hashlib.sha256("\n".join(rows).encode()).hexdigest()
-        return f"multilingual-{digest[:16]}.npy"
+        return f"{self.name}-{digest[:16]}.npy"
 
     def _cache_path(self) -> Path | None:
         return None if self.cache_dir is None else self.cache_dir / self.cache_name()
@@ -118,3 +132,16 @@ class MultilingualClassifier:
         vectors = self.encoder.encode(windows(text))
         best = softmax(vectors.astype(np.float64) @ weights.T + bias).max(axis=0)
         return {label: float(best[i]) for i, label in enumerate(self.labels)}
+
+
+def authority_classifier(*, cache_dir: Path | None = None, encoder: MultilingualEncoder | None = None) -> MultilingualClassifier:
+    """The claim-of-authority reading in any language: ``authority`` (``examples-authority.yaml``
+    and ``examples-authority-multilingual.yaml``) against their look-alikes, the drivers' own
+    requests for an action (``examples-action.yaml``) and every message of
+    ``examples-multilingual.yaml`` (all read as ``driver``), over the multilingual model, as the
+    English authority classifier reads English."""
+    others = {label: "driver" for label in ("action", "safety", "injection", "harmful", "offtopic")}
+    return MultilingualClassifier(
+        examples_paths=(AUTHORITY_EXAMPLES, MULTILINGUAL_AUTHORITY_EXAMPLES, ACTION_EXAMPLES, MULTILINGUAL_EXAMPLES),
+        cache_dir=cache_dir, encoder=encoder, relabel=others, name="multilingual-authority",
+    )

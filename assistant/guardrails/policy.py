@@ -81,6 +81,10 @@ class ScreenPolicy(_Model):
         "member's approval, an override code) to make the assistant act: declined even when a policy covers the "
         "action it asks for (1.01: off).",
     )
+    other_language_authority_probability: float = Field(
+        1.01, ge=0, le=1.01,
+        description="The same for a message in another language, read by the multilingual classifier (1.01: off).",
+    )
     long_injection_probability: float = Field(
         0.5, ge=0, le=1, description="Injection probability that declines a message past long_message_chars."
     )

@@ -19,7 +19,7 @@ import numpy as np
 from langchain_core.embeddings import FakeEmbeddings
 
 from assistant.guardrails.classifier import SHIPPED_DIR, english_classifiers
-from assistant.guardrails.multilingual import MultilingualClassifier
+from assistant.guardrails.multilingual import MultilingualClassifier, authority_classifier
 from assistant.retrieval.embeddings import DIMENSION, LOCAL_MODEL_ID, LocalMiniLMEmbeddings
 
 
@@ -27,7 +27,7 @@ def expected_files() -> set[str]:
     """The file names the shipped examples call for (no model is loaded)."""
     names_only = FakeEmbeddings(size=DIMENSION)  # the names come from the examples and the model id
     names = {c.cache_name() for c in english_classifiers(names_only, model_id=LOCAL_MODEL_ID)}
-    return names | {MultilingualClassifier(cache_dir=None).cache_name()}
+    return names | {c.cache_name() for c in (MultilingualClassifier(cache_dir=None), authority_classifier(cache_dir=None))}
 
 
 def write_shipped(folder: Path = SHIPPED_DIR) -> list[str]:
@@ -38,9 +38,9 @@ def write_shipped(folder: Path = SHIPPED_DIR) -> list[str]:
         embeddings = LocalMiniLMEmbeddings()
         for classifier in english_classifiers(embeddings, cache_dir=scratch, model_id=LOCAL_MODEL_ID):
             classifier._train(classifier._examples(), scratch / classifier.cache_name())
-        multilingual = MultilingualClassifier(cache_dir=scratch)
-        vectors = multilingual.encoder.encode(multilingual.texts)  # computed, not read from the package
-        np.save(scratch / multilingual.cache_name(), vectors.astype(np.float16))
+        for multilingual in (MultilingualClassifier(cache_dir=scratch), authority_classifier(cache_dir=scratch)):
+            vectors = multilingual.encoder.encode(multilingual.texts)  # computed, not read from the package
+            np.save(scratch / multilingual.cache_name(), vectors.astype(np.float16))
         wanted = expected_files()
         for stale in folder.iterdir():
             if stale.name not in wanted:

@@ -24,7 +24,7 @@ from assistant.errors import AssistantError, BackendError, CorpusError
 from assistant.generation.extractive import heading_texts
 from assistant.guardrails.classifier import english_classifiers
 from assistant.guardrails.corpus_scan import QuarantinedChunk, scan_chunk
-from assistant.guardrails.multilingual import MultilingualClassifier
+from assistant.guardrails.multilingual import MultilingualClassifier, authority_classifier
 from assistant.guardrails.policy import load_policy
 from assistant.ingestion.chunking import Chunker, embedding_text, unit_embedding_text
 from assistant.ingestion.documents import PolicyDocument, load_corpus
@@ -240,7 +240,9 @@ class Indexer:
             pivot_started = time.perf_counter()
             encode_pivots(pivots, default_encoder(), known=known, progress=progress).write(store_dir)
             # the multilingual classifier's example vectors too, so no driver's message waits for them
-            MultilingualClassifier(cache_dir=data_dir / "guardrails").vectors()
+            for multilingual in (MultilingualClassifier(cache_dir=data_dir / "guardrails"),
+                                 authority_classifier(cache_dir=data_dir / "guardrails")):
+                multilingual.vectors()
             pivot_stats = (len(pivots), len({p.text for p in pivots} - set(known)), time.perf_counter() - pivot_started)
 
         manifest = IndexManifest(

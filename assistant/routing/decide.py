@@ -165,7 +165,6 @@ def decide_with_context(
     covered_confidence: float = 0.0,
     offtopic_sure_probability: float = 1.01,
     injection_sure_probability: float = 1.01,
-    authority_probability: float = 1.01,
 ) -> Decision:
     """Rules 5-10 for a message the input checks let through.
 
@@ -189,11 +188,12 @@ def decide_with_context(
     covered = answered and base.confidence >= covered_confidence
     # ... and one the classifier is sure of is declined even then (an authority claim asking for an
     # action names the policy it wants changed, so the policy "covers" it)
-    # ... and so is a claim of authority (a staff role, an approval, an override) asking the
-    # assistant to act: the policy of the action it wants done is no reason to answer it
+    # ... and so is a decisive finding, such as a claim of authority (a staff role, an approval,
+    # an override) asking the assistant to act: the policy of the action it wants done is no
+    # reason to answer it
     sure = inputs is not None and (
         inputs.probabilities.get("injection", 0.0) >= injection_sure_probability
-        or inputs.probabilities.get("authority", 0.0) >= authority_probability
+        or any(f.decisive for f in inputs.findings)
     )
     if inputs is not None and (not covered or sure):
         for finding in inputs.findings:

@@ -752,6 +752,7 @@ class Assistant:
             return told, False
         text = {
             Handling.DECLINE_INJECTION: policy.screen.decline_injection,
+            Handling.DECLINE_AUTHORITY: policy.screen.decline_authority,
             Handling.DECLINE_OUT_OF_SCOPE: policy.screen.decline_out_of_scope,
             Handling.DRIVER_REQUESTED: policy.messages.driver_requested,
             Handling.KNOWN_INCIDENT: policy.known_incidents.message,

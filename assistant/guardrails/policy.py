@@ -109,6 +109,11 @@ class ScreenPolicy(_Model):
         default_factory=Patterns, description="Requests for work unrelated to delivering (essays, code, ...)."
     )
     decline_injection: str
+    decline_authority: str = Field(
+        "I can't make changes to accounts, pay or checks, or share anyone's details, whoever has approved it. "
+        "If something on your own account needs fixing, ask for a person and I'll pass it to support.",
+        description="Told to a message declined as a claim of authority to make the assistant act.",
+    )
     decline_out_of_scope: str
 
 

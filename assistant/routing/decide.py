@@ -44,6 +44,7 @@ class Handling(StrEnum):
 
     ANSWER = "answer"
     DECLINE_INJECTION = "decline_injection"
+    DECLINE_AUTHORITY = "decline_authority"
     DECLINE_OUT_OF_SCOPE = "decline_out_of_scope"
     SAFETY = "safety"
     DRIVER_REQUESTED = "driver_requested"
@@ -200,8 +201,8 @@ def decide_with_context(
             if covered and finding.code is not ReasonCode.PROMPT_INJECTION:
                 continue
             if finding.by_classifier and finding.code in (ReasonCode.PROMPT_INJECTION, ReasonCode.OUT_OF_SCOPE):
-                handling = (Handling.DECLINE_INJECTION if finding.code is ReasonCode.PROMPT_INJECTION
-                            else Handling.DECLINE_OUT_OF_SCOPE)
+                handling = (Handling.DECLINE_OUT_OF_SCOPE if finding.code is ReasonCode.OUT_OF_SCOPE
+                            else Handling.DECLINE_AUTHORITY if finding.decisive else Handling.DECLINE_INJECTION)
                 return Decision(route=Route.DECLINE, reasons=[_reason(finding.code, finding.detail), *pii],
                                 confidence=base.confidence, handling=handling)
     if ReasonCode.KNOWN_INCIDENT in by_code:

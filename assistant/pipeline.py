@@ -761,6 +761,18 @@ class Assistant:
         }.get(handling, HANDOFF_TEXT)
         return text, False
 
+    def _language_line(self, message: str, decision: Decision) -> str | None:
+        """The line in the driver's language that opens a fixed reply (a safety escalation, any
+        other handoff, a decline) to a message in another language; None for English or a
+        language the policy has no lines for."""
+        language = query_language(message)
+        replies = None if language.is_english else self._guardrails().policy.languages.get(language.code)
+        if replies is None:
+            return None
+        if decision.route is Route.DECLINE:
+            return replies.decline
+        return replies.safety if decision.handling is Handling.SAFETY else replies.handoff
+
     def _respond(
         self,
         request: HelpRequest,
@@ -771,6 +783,8 @@ class Assistant:
         checked: ContextCheck | None = None,
     ) -> HelpResponse:
         told, with_citations = self._told(decision, draft, checked)
+        if decision.route is not Route.ANSWER and (line := self._language_line(request.message, decision)):
+            told = f"{line}\n\n{told}"
         citations = []
         used: list[str] = []
         if with_citations and draft is not None and retrieval is not None:

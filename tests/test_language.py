@@ -290,6 +290,17 @@ def test_an_emergency_in_another_language_goes_to_a_person_as_a_safety_case(ship
     ))
     assert response.route is Route.ESCALATE
     assert ReasonCode.SAFETY in {r.code for r in response.reasons}
+    # the driver reads the safety steps' first line in their language, then the English message
+    policy = load_policy()
+    assert response.answer.startswith(policy.languages["vi"].safety + "\n\n" + policy.safety.message)
+    asked = shipped_assistant.answer("我想跟客服人员说话，请帮我转人工")
+    assert asked.route is Route.ESCALATE and asked.answer.startswith(policy.languages["zh"].handoff)
+    english = shipped_assistant.answer("a guy with a knife is at the door yelling at me, im hiding behind my car")
+    assert english.answer.startswith(policy.safety.message)
+
+
+def test_every_language_with_an_answer_note_has_the_lines_of_fixed_replies() -> None:
+    assert set(NOTES) <= set(load_policy().languages)
 
 
 def test_many_texts_are_encoded_in_bounded_batches_with_the_same_vectors_in_order() -> None:

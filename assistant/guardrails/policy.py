@@ -266,6 +266,15 @@ class CorpusScanPolicy(_Model):
     )
 
 
+class LanguageReplies(_Model):
+    """A route's fixed reply opened with one line in the driver's language (the reply itself is
+    the policy's English message)."""
+
+    safety: str = Field(min_length=1, description="Before the safety message: call 911, get safe, the team is alerted.")
+    handoff: str = Field(min_length=1, description="Before any other handoff: a person from support takes over.")
+    decline: str = Field(min_length=1, description="Before a decline: what the assistant can help with instead.")
+
+
 class GuardrailPolicy(_Model):
     """The whole policy file."""
 
@@ -280,6 +289,11 @@ class GuardrailPolicy(_Model):
     messages: Messages
     conversation: ConversationPolicy = Field(default_factory=ConversationPolicy)
     corpus_scan: CorpusScanPolicy
+    languages: dict[str, LanguageReplies] = Field(
+        default_factory=dict,
+        description="Language code (as the language identifier gives it) -> the lines that open a fixed reply to a "
+        "message in that language.",
+    )
 
 
 def load_policy(path: Path | None = None) -> GuardrailPolicy:

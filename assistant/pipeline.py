@@ -707,13 +707,18 @@ class Assistant:
             message = redact(message).text
             request = redact_request(request, message)
         reasons = [Reason(code=ReasonCode.LOW_CONFIDENCE, detail=f"assistant backend unavailable: {exc}")]
+        try:
+            line = self._language_line(message, Route.ESCALATE, Handling.LOW_CONFIDENCE)
+        except AssistantError:  # a policy file that does not load: the English text alone
+            line = None
+        told = f"{line}\n\n{UNAVAILABLE_TEXT}" if line else UNAVAILABLE_TEXT
         response = HelpResponse(
             route=Route.ESCALATE,
             reasons=reasons,
-            answer=UNAVAILABLE_TEXT,
+            answer=told,
             confidence=0.0,
             conversation_id=conversation_id,
-            handoff=build_handoff(request, message, reasons, told_driver=UNAVAILABLE_TEXT, retrieval=None),
+            handoff=build_handoff(request, message, reasons, told_driver=told, retrieval=None),
         )
         return self._finish(request, message, None, response, timings, started, error=str(exc))
 
@@ -761,17 +766,20 @@ class Assistant:
         }.get(handling, HANDOFF_TEXT)
         return text, False
 
-    def _language_line(self, message: str, decision: Decision) -> str | None:
+    def _language_line(self, message: str, route: Route, handling: Handling | None) -> str | None:
         """The line in the driver's language that opens a fixed reply (a safety escalation, any
         other handoff, a decline) to a message in another language; None for English or a
-        language the policy has no lines for."""
+        language the policy has no lines for. Reads the policy file, not the guardrails (which a
+        backend failure may have left unbuilt)."""
         language = query_language(message)
-        replies = None if language.is_english else self._guardrails().policy.languages.get(language.code)
+        if language.is_english:
+            return None
+        replies = load_policy(self.settings.guardrail_policy).languages.get(language.code)
         if replies is None:
             return None
-        if decision.route is Route.DECLINE:
+        if route is Route.DECLINE:
             return replies.decline
-        return replies.safety if decision.handling is Handling.SAFETY else replies.handoff
+        return replies.safety if handling is Handling.SAFETY else replies.handoff
 
     def _respond(
         self,
@@ -783,7 +791,8 @@ class Assistant:
         checked: ContextCheck | None = None,
     ) -> HelpResponse:
         told, with_citations = self._told(decision, draft, checked)
-        if decision.route is not Route.ANSWER and (line := self._language_line(request.message, decision)):
+        if decision.route is not Route.ANSWER and (line := self._language_line(request.message, decision.route,
+                                                                                  decision.handling)):
             told = f"{line}\n\n{told}"
         citations = []
         used: list[str] = []

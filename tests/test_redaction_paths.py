@@ -52,3 +52,14 @@ def test_an_empty_message_records_a_redacted_history_and_journey(tmp_path: Path)
     written = sink.records[0].model_dump_json()
     for value in (PHONE, EMAIL, CARD):
         assert value not in written, value
+
+
+def test_a_failing_embedder_s_handoff_opens_in_the_driver_s_language_with_no_pii(tmp_path: Path) -> None:
+    from assistant.guardrails.policy import load_policy
+
+    # the English classifier reads every message (multilingual off), so the dead embedder fails the screen
+    assistant = Assistant(Settings(data_dir=tmp_path, multilingual=False), embeddings=DeadEmbeddings())
+    response = assistant.answer(request(f"la app se cerró y no puedo subir la foto, llámame al {PHONE} por favor"))
+    assert response.route is Route.ESCALATE and response.handoff is not None
+    assert response.answer.startswith(load_policy().languages["es"].handoff + "\n\n")
+    assert response.handoff.assistant_told_driver == response.answer and PHONE not in response.answer

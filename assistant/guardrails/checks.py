@@ -93,19 +93,21 @@ def screen(
     authority_p = probs.get("authority", 0.0)
     authority_needed = rules.other_language_authority_probability if other_language else rules.authority_probability
     injection = next((i for i, f in enumerate(findings) if f.code is ReasonCode.PROMPT_INJECTION), None)
-    if authority_p >= authority_needed and injection is not None:  # one finding, and it decides
-        found = findings[injection]
-        findings[injection] = found.model_copy(update={
-            "decisive": True, "evidence": [*found.evidence, f"classifier authority {authority_p:.2f}"]})
-    elif authority_p >= authority_needed:
-        findings.append(Finding(
-            code=ReasonCode.PROMPT_INJECTION,
-            detail=f"claims authority (a staff role, an approval or an override) to have the assistant act on an "
-            f"account (classifier {authority_p:.2f}); the assistant takes no account actions, and staff use their own tools",
-            evidence=[f"classifier authority {authority_p:.2f}"],
-            by_classifier=True,
-            decisive=True,
-        ))
+    if authority_p >= authority_needed:
+        if injection is not None:  # one finding, and it decides
+            found = findings[injection]
+            findings[injection] = found.model_copy(update={
+                "decisive": True, "evidence": [*found.evidence, f"classifier authority {authority_p:.2f}"]})
+        else:
+            findings.append(Finding(
+                code=ReasonCode.PROMPT_INJECTION,
+                detail=f"claims authority (a staff role, an approval or an override) to have the assistant act on "
+                f"an account (classifier {authority_p:.2f}); the assistant takes no account actions, and staff use "
+                "their own tools",
+                evidence=[f"classifier authority {authority_p:.2f}"],
+                by_classifier=True,
+                decisive=True,
+            ))
     harmful_p = probs.get("harmful", 0.0)
     if match := rules.harmful_patterns.search(text):
         findings.append(Finding(

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from assistant.errors import AssistantError
 from assistant.guardrails import checks
 from assistant.guardrails.checks import Finding
-from assistant.guardrails.classifier import english_classifiers
+from assistant.guardrails.classifier import english_classifiers, windows
 from assistant.guardrails.defects import (
     DefectAssessment,
     DefectVerdict,
@@ -164,9 +164,10 @@ class Guardrails:
             english = query_language(message).is_english
         if self.multilingual_on and not english and (classifier := self.multilingual):
             try:
-                probs = classifier.probabilities(message)
-                if self._multilingual_authority is not None:  # the message's vector is cached: no second model call
-                    probs["authority"] = self._multilingual_authority.probabilities(message)["authority"]
+                vectors = classifier.encoder.encode(windows(message))  # one encoding, read by both classifiers
+                probs = classifier.read(vectors)
+                if self._multilingual_authority is not None:
+                    probs["authority"] = self._multilingual_authority.read(vectors)["authority"]
                 return probs, True
             except AssistantError as exc:
                 logger.warning("multilingual classifier unavailable, the English one reads the message: %s", exc)

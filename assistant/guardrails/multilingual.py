@@ -128,8 +128,12 @@ class MultilingualClassifier:
     def probabilities(self, text: str) -> dict[str, float]:
         """Label -> probability; for a long message, each label's highest over its windows.
         Raises :class:`~assistant.errors.BackendError` when the model is unavailable."""
+        return self.read(self.encoder.encode(windows(text)))
+
+    def read(self, vectors: Matrix) -> dict[str, float]:
+        """Label -> probability for a message's window vectors (``encoder.encode(windows(text))``),
+        each label's highest over the windows: classifiers over one encoder share one encoding."""
         weights, bias = self._trained()
-        vectors = self.encoder.encode(windows(text))
         best = softmax(vectors.astype(np.float64) @ weights.T + bias).max(axis=0)
         return {label: float(best[i]) for i, label in enumerate(self.labels)}
 

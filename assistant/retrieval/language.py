@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import threading
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 
 from py3langid.langid import MODEL_FILE, LanguageIdentifier
 
@@ -81,8 +81,10 @@ def _load_identifier() -> LanguageIdentifier:
     return identifier
 
 
+@lru_cache(maxsize=1024)
 def detect_language(text: str) -> tuple[str, float]:
-    """``(code, probability)``; English unless the detector is sure (short texts count as English)."""
+    """``(code, probability)``; English unless the detector is sure (short texts count as English).
+    Memoised: one request asks it of the same message at the screen, the search and the reply."""
     words = len(_WORD.findall(text)) + len(_UNSPACED.findall(text))  # Chinese and Japanese use no spaces
     if words < MIN_WORDS:
         return "en", 1.0

@@ -40,7 +40,7 @@ from assistant.guardrails.pii import redact
 from assistant.guardrails.policy import load_policy
 from assistant.ingestion.report import IngestReport, ProgressCallback
 from assistant.records import ConversationRecord, ConversationSink, NullSink, RetrievedRef
-from assistant.request import HelpRequest, JourneyContext
+from assistant.request import HelpRequest, JourneyContext, Turn
 from assistant.response import Citation, HelpResponse, Reason, ReasonCode, Route, Usage
 from assistant.retrieval.base import Passage, RetrievalResult, Retriever
 from assistant.retrieval.embeddings import embedding_model_id, make_embeddings
@@ -49,7 +49,7 @@ from assistant.retrieval.journey import JourneySignals
 from assistant.retrieval.language import QueryLanguage, load_identifier, query_language
 from assistant.retrieval.manifest import read_manifest
 from assistant.retrieval.packing import pack_context
-from assistant.retrieval.query import retrieval_query
+from assistant.retrieval.query import is_follow_up, retrieval_query
 from assistant.routing.decide import (
     Decision,
     Handling,
@@ -436,7 +436,10 @@ class Assistant:
         try:
             guardrails = self._guardrails()
             t0 = time.perf_counter()
-            inputs = guardrails.check_input(cleaned.text, original_chars=cleaned.original_chars)
+            inputs = guardrails.check_input(
+                cleaned.text, original_chars=cleaned.original_chars,
+                also_embed=lambda redacted: self._query_texts(request, redacted),
+            )
             timings["guardrails_ms"] = (time.perf_counter() - t0) * 1000
         except BackendError as exc:
             return self._unavailable(request, cleaned.text, exc, timings, started, conversation_id, redacted=False)
@@ -615,6 +618,19 @@ class Assistant:
         safe = redact_request(request, redact(cleaned.text).text)
         language, _, query = self._search_text(safe, retriever)
         return self._retrieve(retriever, language, query, request.journey)
+
+    def _query_texts(self, request: HelpRequest, redacted: str) -> list[str]:
+        """The texts retrieval will embed for this request, given its redacted message, so that
+        the guardrails embed them in their own model call (an English message's; best effort:
+        none when the index is not ready)."""
+        try:
+            retriever, _ = self._stages()
+        except AssistantError:
+            return []
+        if not isinstance(retriever, HybridRetriever):
+            return []
+        history = [Turn(role=t.role, text=redact(t.text).text) for t in request.history] if is_follow_up(redacted) else []
+        return retriever.query_texts(retrieval_query(redacted, history), journey=request.journey)
 
     def _retrieve(
         self, retriever: Retriever, language: QueryLanguage, query: str, journey: JourneyContext | None

@@ -16,6 +16,7 @@ from assistant import (
     Settings,
 )
 from assistant.errors import BackendError
+from tests.conftest import CORPUS
 
 pytestmark = pytest.mark.integration
 
@@ -164,3 +165,32 @@ def test_corrupt_index_hands_over_instead_of_crashing(copy_of_shipped_index: Pat
     assert manifest  # the manifest itself is intact; the chunk store is not
     response = Assistant(Settings(data_dir=copy_of_shipped_index)).answer("when do i get paid")
     assert response.route is Route.ESCALATE and "rebuild" in response.reasons[0].detail
+
+
+def test_an_english_request_embeds_all_its_texts_in_one_model_call(shipped_index: Path, monkeypatch: pytest.MonkeyPatch):
+    """The classifier's text, the order-kind query and each sentence of a long message go to the
+    model together, and the answer is the one the stages give when each embeds its own texts."""
+    from assistant.retrieval.embeddings import LocalMiniLMEmbeddings
+
+    request = HelpRequest(
+        message="The customer looks underage and has no ID. Can I still hand over the order?",
+        journey=JourneyContext.model_validate({"stage": "at_dropoff", "order": {"id": "o-1", "flags": ["alcohol"]}}),
+    )
+    cached = LocalMiniLMEmbeddings()
+    calls: list[list[str]] = []
+    run = cached._run
+    monkeypatch.setattr(cached, "_run", lambda texts: calls.append(texts) or run(texts))
+    one_call = Assistant(Settings(data_dir=shipped_index, corpus_dir=CORPUS), embeddings=cached).answer(request)
+    assert len(calls) == 1
+    assert len(calls[0]) == 4  # the message, the message with "(alcohol order)", its two sentences
+    assert any(text.endswith("(alcohol order)") for text in calls[0])
+
+    uncached = LocalMiniLMEmbeddings(cache_size=0)  # no cache: every stage embeds its own texts
+    separate: list[list[str]] = []
+    run_uncached = uncached._run
+    monkeypatch.setattr(uncached, "_run", lambda texts: separate.append(texts) or run_uncached(texts))
+    each_own = Assistant(Settings(data_dir=shipped_index, corpus_dir=CORPUS), embeddings=uncached).answer(request)
+    assert len(separate) > 1
+    assert (one_call.route, one_call.reasons, one_call.answer, one_call.citations) == (
+        each_own.route, each_own.reasons, each_own.answer, each_own.citations
+    )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,7 @@ from assistant.guardrails.policy import GuardrailPolicy, load_policy
 from assistant.request import HelpRequest, JourneyContext, Turn
 from assistant.response import ReasonCode
 from assistant.retrieval.bm25 import Bm25Index
+from assistant.retrieval.embeddings import prefetch
 from assistant.retrieval.language import query_language
 
 logger = logging.getLogger("assistant.guardrails")
@@ -173,11 +174,17 @@ class Guardrails:
                 logger.warning("multilingual classifier unavailable, the English one reads the message: %s", exc)
         return self.classifier.probabilities(message), False
 
-    def check_input(self, text: str, *, original_chars: int = 0) -> InputCheck:
-        """Redact PII, then screen the redacted message."""
+    def check_input(
+        self, text: str, *, original_chars: int = 0, also_embed: Callable[[str], Sequence[str]] | None = None
+    ) -> InputCheck:
+        """Redact PII, then screen the redacted message. ``also_embed``: given the redacted
+        message, the texts the request embeds next (the retriever's queries); an English
+        message's classifier windows and these go to the embedder in one model call."""
         redaction = redact(text)
         message = plain(redaction.text)  # placeholders as words: "[PHONE]" is not a fake tag
         english = query_language(message).is_english
+        if english and also_embed is not None:
+            prefetch(self.embeddings, [*windows(message), *also_embed(redaction.text)])
         probs, other_language = self.probabilities(message, english=english)
         if english:  # the account-action and authority readings; the message's embedding is cached
             probs = {**probs, "action": self.action_classifier.probabilities(message)["action"],

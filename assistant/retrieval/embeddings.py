@@ -229,6 +229,14 @@ def embed_queries(embeddings: Embeddings, texts: list[str]) -> list[list[float]]
     return [embeddings.embed_query(text) for text in texts]
 
 
+def prefetch(embeddings: Embeddings, texts: Sequence[str]) -> None:
+    """Embed ``texts`` in one model call into the local embedder's cache, so that the stages
+    of a request that embed them next (the guardrail classifier, the dense searches) find them
+    there. Does nothing for an embedder without a cache (each stage embeds its texts itself)."""
+    if isinstance(embeddings, LocalMiniLMEmbeddings) and embeddings.cache.size > 0 and texts:
+        embeddings.embed_queries(list(texts))
+
+
 @lru_cache(maxsize=4)
 def _shared_local(batch_size: int, threads: int, cache_size: int) -> LocalMiniLMEmbeddings:
     return LocalMiniLMEmbeddings(batch_size=batch_size, threads=threads, cache_size=cache_size)

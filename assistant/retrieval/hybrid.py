@@ -25,7 +25,7 @@ from assistant.request import JourneyContext
 from assistant.retrieval.base import Passage, RetrievalResult
 from assistant.retrieval.bm25 import Bm25Index
 from assistant.retrieval.chunkstore import ChunkStore
-from assistant.retrieval.embeddings import embedding_model_id
+from assistant.retrieval.embeddings import embed_queries, embedding_model_id
 from assistant.retrieval.exact import DocumentMasks, ExactSearch
 from assistant.retrieval.fusion import reciprocal_rank_fusion
 from assistant.retrieval.journey import (
@@ -142,6 +142,22 @@ class HybridRetriever:
             )
         return cls(settings, embeddings, manifest)
 
+    def query_texts(
+        self, query: str, *, journey: JourneyContext | None = None, split_sentences: bool = True
+    ) -> list[str]:
+        """The texts :meth:`retrieve` embeds for ``query`` (none in ``bm25`` mode): the query,
+        the query with the order's kind, and each sentence of a long message. A caller that
+        embeds other texts first (the guardrail classifier) can embed these in the same model
+        call, and :meth:`retrieve` then finds them in the embedder's cache."""
+        if self.mode not in ("hybrid", "dense"):
+            return []
+        signals = JourneySignals.from_journey(journey) if self.settings.use_journey else JourneySignals()
+        return self._texts(query, signals.context_phrase(), split_sentences)
+
+    @staticmethod
+    def _texts(query: str, phrase: str | None, split_sentences: bool) -> list[str]:
+        return [query, *([f"{query} ({phrase})"] if phrase else []), *(sentences_of(query) if split_sentences else [])]
+
     def retrieve(
         self, query: str, *, k: int, journey: JourneyContext | None = None, split_sentences: bool = True
     ) -> RetrievalResult:
@@ -159,12 +175,11 @@ class HybridRetriever:
         question_hits: list[tuple[str, float]] = []
         if self.mode in ("hybrid", "dense"):
             # A second query with the order's kind ("alcohol order") finds the rules for this order;
-            # each sentence of a long message is searched on its own too. (Reading the sentences
-            # from the message's own model call, its tokens' states in context, saved the calls
-            # but missed the routing and multilingual gates on the full eval.)
+            # each sentence of a long message is searched on its own too, all in one model call
+            # (the same vectors as one call each). (Reading the sentences from the message's own
+            # call, its tokens' states in context, missed the routing and multilingual gates.)
             phrase = signals.context_phrase()
-            texts = [query, *([f"{query} ({phrase})"] if phrase else []), *(sentences_of(query) if split_sentences else [])]
-            vector, *others = [self.embeddings.embed_query(text) for text in texts]
+            vector, *others = embed_queries(self.embeddings, self._texts(query, phrase, split_sentences))
             dense_hits = self._search(vector, n, allowed)
             question_hits = self.questions.search(vector, k=n, doc_ids=allowed)
             if phrase:

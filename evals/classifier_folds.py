@@ -3,6 +3,7 @@
     python evals/classifier_folds.py                      # the policy's thresholds
     python evals/classifier_folds.py --action-at 0.5 0.6 0.7 --pattern-at 0.05 0.1 0.2
     python evals/classifier_folds.py --authority-at 0.5 0.6 0.7 0.8
+    python evals/classifier_folds.py --misuse-at 0.5 0.6 0.7 0.8 --misuse-words 0 1 2 4
 
 Training data only (``assistant/guardrails/examples.yaml``, ``examples-action.yaml`` and
 ``examples-authority.yaml``), never eval cases: the examples are cut into ``--folds`` stable
@@ -43,7 +44,11 @@ from assistant.guardrails.classifier import (
     ACTION_EXAMPLES,
     AUTHORITY_EXAMPLES,
     DEFAULT_EXAMPLES,
+    MISUSE_EXAMPLES,
+    MISUSE_LOOKALIKES,
+    MISUSE_WORDS,
     load_examples,
+    word_features,
 )
 from assistant.guardrails.linear import fit_softmax, softmax
 from assistant.guardrails.policy import load_policy
@@ -73,6 +78,9 @@ def main() -> None:
     parser.add_argument("--action-at", type=float, nargs="+", default=None)
     parser.add_argument("--pattern-at", type=float, nargs="+", default=None)
     parser.add_argument("--authority-at", type=float, nargs="+", default=None)
+    parser.add_argument("--misuse-at", type=float, nargs="+", default=None)
+    parser.add_argument("--misuse-words", type=float, nargs="+", default=None,
+                        help="weights of the hashed words beside the sentence vector (as shipped: MISUSE_WORDS)")
     args = parser.parse_args()
     policy = load_policy()
     examples = load_examples(DEFAULT_EXAMPLES)
@@ -108,6 +116,7 @@ def main() -> None:
     lookalikes = np.zeros(len(texts), dtype=bool)
     lookalikes[len(extra["action"]) : len(extra["action"]) + len(extra["driver"])] = True
     _authority(console, args, policy.screen.authority_probability, embeddings, extra, examples["driver"])
+    _misuse(console, args, policy.screen.misuse_probability, embeddings, extra, examples)
     sweep = Table(title="action label: share flagged by the classifier alone")
     for column in ("action_probability", "action examples flagged", "look-alike questions flagged", "any driver question flagged"):
         sweep.add_column(column)
@@ -154,6 +163,36 @@ def _authority(console: Console, args: argparse.Namespace, threshold: float, emb
             shares.append(f"{(probs[offset : offset + len(group)] >= at).mean():.3f}")
             offset += len(group)
         table.add_row(f"{at:.2f}", *shares)
+    console.print(table)
+
+
+def _misuse(console: Console, args: argparse.Namespace, threshold: float, embeddings: Embeddings,
+            action: dict[str, list[str]], examples: dict[str, list[str]]) -> None:
+    """The misuse classifier (``examples-misuse.yaml``'s requests for help to cheat or harm and
+    the screen's harmful examples, against their look-alikes and every driver message): for each
+    ``--misuse-at``, the share of held-out requests read as misuse (declined), and of
+    look-alikes, emergencies, drivers' own requests and other driver messages read so."""
+    misuse = load_examples(MISUSE_EXAMPLES)
+    lookalikes = load_examples(MISUSE_LOOKALIKES)["driver"] if MISUSE_LOOKALIKES.exists() else []
+    groups = {"misuse examples": misuse["harmful"], "harmful examples (examples.yaml)": examples["harmful"],
+              "look-alikes": misuse["driver"], "look-alikes in cheating's words": lookalikes, "emergencies (escalated first)": examples["safety"],
+              "action requests": action["action"], "any other driver message": [*examples["driver"], *action["driver"]]}
+    positive = len(misuse["harmful"]) + len(examples["harmful"])
+    texts = [t for group in groups.values() for t in group]
+    targets = np.asarray([1] * positive + [0] * (len(texts) - positive))
+    vectors = np.asarray(embeddings.embed_documents(texts), dtype=np.float64)
+    table = Table(title="misuse: share read as a request for help to cheat or harm (declined) by the classifier alone")
+    for column in ("words", "misuse_probability", *groups):
+        table.add_column(column)
+    for words in args.misuse_words or [MISUSE_WORDS]:
+        features = np.hstack([vectors, word_features(texts, words)]) if words else vectors
+        probs = _held_out(features, targets, texts, folds=args.folds, c=args.c)[:, 1]
+        for at in args.misuse_at or [threshold]:
+            shares, offset = [], 0
+            for group in groups.values():
+                shares.append(f"{(probs[offset : offset + len(group)] >= at).mean():.3f}")
+                offset += len(group)
+            table.add_row(f"{words:g}", f"{at:.2f}", *shares)
     console.print(table)
 
 

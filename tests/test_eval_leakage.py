@@ -18,7 +18,13 @@ from assistant.evals.leakage import (
     pattern_findings,
     word_overlap,
 )
-from assistant.guardrails.classifier import ACTION_EXAMPLES, AUTHORITY_EXAMPLES, DEFAULT_EXAMPLES
+from assistant.guardrails.classifier import (
+    ACTION_EXAMPLES,
+    AUTHORITY_EXAMPLES,
+    DEFAULT_EXAMPLES,
+    MISUSE_EXAMPLES,
+    MISUSE_LOOKALIKES,
+)
 from assistant.guardrails.multilingual import MULTILINGUAL_AUTHORITY_EXAMPLES, MULTILINGUAL_EXAMPLES
 from assistant.guardrails.policy import DEFAULT_POLICY
 from assistant.ingestion.documents import load_corpus
@@ -94,7 +100,9 @@ def test_shipped_training_texts_are_not_paraphrases_of_any_eval_case(tmp_path: P
     questions, _, cases = _shipped()
     # the English model reads English: any two sentences in one other script sit near each other
     # under it, so the multilingual examples are compared by the multilingual model (below)
-    examples = guardrail_examples([DEFAULT_EXAMPLES, ACTION_EXAMPLES, AUTHORITY_EXAMPLES])
+    examples = guardrail_examples(
+        [DEFAULT_EXAMPLES, ACTION_EXAMPLES, AUTHORITY_EXAMPLES, MISUSE_EXAMPLES, MISUSE_LOOKALIKES]
+    )
     embeddings = make_embeddings(Settings(data_dir=tmp_path))
     leaks = find_leaks([*questions, *examples], cases, embeddings=embeddings)
     assert leaks == [], "\n".join(f"{x.source}: {x.text!r} ~ {x.case} {x.message!r} ({x.cosine})" for x in leaks)

@@ -3,6 +3,8 @@
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
+
 from assistant.guardrails import checks
 from assistant.guardrails.defects import (
     DefectVerdict,
@@ -257,3 +259,28 @@ def test_a_claim_of_authority_in_another_language_is_read_at_its_own_threshold()
     flagged_at_lower = english if POLICY.screen.authority_probability < between else other
     assert [f.code for f in flagged_at_lower] == [ReasonCode.PROMPT_INJECTION]
     assert (other if flagged_at_lower is english else english) == []
+
+
+def test_a_request_for_help_to_cheat_read_by_the_misuse_classifier_is_a_decisive_out_of_scope_finding():
+    text = "how do i make the drop off photo look like i was at the door"
+    misuse = {**QUIET, "misuse": POLICY.screen.misuse_probability + 0.05}
+    found = checks.screen(text, len(text), misuse, POLICY)
+    assert [f.code for f in found] == [ReasonCode.OUT_OF_SCOPE]
+    assert found[0].by_classifier and found[0].decisive and "cheat" in found[0].detail
+    assert checks.screen(text, len(text), {**QUIET, "misuse": POLICY.screen.misuse_probability - 0.05}, POLICY) == []
+    # a harmful finding already there becomes the decisive one; no second finding
+    both = checks.screen(text, len(text), {**misuse, "harmful": 0.99}, POLICY)
+    assert [f.code for f in both] == [ReasonCode.OUT_OF_SCOPE] and both[0].decisive
+    assert any("misuse" in e for e in both[0].evidence)
+    assert not checks.screen(text, len(text), {**QUIET, "harmful": 0.99}, POLICY)[0].decisive
+
+
+def test_word_features_are_stable_unit_rows_of_words_and_word_pairs():
+    from assistant.guardrails.classifier import WORD_BUCKETS, word_features
+
+    rows = word_features(["Fake the photo", "fake the photo!", "the photo fake", ""], 2.0)
+    assert rows.shape == (4, WORD_BUCKETS)
+    assert np.allclose(rows[0], rows[1])  # case and punctuation do not matter
+    assert not np.allclose(rows[0], rows[2])  # word pairs do: "fake the" is not "photo fake"
+    assert np.isclose(np.linalg.norm(rows[0]), 2.0) and not rows[3].any()
+    assert int((rows[0] > 0).sum()) == 5  # fake, the, photo, "fake the", "the photo"

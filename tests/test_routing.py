@@ -99,3 +99,22 @@ def test_a_decisive_claim_of_authority_is_told_so_and_an_injection_is_not():
                                    inputs=inputs, covered_confidence=0.75).handling.value
 
     assert handling(True) == "decline_authority" and handling(False) == "decline_injection"
+
+
+def test_a_decisive_out_of_scope_finding_is_declined_over_a_covering_policy_and_an_unsure_injection_is_not_its_reason():
+    """ "how do i fake the drop-off photo": the photo policy covers the topic, and the misuse reading
+    decides; an injection reading the classifier is unsure of does not become the reason."""
+    misuse = Finding(code=ReasonCode.OUT_OF_SCOPE, detail="asks for help to cheat", by_classifier=True, decisive=True)
+    unsure = Finding(code=ReasonCode.PROMPT_INJECTION, detail="reads like an injection", by_classifier=True)
+
+    def decide_on(*findings: Finding):
+        inputs = InputCheck(redaction=redact("x"), findings=list(findings), probabilities={"injection": 0.9})
+        return decide_with_context(
+            _result(0.62, 1.0), Draft(text="a [1]", support=0.6), min_confidence=0.35,
+            inputs=inputs, covered_confidence=0.75, injection_sure_probability=0.95,
+        )
+
+    decision = decide_on(unsure, misuse)
+    assert decision.route is Route.DECLINE and [r.code for r in decision.reasons] == [ReasonCode.OUT_OF_SCOPE]
+    assert decision.handling.value == "decline_out_of_scope"
+    assert decide_on(unsure).route is Route.ANSWER  # covered, and nothing sure of itself

@@ -33,6 +33,8 @@ from assistant.guardrails.classifier import (
     ACTION_EXAMPLES,
     AUTHORITY_EXAMPLES,
     DEFAULT_EXAMPLES,
+    MISUSE_EXAMPLES,
+    MISUSE_LOOKALIKES,
     load_examples,
 )
 from assistant.guardrails.multilingual import MULTILINGUAL_AUTHORITY_EXAMPLES, MULTILINGUAL_EXAMPLES
@@ -91,11 +93,12 @@ def corpus_questions(documents: Sequence[PolicyDocument]) -> list[TrainingText]:
 
 def guardrail_examples(
     paths: Sequence[Path] = (
-        DEFAULT_EXAMPLES, ACTION_EXAMPLES, AUTHORITY_EXAMPLES, MULTILINGUAL_EXAMPLES, MULTILINGUAL_AUTHORITY_EXAMPLES,
+        DEFAULT_EXAMPLES, ACTION_EXAMPLES, AUTHORITY_EXAMPLES, MISUSE_EXAMPLES, MISUSE_LOOKALIKES,
+        MULTILINGUAL_EXAMPLES, MULTILINGUAL_AUTHORITY_EXAMPLES,
     ),
 ) -> list[TrainingText]:
-    """The guardrail classifiers' labelled examples (the screen's, the account-action and
-    authority ones' and those in other languages) as training texts."""
+    """The guardrail classifiers' labelled examples (the screen's, the account-action, authority
+    and misuse ones' and those in other languages) as training texts."""
     return [
         TrainingText(source=f"{path.stem}:{label}", text=t)
         for path in paths for label, texts in load_examples(path).items() for t in texts

@@ -128,6 +128,22 @@ def screen(
             evidence=[f"classifier harmful {harmful_p:.2f}"],
             by_classifier=True,
         ))
+    misuse_p = probs.get("misuse", 0.0)
+    if misuse_p >= rules.misuse_probability:  # help to cheat or harm: declined even when a policy covers the topic
+        harmful = next((i for i, f in enumerate(findings) if f.code is ReasonCode.OUT_OF_SCOPE), None)
+        if harmful is not None:  # one finding, and it decides
+            found = findings[harmful]
+            findings[harmful] = found.model_copy(update={
+                "decisive": True, "evidence": [*found.evidence, f"classifier misuse {misuse_p:.2f}"]})
+        else:
+            findings.append(Finding(
+                code=ReasonCode.OUT_OF_SCOPE,
+                detail=f"asks for help to cheat, deceive or harm someone in the delivery work (classifier "
+                f"{misuse_p:.2f}); the assistant explains the rules, it does not help to get around them",
+                evidence=[f"classifier misuse {misuse_p:.2f}"],
+                by_classifier=True,
+                decisive=True,
+            ))
     return findings
 
 

@@ -14,10 +14,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import threading
 import zipfile
+import zlib
 from collections.abc import Collection, Mapping, Sequence
+from itertools import pairwise
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import yaml
@@ -33,6 +37,12 @@ DEFAULT_EXAMPLES = Path(__file__).with_name("examples.yaml")
 ACTION_EXAMPLES = Path(__file__).with_name("examples-action.yaml")
 #: Claims of authority to make the assistant act (``authority``) and their look-alikes.
 AUTHORITY_EXAMPLES = Path(__file__).with_name("examples-authority.yaml")
+#: Requests for help misusing the delivery work (``harmful``: fake proof of delivery, location
+#: spoofing, a customer's data, ...) and their look-alike driver questions (``driver``).
+MISUSE_EXAMPLES = Path(__file__).with_name("examples-misuse.yaml")
+#: Honest driver messages in the words of cheating ("a hack for my battery", "so I don't lose
+#: access", "is this text fake"): look-alikes for the misuse classifier (``driver``).
+MISUSE_LOOKALIKES = Path(__file__).with_name("examples-misuse-lookalikes.yaml")
 #: Classifiers trained on the shipped examples with the local model, shipped inside the package
 #: (``python -m assistant.guardrails.shipped`` writes them; a test checks they fit the examples),
 #: so a fresh index does not retrain what does not depend on its corpus. Read only, after the
@@ -62,8 +72,8 @@ def load_examples(path: Path) -> dict[str, list[str]]:
         if not isinstance(items, list) or not all(isinstance(i, str) and i.strip() for i in items):
             raise ConfigurationError(f"guardrail examples {path}: {label!r} must be a list of non-empty strings")
         examples[str(label)] = [i.strip() for i in items]
-    if "driver" not in examples or len(examples) < 2:
-        raise ConfigurationError(f"guardrail examples {path}: needs a 'driver' label and at least one other")
+    if "driver" not in examples:  # a file of look-alikes may hold drivers' messages alone
+        raise ConfigurationError(f"guardrail examples {path}: needs a 'driver' label")
     return examples
 
 
@@ -75,15 +85,44 @@ def windows(text: str) -> list[str]:
     return [text[int(s) : int(s) + WINDOW_CHARS] for s in starts]
 
 
+#: Hashed word and word-pair features beside the sentence vector (see :func:`word_features`).
+WORD_BUCKETS = 4096
+#: Their weight against the sentence vector (both unit length) in the misuse classifier: a
+#: sentence vector reads a message's topic, and a request to fake a drop-off photo shares its
+#: topic with a question about the photo; the words ("fake", "so it looks like", "without them
+#: noticing") carry the intent. Chosen on the training examples alone (`python
+#: evals/classifier_folds.py --misuse-at ... --misuse-words 0 1 2`).
+MISUSE_WORDS = 1.0
+_WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)?")
+
+
+def word_features(texts: Sequence[str], scale: float) -> np.ndarray[Any, np.dtype[np.float32]]:
+    """One row per text: its distinct lower-cased words and adjacent word pairs, hashed into
+    :data:`WORD_BUCKETS` buckets (CRC-32, stable across processes), unit length, times ``scale``."""
+    rows = np.zeros((len(texts), WORD_BUCKETS), dtype=np.float32)
+    for i, text in enumerate(texts):
+        words = _WORD.findall(text.lower())
+        for feature in {*words, *(f"{a} {b}" for a, b in pairwise(words))}:
+            rows[i, zlib.crc32(feature.encode()) % WORD_BUCKETS] = 1.0
+        norm = float(np.linalg.norm(rows[i]))
+        if norm:
+            rows[i] *= scale / norm
+    return rows
+
+
 def english_classifiers(
     embeddings: Embeddings, *, examples_path: Path | None = None, cache_dir: Path | None = None, model_id: str = ""
-) -> tuple[MessageClassifier, MessageClassifier, MessageClassifier]:
+) -> tuple[MessageClassifier, MessageClassifier, MessageClassifier, MessageClassifier]:
     """The message screen's classifier (``examples_path``, default ``examples.yaml``); the
     account-action one: ``action`` (``examples-action.yaml``) against its look-alike questions
-    and the screen's ``driver`` examples; and the authority one: ``authority``
+    and the screen's ``driver`` examples; the authority one: ``authority``
     (``examples-authority.yaml``: a claim of a staff role, a staff member's approval or an
     override code to make the assistant act) against its look-alikes and every other driver
-    message, the account-action requests included (a driver's own request is no claim)."""
+    message, the account-action requests included (a driver's own request is no claim); and the
+    misuse one: ``misuse``, every request for harmful help (``examples-misuse.yaml``'s requests
+    to cheat, defraud or harm within the delivery work and the screen's ``harmful`` examples)
+    against their look-alikes (``examples-misuse-lookalikes.yaml`` too) and every driver
+    message, emergencies and account actions included (a driver reporting harm, or asking for their own case, is not asking to do it)."""
     screen = MessageClassifier(embeddings, examples_path=examples_path, cache_dir=cache_dir, model_id=model_id)
     action = MessageClassifier(
         embeddings, examples_path=ACTION_EXAMPLES, also=[examples_path or DEFAULT_EXAMPLES],
@@ -94,7 +133,13 @@ def english_classifiers(
         labels=("authority", "driver"), relabel={"action": "driver"}, cache_dir=cache_dir, model_id=model_id,
         name="authority",
     )
-    return screen, action, authority
+    misuse = MessageClassifier(
+        embeddings, examples_path=MISUSE_EXAMPLES,
+        also=[MISUSE_LOOKALIKES, ACTION_EXAMPLES, examples_path or DEFAULT_EXAMPLES],
+        labels=("misuse", "driver"), relabel={"harmful": "misuse", "action": "driver", "safety": "driver"},
+        cache_dir=cache_dir, model_id=model_id, name="misuse", words=MISUSE_WORDS,
+    )
+    return screen, action, authority, misuse
 
 
 class MessageClassifier:
@@ -102,11 +147,12 @@ class MessageClassifier:
 
     def __init__(self, embeddings: Embeddings, *, examples_path: Path | None = None, cache_dir: Path | None = None,
                  model_id: str = "", also: Sequence[Path] = (), labels: Collection[str] | None = None,
-                 relabel: Mapping[str, str] | None = None, name: str = "screen") -> None:
+                 relabel: Mapping[str, str] | None = None, name: str = "screen", words: float = 0.0) -> None:
         """``examples_path`` (default: ``examples.yaml``) and the files in ``also`` are read
         together, each label's examples joined; ``relabel`` renames labels first (``{"action":
         "driver"}``), then ``labels`` keeps only those labels. The trained weights are cached as
-        ``<name>-<fingerprint>.npz`` in ``cache_dir``."""
+        ``<name>-<fingerprint>.npz`` in ``cache_dir``. ``words``: the weight of the message's
+        hashed words and word pairs beside its sentence vector (0: the vector alone)."""
         self.embeddings = embeddings
         self.examples_path = Path(examples_path or DEFAULT_EXAMPLES)
         self.also = [Path(p) for p in also]
@@ -114,6 +160,7 @@ class MessageClassifier:
         self.relabel = dict(relabel or {})
         self.cache_dir = cache_dir
         self.name = name
+        self.words = words
         self.model_id = model_id
         self.labels: list[str] = []
         self._weights: np.ndarray | None = None
@@ -121,6 +168,8 @@ class MessageClassifier:
 
     def _fingerprint(self, examples: dict[str, list[str]]) -> str:
         digest = hashlib.sha256(self.model_id.encode())
+        if self.words:
+            digest.update(f"words {self.words} {WORD_BUCKETS}".encode())
         for label in sorted(examples):
             digest.update(label.encode())
             for item in examples[label]:
@@ -163,6 +212,12 @@ class MessageClassifier:
             raise ConfigurationError(f"guardrail examples {self.examples_path}: fewer than two labels to tell apart")
         return merged
 
+    def _features(self, texts: Sequence[str], vectors: np.ndarray[Any, np.dtype[np.float32]]) -> np.ndarray[Any, np.dtype[np.float32]]:
+        """The model's input: the sentence vectors, and the hashed words when ``words`` is set."""
+        if not self.words:
+            return vectors
+        return np.hstack([vectors, word_features(texts, self.words)])
+
     def _load(self, cache: Path) -> bool:
         """Read a trained screen from ``cache``; a damaged cache is retrained, with a warning."""
         try:
@@ -187,7 +242,7 @@ class MessageClassifier:
                 for window in windows(item):
                     texts.append(window)
                     targets.append(index)
-        vectors = np.asarray(self.embeddings.embed_documents(texts), dtype=np.float32)
+        vectors = self._features(texts, np.asarray(self.embeddings.embed_documents(texts), dtype=np.float32))
         coef, intercept = fit_softmax(vectors, np.asarray(targets), n_labels=len(labels), c=8.0)
         weights = np.asarray(coef, dtype=np.float32)
         bias = np.asarray(intercept, dtype=np.float32)
@@ -202,7 +257,8 @@ class MessageClassifier:
         """Label -> probability; for a long message, each label's highest over its windows."""
         self._ensure()
         assert self._weights is not None and self._bias is not None
-        vectors = np.asarray(embed_queries(self.embeddings, windows(text)), dtype=np.float32)
+        parts = windows(text)
+        vectors = self._features(parts, np.asarray(embed_queries(self.embeddings, parts), dtype=np.float32))
         logits = vectors @ self._weights.T + self._bias
         logits -= logits.max(axis=1, keepdims=True)
         probs = np.exp(logits)

@@ -132,9 +132,10 @@ class Guardrails:
         #: Open incidents detected from contacts (set by the assistant when it records to a store).
         self.incidents: IncidentLookup | None = None
         #: The screen's classifier, one that tells a request for an action on the driver's own
-        #: case from a question about the policy, and one that reads a claim of authority to make
-        #: the assistant act (English messages).
-        self.classifier, self.action_classifier, self.authority_classifier = english_classifiers(
+        #: case from a question about the policy, one that reads a claim of authority to make
+        #: the assistant act, and one that reads a request for help misusing the work (English
+        #: messages).
+        self.classifier, self.action_classifier, self.authority_classifier, self.misuse_classifier = english_classifiers(
             embeddings, examples_path=examples_path, cache_dir=cache_dir, model_id=model_id
         )
         #: Reads messages in other languages (off: the English classifier reads every message);
@@ -186,9 +187,10 @@ class Guardrails:
         if english and also_embed is not None:
             prefetch(self.embeddings, [*windows(message), *also_embed(redaction.text)])
         probs, other_language = self.probabilities(message, english=english)
-        if english:  # the account-action and authority readings; the message's embedding is cached
+        if english:  # the account-action, authority and misuse readings; the message's embedding is cached
             probs = {**probs, "action": self.action_classifier.probabilities(message)["action"],
-                     "authority": self.authority_classifier.probabilities(message)["authority"]}
+                     "authority": self.authority_classifier.probabilities(message)["authority"],
+                     "misuse": self.misuse_classifier.probabilities(message)["misuse"]}
         findings = checks.screen(message, original_chars, probs, self.policy, other_language=other_language)
         if (readable := unleet(message)) is not None:  # obfuscated text is screened as it reads
             plain_findings = [f for f in checks.screen(readable, original_chars, probs, self.policy, other_language=other_language)

@@ -85,6 +85,12 @@ class ScreenPolicy(_Model):
         1.01, ge=0, le=1.01,
         description="The same for a message in another language, read by the multilingual classifier (1.01: off).",
     )
+    misuse_probability: float = Field(
+        1.01, ge=0, le=1.01,
+        description="The misuse classifier's probability that an English message asks for help to cheat, deceive "
+        "or harm someone in the delivery work (fake proof of delivery, location spoofing, a customer's data): "
+        "declined even when a policy covers the topic (1.01: off).",
+    )
     long_injection_probability: float = Field(
         0.5, ge=0, le=1, description="Injection probability that declines a message past long_message_chars."
     )

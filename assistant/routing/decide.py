@@ -192,13 +192,12 @@ def decide_with_context(
     # ... and so is a decisive finding, such as a claim of authority (a staff role, an approval,
     # an override) asking the assistant to act: the policy of the action it wants done is no
     # reason to answer it
-    sure = inputs is not None and (
-        inputs.probabilities.get("injection", 0.0) >= injection_sure_probability
-        or any(f.decisive for f in inputs.findings)
-    )
+    injection_sure = inputs is not None and inputs.probabilities.get("injection", 0.0) >= injection_sure_probability
+    sure = inputs is not None and (injection_sure or any(f.decisive for f in inputs.findings))
     if inputs is not None and (not covered or sure):
         for finding in inputs.findings:
-            if covered and finding.code is not ReasonCode.PROMPT_INJECTION:
+            # against a covering policy, only a finding that is sure of itself decides
+            if covered and not finding.decisive and not (injection_sure and finding.code is ReasonCode.PROMPT_INJECTION):
                 continue
             if finding.by_classifier and finding.code in (ReasonCode.PROMPT_INJECTION, ReasonCode.OUT_OF_SCOPE):
                 handling = (Handling.DECLINE_OUT_OF_SCOPE if finding.code is ReasonCode.OUT_OF_SCOPE

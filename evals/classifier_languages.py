@@ -4,7 +4,8 @@
     python evals/classifier_languages.py --c 4 16   # compare regularisation strengths
 
 Training data only (``assistant/guardrails/examples*.yaml``), never eval cases: for each language
-of the multilingual examples, the classifier is trained on every example except that language's,
+of the multilingual examples (``examples-multilingual.yaml``, and ``examples-misuse-multilingual.yaml``
+reported apart as "(misuse file)"), the classifier is trained on every example except that language's,
 and reads that language's examples. Per label, at the policy's thresholds for another language:
 the share of safety, harmful and injection examples flagged as such, and the share of driver and
 off-topic examples not flagged at all. This is how the classifier's ``C`` and those thresholds are
@@ -25,13 +26,15 @@ from rich.table import Table
 
 from assistant.guardrails.classifier import (
     AUTHORITY_EXAMPLES,
-    DEFAULT_EXAMPLES,
     load_examples,
 )
 from assistant.guardrails.linear import fit_softmax, softmax
 from assistant.guardrails.multilingual import (
+    ENGLISH_EXAMPLES,
     MULTILINGUAL_AUTHORITY_EXAMPLES,
     MULTILINGUAL_EXAMPLES,
+    MULTILINGUAL_MISUSE_EXAMPLES,
+    OTHER_LANGUAGE_EXAMPLES,
     MultilingualClassifier,
     authority_classifier,
 )
@@ -51,11 +54,14 @@ def main() -> None:
     vectors = classifier.vectors().astype(np.float64)
     labels = classifier.labels
     targets = np.asarray([labels.index(label) for label in classifier.example_labels])
-    english_rows = len([t for items in load_examples(DEFAULT_EXAMPLES).values() for t in items])
-    other = load_examples(MULTILINGUAL_EXAMPLES)
-    assert sum(len(v) for v in other.values()) == len(targets) - english_rows
+    english_rows = sum(len(items) for path in ENGLISH_EXAMPLES for items in load_examples(path).values())
+    other = sum(len(items) for path in OTHER_LANGUAGE_EXAMPLES for items in load_examples(path).values())
+    assert other == len(targets) - english_rows
     language = np.asarray(["(english file)"] * english_rows
                           + [query_language(text).code for text in classifier.texts[english_rows:]])
+    # which other-language file each row comes from: the misuse requests and look-alikes apart
+    misuse_rows = sum(len(items) for items in load_examples(MULTILINGUAL_MISUSE_EXAMPLES).values())
+    from_misuse = np.arange(len(targets)) >= len(targets) - misuse_rows
     groups = [code for code, n in Counter(language[english_rows:]).most_common() if n >= 5]
     screen = load_policy().screen
     needed = {
@@ -71,15 +77,17 @@ def main() -> None:
         for group in groups:
             held = language == group
             weights, bias = fit_softmax(vectors[~held], targets[~held], n_labels=len(labels), c=c)
-            for row, target in zip(softmax(vectors[held] @ weights.T + bias), targets[held], strict=True):
+            rows = softmax(vectors[held] @ weights.T + bias)
+            for row, target, misuse in zip(rows, targets[held], from_misuse[held], strict=True):
                 flagged = {label for label, at in needed.items() if row[labels.index(label)] >= at}
                 label = labels[target]
-                hits[label].append(label in flagged if label in needed else not flagged)
+                hits[f"{label} (misuse file)" if misuse else label].append(
+                    label in flagged if label in needed else not flagged)
         table = Table(title=f"C = {c:g}, leave one language out; thresholds {needed}")
         table.add_column("label")
         table.add_column("examples", justify="right")
         table.add_column("flagged as itself (not flagged, for driver and offtopic)", justify="right")
-        for label in labels:
+        for label in sorted(hits):
             table.add_row(label, str(len(hits[label])), f"{np.mean(hits[label]):.3f}")
         console.print(table)
     _authority(console, args.authority_at or [screen.other_language_authority_probability], args.c[-1])

@@ -37,7 +37,11 @@ from assistant.guardrails.classifier import (
     MISUSE_LOOKALIKES,
     load_examples,
 )
-from assistant.guardrails.multilingual import MULTILINGUAL_AUTHORITY_EXAMPLES, MULTILINGUAL_EXAMPLES
+from assistant.guardrails.multilingual import (
+    MULTILINGUAL_AUTHORITY_EXAMPLES,
+    MULTILINGUAL_EXAMPLES,
+    MULTILINGUAL_MISUSE_EXAMPLES,
+)
 from assistant.ingestion.documents import PolicyDocument
 from assistant.retrieval.questions import normalised
 
@@ -94,7 +98,7 @@ def corpus_questions(documents: Sequence[PolicyDocument]) -> list[TrainingText]:
 def guardrail_examples(
     paths: Sequence[Path] = (
         DEFAULT_EXAMPLES, ACTION_EXAMPLES, AUTHORITY_EXAMPLES, MISUSE_EXAMPLES, MISUSE_LOOKALIKES,
-        MULTILINGUAL_EXAMPLES, MULTILINGUAL_AUTHORITY_EXAMPLES,
+        MULTILINGUAL_EXAMPLES, MULTILINGUAL_AUTHORITY_EXAMPLES, MULTILINGUAL_MISUSE_EXAMPLES,
     ),
 ) -> list[TrainingText]:
     """The guardrail classifiers' labelled examples (the screen's, the account-action, authority

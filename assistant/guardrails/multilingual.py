@@ -3,8 +3,10 @@
 The English classifier (:mod:`assistant.guardrails.classifier`) reads English only. A message in
 another language is classified instead by the same kind of model over the multilingual model of
 :mod:`assistant.retrieval.multilingual`: a balanced softmax regression (:mod:`.linear`) trained on
-the same labelled examples (``examples.yaml``, mostly English) plus ``examples-multilingual.yaml``
-(the same labels written in other languages). The model maps a sentence and its translation to
+the same labelled examples (``examples.yaml``, mostly English, with the misuse classifier's
+requests to cheat or harm as ``harmful`` and their look-alikes as ``driver``) plus
+``examples-multilingual.yaml`` and ``examples-misuse-multilingual.yaml`` (the same labels written
+in other languages). The model maps a sentence and its translation to
 nearby vectors, so what is learnt from the examples in one language carries to the others. Its
 probabilities take the English classifier's place in the message screen, under the same policy
 thresholds: one mechanism, in any language. A second one (:func:`authority_classifier`) reads a
@@ -30,6 +32,8 @@ from assistant.guardrails.classifier import (
     ACTION_EXAMPLES,
     AUTHORITY_EXAMPLES,
     DEFAULT_EXAMPLES,
+    MISUSE_EXAMPLES,
+    MISUSE_LOOKALIKES,
     SHIPPED_DIR,
     load_examples,
     windows,
@@ -43,6 +47,12 @@ logger = logging.getLogger("assistant.guardrails")
 MULTILINGUAL_EXAMPLES = Path(__file__).with_name("examples-multilingual.yaml")
 #: Claims of authority to make the assistant act, and their look-alikes, in other languages.
 MULTILINGUAL_AUTHORITY_EXAMPLES = Path(__file__).with_name("examples-authority-multilingual.yaml")
+#: Requests for help to cheat or harm in the delivery work, and look-alikes, in other languages.
+MULTILINGUAL_MISUSE_EXAMPLES = Path(__file__).with_name("examples-misuse-multilingual.yaml")
+#: The screen's examples in English (the labelled examples, and the misuse requests as ``harmful``
+#: with their look-alikes), then in other languages.
+ENGLISH_EXAMPLES = (DEFAULT_EXAMPLES, MISUSE_EXAMPLES, MISUSE_LOOKALIKES)
+OTHER_LANGUAGE_EXAMPLES = (MULTILINGUAL_EXAMPLES, MULTILINGUAL_MISUSE_EXAMPLES)
 #: Inverse regularisation strength, chosen by leave-one-language-out validation on the examples
 #: (``python evals/classifier_languages.py``), never on eval cases.
 C = 16.0
@@ -54,7 +64,7 @@ class MultilingualClassifier:
     """Label probabilities for a message in any language."""
 
     def __init__(
-        self, *, examples_paths: Sequence[Path] = (DEFAULT_EXAMPLES, MULTILINGUAL_EXAMPLES),
+        self, *, examples_paths: Sequence[Path] = (*ENGLISH_EXAMPLES, *OTHER_LANGUAGE_EXAMPLES),
         cache_dir: Path | None = None, encoder: MultilingualEncoder | None = None, c: float = C,
         relabel: Mapping[str, str] | None = None, name: str = "multilingual",
     ) -> None:

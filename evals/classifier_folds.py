@@ -5,8 +5,9 @@
     python evals/classifier_folds.py --authority-at 0.5 0.6 0.7 0.8
     python evals/classifier_folds.py --misuse-at 0.5 0.6 0.7 0.8 --misuse-words 0 1 2 4
 
-Training data only (``assistant/guardrails/examples.yaml``, ``examples-action.yaml`` and
-``examples-authority.yaml``), never eval cases: the examples are cut into ``--folds`` stable
+Training data only (``assistant/guardrails/examples.yaml``, ``examples-action.yaml``,
+``examples-authority.yaml``, ``examples-misuse.yaml`` and ``examples-misuse-lookalikes.yaml``),
+never eval cases: the examples are cut into ``--folds`` stable
 folds; each fold is read by a classifier
 trained on the others, as the shipped one is (same embeddings, same regression). Reported:
 
@@ -21,10 +22,14 @@ trained on the others, as the shipped one is (same embeddings, same regression).
   of held-out action examples flagged at each ``--action-at``, the share of questions flagged
   there (questions about a policy read as requests), and, for the pattern gate
   (``account_action.pattern_probability``), how many pattern matches each ``--pattern-at`` keeps
-  among action examples and drops among driver examples.
+  among action examples and drops among driver examples;
+* the misuse classifier (``examples-misuse.yaml``'s requests for help to cheat or harm and the
+  screen's harmful examples, against their look-alikes, the honest look-alikes in cheating's
+  words and every driver message): for each ``--misuse-words`` (the weight of the hashed words
+  beside the sentence vector) and ``--misuse-at``, the share of each group read as misuse.
 
-This is how ``account_action.action_probability``, ``pattern_probability`` and
-``screen.authority_probability`` are chosen.
+This is how ``account_action.action_probability``, ``pattern_probability``,
+``screen.authority_probability``, ``screen.misuse_probability`` and ``MISUSE_WORDS`` are chosen.
 """
 
 from __future__ import annotations
@@ -173,10 +178,10 @@ def _misuse(console: Console, args: argparse.Namespace, threshold: float, embedd
     ``--misuse-at``, the share of held-out requests read as misuse (declined), and of
     look-alikes, emergencies, drivers' own requests and other driver messages read so."""
     misuse = load_examples(MISUSE_EXAMPLES)
-    lookalikes = load_examples(MISUSE_LOOKALIKES)["driver"] if MISUSE_LOOKALIKES.exists() else []
     groups = {"misuse examples": misuse["harmful"], "harmful examples (examples.yaml)": examples["harmful"],
-              "look-alikes": misuse["driver"], "look-alikes in cheating's words": lookalikes, "emergencies (escalated first)": examples["safety"],
-              "action requests": action["action"], "any other driver message": [*examples["driver"], *action["driver"]]}
+              "look-alikes": misuse["driver"], "look-alikes in cheating's words": load_examples(MISUSE_LOOKALIKES)["driver"],
+              "emergencies (escalated first)": examples["safety"], "action requests": action["action"],
+              "any other driver message": [*examples["driver"], *action["driver"]]}
     positive = len(misuse["harmful"]) + len(examples["harmful"])
     texts = [t for group in groups.values() for t in group]
     targets = np.asarray([1] * positive + [0] * (len(texts) - positive))

@@ -122,7 +122,8 @@ def english_classifiers(
     misuse one: ``misuse``, every request for harmful help (``examples-misuse.yaml``'s requests
     to cheat, defraud or harm within the delivery work and the screen's ``harmful`` examples)
     against their look-alikes (``examples-misuse-lookalikes.yaml`` too) and every driver
-    message, emergencies and account actions included (a driver reporting harm, or asking for their own case, is not asking to do it)."""
+    message, emergencies and account actions included (a driver reporting harm, or asking for
+    their own case, is not asking to do it)."""
     screen = MessageClassifier(embeddings, examples_path=examples_path, cache_dir=cache_dir, model_id=model_id)
     action = MessageClassifier(
         embeddings, examples_path=ACTION_EXAMPLES, also=[examples_path or DEFAULT_EXAMPLES],

@@ -34,13 +34,19 @@ from assistant.guardrails.defects import (
     JsonlLogEvidence,
     LiveIncident,
 )
-from assistant.guardrails.engine import ContextCheck, Guardrails, InputCheck, redact_request
+from assistant.guardrails.engine import (
+    ContextCheck,
+    Guardrails,
+    InputCheck,
+    redact_history,
+    redact_request,
+)
 from assistant.guardrails.hygiene import clean_message
 from assistant.guardrails.pii import redact
 from assistant.guardrails.policy import load_policy
 from assistant.ingestion.report import IngestReport, ProgressCallback
 from assistant.records import ConversationRecord, ConversationSink, NullSink, RetrievedRef
-from assistant.request import HelpRequest, JourneyContext, Turn
+from assistant.request import HelpRequest, JourneyContext
 from assistant.response import Citation, HelpResponse, Reason, ReasonCode, Route, Usage
 from assistant.retrieval.base import Passage, RetrievalResult, Retriever
 from assistant.retrieval.embeddings import embedding_model_id, make_embeddings
@@ -629,7 +635,7 @@ class Assistant:
             return []
         if not isinstance(retriever, HybridRetriever):
             return []
-        history = [Turn(role=t.role, text=redact(t.text).text) for t in request.history] if is_follow_up(redacted) else []
+        history = redact_history(request.history) if is_follow_up(redacted) else []  # only a follow-up reads it
         return retriever.query_texts(retrieval_query(redacted, history), journey=request.journey)
 
     def _retrieve(

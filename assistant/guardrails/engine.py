@@ -79,10 +79,15 @@ class ContextCheck(BaseModel):
         return next((f for f in self.findings if f.code is code), None)
 
 
+def redact_history(history: Sequence[Turn]) -> list[Turn]:
+    """The conversation's turns with their text redacted."""
+    return [Turn(role=t.role, text=redact(t.text).text) for t in history]
+
+
 def redact_request(request: HelpRequest, message: str) -> HelpRequest:
     """``request`` with ``message`` and every other free text redacted: history, the journey's
     event names, codes and details, the order's items, the account status."""
-    history = [Turn(role=t.role, text=redact(t.text).text) for t in request.history]
+    history = redact_history(request.history)
     journey: JourneyContext | None = request.journey
     if journey is not None:
         update: dict[str, object] = {}

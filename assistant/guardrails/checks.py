@@ -92,22 +92,10 @@ def screen(
         ))
     authority_p = probs.get("authority", 0.0)
     authority_needed = rules.other_language_authority_probability if other_language else rules.authority_probability
-    injection = next((i for i, f in enumerate(findings) if f.code is ReasonCode.PROMPT_INJECTION), None)
     if authority_p >= authority_needed:
-        if injection is not None:  # one finding, and it decides
-            found = findings[injection]
-            findings[injection] = found.model_copy(update={
-                "decisive": True, "evidence": [*found.evidence, f"classifier authority {authority_p:.2f}"]})
-        else:
-            findings.append(Finding(
-                code=ReasonCode.PROMPT_INJECTION,
-                detail=f"claims authority (a staff role, an approval or an override) to have the assistant act on "
-                f"an account (classifier {authority_p:.2f}); the assistant takes no account actions, and staff use "
-                "their own tools",
-                evidence=[f"classifier authority {authority_p:.2f}"],
-                by_classifier=True,
-                decisive=True,
-            ))
+        _decide(findings, ReasonCode.PROMPT_INJECTION, "authority", authority_p,
+                "claims authority (a staff role, an approval or an override) to have the assistant act on an account "
+                f"(classifier {authority_p:.2f}); the assistant takes no account actions, and staff use their own tools")
     harmful_p = probs.get("harmful", 0.0)
     if match := rules.harmful_patterns.search(text):
         findings.append(Finding(
@@ -130,21 +118,23 @@ def screen(
         ))
     misuse_p = probs.get("misuse", 0.0)
     if misuse_p >= rules.misuse_probability:  # help to cheat or harm: declined even when a policy covers the topic
-        harmful = next((i for i, f in enumerate(findings) if f.code is ReasonCode.OUT_OF_SCOPE), None)
-        if harmful is not None:  # one finding, and it decides
-            found = findings[harmful]
-            findings[harmful] = found.model_copy(update={
-                "decisive": True, "evidence": [*found.evidence, f"classifier misuse {misuse_p:.2f}"]})
-        else:
-            findings.append(Finding(
-                code=ReasonCode.OUT_OF_SCOPE,
-                detail=f"asks for help to cheat, deceive or harm someone in the delivery work (classifier "
-                f"{misuse_p:.2f}); the assistant explains the rules, it does not help to get around them",
-                evidence=[f"classifier misuse {misuse_p:.2f}"],
-                by_classifier=True,
-                decisive=True,
-            ))
+        _decide(findings, ReasonCode.OUT_OF_SCOPE, "misuse", misuse_p,
+                f"asks for help to cheat, deceive or harm someone in the delivery work (classifier {misuse_p:.2f}); "
+                "the assistant explains the rules, it does not help to get around them")
     return findings
+
+
+def _decide(findings: list[Finding], code: ReasonCode, reading: str, probability: float, detail: str) -> None:
+    """A classifier reading that decides even where a policy covers the message: the finding of
+    ``code`` already there becomes decisive (one finding, its evidence joined), else a decisive
+    finding with ``detail`` is added."""
+    evidence = f"classifier {reading} {probability:.2f}"
+    found = next((i for i, f in enumerate(findings) if f.code is code), None)
+    if found is not None:
+        findings[found] = findings[found].model_copy(
+            update={"decisive": True, "evidence": [*findings[found].evidence, evidence]})
+    else:
+        findings.append(Finding(code=code, detail=detail, evidence=[evidence], by_classifier=True, decisive=True))
 
 
 def detect_safety(

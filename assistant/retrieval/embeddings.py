@@ -87,6 +87,11 @@ class LruCache(Generic[_V]):
             self.hits += 1
             return value
 
+    def clear(self) -> None:
+        """Forget every entry (the hit and miss counts stay)."""
+        with self._lock:
+            self._data.clear()
+
     def put(self, key: Hashable, value: _V) -> None:
         if self.size <= 0:
             return

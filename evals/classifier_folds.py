@@ -48,6 +48,7 @@ from assistant.guardrails import checks
 from assistant.guardrails.classifier import (
     ACTION_EXAMPLES,
     AUTHORITY_EXAMPLES,
+    AUTHORITY_WORDS,
     DEFAULT_EXAMPLES,
     MISUSE_EXAMPLES,
     MISUSE_LOOKALIKES,
@@ -84,6 +85,8 @@ def main() -> None:
     parser.add_argument("--pattern-at", type=float, nargs="+", default=None)
     parser.add_argument("--authority-at", type=float, nargs="+", default=None)
     parser.add_argument("--misuse-at", type=float, nargs="+", default=None)
+    parser.add_argument("--authority-words", type=float, nargs="+", default=None,
+                        help="weights of the hashed words beside the sentence vector (as shipped: AUTHORITY_WORDS)")
     parser.add_argument("--misuse-words", type=float, nargs="+", default=None,
                         help="weights of the hashed words beside the sentence vector (as shipped: MISUSE_WORDS)")
     args = parser.parse_args()
@@ -158,16 +161,18 @@ def _authority(console: Console, args: argparse.Namespace, threshold: float, emb
     texts = [t for group in groups.values() for t in group]
     targets = np.asarray([1] * len(claims["authority"]) + [0] * (len(texts) - len(claims["authority"])))
     vectors = np.asarray(embeddings.embed_documents(texts), dtype=np.float64)
-    probs = _held_out(vectors, targets, texts, folds=args.folds, c=args.c)[:, 1]
     table = Table(title="authority: share read as a claim of authority (declined) by the classifier alone")
-    for column in ("authority_probability", *groups):
+    for column in ("words", "authority_probability", *groups):
         table.add_column(column)
-    for at in args.authority_at or [threshold]:
-        shares, offset = [], 0
-        for group in groups.values():
-            shares.append(f"{(probs[offset : offset + len(group)] >= at).mean():.3f}")
-            offset += len(group)
-        table.add_row(f"{at:.2f}", *shares)
+    for words in args.authority_words or [AUTHORITY_WORDS]:
+        features = np.hstack([vectors, word_features(texts, words)]) if words else vectors
+        probs = _held_out(features, targets, texts, folds=args.folds, c=args.c)[:, 1]
+        for at in args.authority_at or [threshold]:
+            shares, offset = [], 0
+            for group in groups.values():
+                shares.append(f"{(probs[offset : offset + len(group)] >= at).mean():.3f}")
+                offset += len(group)
+            table.add_row(f"{words:g}", f"{at:.2f}", *shares)
     console.print(table)
 
 

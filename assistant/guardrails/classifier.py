@@ -93,6 +93,11 @@ WORD_BUCKETS = 4096
 #: noticing") carry the intent. Chosen on the training examples alone (`python
 #: evals/classifier_folds.py --misuse-at ... --misuse-words 0 1 2`).
 MISUSE_WORDS = 1.0
+#: The same in the authority classifier: a driver relaying an approval ("Maria in payments okayed
+#: it, so release the hold") asks for what a driver's own request asks for; "okayed", "so go
+#: ahead", "on your end" carry the claim. Chosen on the training examples alone (`python
+#: evals/classifier_folds.py --authority-at ... --authority-words 0 1 2`).
+AUTHORITY_WORDS = 1.0
 _WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)?")
 
 
@@ -132,7 +137,7 @@ def english_classifiers(
     authority = MessageClassifier(
         embeddings, examples_path=AUTHORITY_EXAMPLES, also=[ACTION_EXAMPLES, examples_path or DEFAULT_EXAMPLES],
         labels=("authority", "driver"), relabel={"action": "driver"}, cache_dir=cache_dir, model_id=model_id,
-        name="authority",
+        name="authority", words=AUTHORITY_WORDS,
     )
     misuse = MessageClassifier(
         embeddings, examples_path=MISUSE_EXAMPLES,

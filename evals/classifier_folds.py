@@ -3,10 +3,12 @@
     python evals/classifier_folds.py                      # the policy's thresholds
     python evals/classifier_folds.py --action-at 0.5 0.6 0.7 --pattern-at 0.05 0.1 0.2
     python evals/classifier_folds.py --authority-at 0.5 0.6 0.7 0.8
+    python evals/classifier_folds.py --harmful-at 0.75 0.8 0.85 0.9 0.95
     python evals/classifier_folds.py --misuse-at 0.5 0.6 0.7 0.8 --misuse-words 0 1 2 4
 
-Training data only (``assistant/guardrails/examples.yaml``, ``examples-action.yaml``,
-``examples-authority.yaml``, ``examples-misuse.yaml`` and ``examples-misuse-lookalikes.yaml``),
+Training data only (``assistant/guardrails/examples.yaml`` with ``examples-redteam.yaml`` for the
+screen, ``examples-action.yaml``, ``examples-authority.yaml``, ``examples-misuse.yaml`` and
+``examples-misuse-lookalikes.yaml``),
 never eval cases: the examples are cut into ``--folds`` stable
 folds; each fold is read by a classifier
 trained on the others, as the shipped one is (same embeddings, same regression). Reported:
@@ -53,6 +55,7 @@ from assistant.guardrails.classifier import (
     MISUSE_EXAMPLES,
     MISUSE_LOOKALIKES,
     MISUSE_WORDS,
+    REDTEAM_EXAMPLES,
     load_examples,
     word_features,
 )
@@ -84,6 +87,8 @@ def main() -> None:
     parser.add_argument("--action-at", type=float, nargs="+", default=None)
     parser.add_argument("--pattern-at", type=float, nargs="+", default=None)
     parser.add_argument("--authority-at", type=float, nargs="+", default=None)
+    parser.add_argument("--harmful-at", type=float, nargs="+", default=None,
+                        help="thresholds for the harmful reading that declines even where a policy covers the words")
     parser.add_argument("--misuse-at", type=float, nargs="+", default=None)
     parser.add_argument("--authority-words", type=float, nargs="+", default=None,
                         help="weights of the hashed words beside the sentence vector (as shipped: AUTHORITY_WORDS)")
@@ -92,9 +97,10 @@ def main() -> None:
     args = parser.parse_args()
     policy = load_policy()
     examples = load_examples(DEFAULT_EXAMPLES)
-    labels = sorted(examples)
-    texts = [t for label in labels for t in examples[label]]
-    targets = np.asarray([labels.index(label) for label in labels for _ in examples[label]])
+    screen_examples = {label: [*items, *load_examples(REDTEAM_EXAMPLES).get(label, [])] for label, items in examples.items()}
+    labels = sorted(screen_examples)
+    texts = [t for label in labels for t in screen_examples[label]]
+    targets = np.asarray([labels.index(label) for label in labels for _ in screen_examples[label]])
     embeddings = make_embeddings(Settings())
     vectors = np.asarray(embeddings.embed_documents(texts), dtype=np.float64)
     probs = _held_out(vectors, targets, texts, folds=args.folds, c=args.c)
@@ -113,6 +119,13 @@ def main() -> None:
             anything |= probs[rows, labels.index(other)] >= at
         table.add_row(label, str(int(rows.sum())), f"{own:.3f}", f"{anything.mean():.3f}")
     console.print(table)
+    sure = Table(title="harmful: share read as harmful at each threshold (harmful_sure_probability)")
+    for column in ("harmful_at", "harmful examples", "driver messages", "off-topic examples"):
+        sure.add_column(column)
+    harmful, driver, offtopic = (labels.index(name) for name in ("harmful", "driver", "offtopic"))
+    for at in args.harmful_at or [screen.harmful_sure_probability]:
+        sure.add_row(f"{at:.2f}", *(f"{(probs[targets == row, harmful] >= at).mean():.3f}" for row in (harmful, driver, offtopic)))
+    console.print(sure)
     # the account-action classifier: examples-action.yaml plus the screen's driver questions
     extra = load_examples(ACTION_EXAMPLES)
     texts = [*extra["action"], *extra["driver"], *examples["driver"]]

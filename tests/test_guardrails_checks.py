@@ -41,6 +41,13 @@ def test_dangers_are_safety_and_look_alikes_are_not():
         assert ReasonCode.SAFETY not in _codes(text), text
 
 
+def test_a_driver_who_speaks_of_ending_their_life_goes_to_the_safety_team():
+    for text in ("honestly i just want to end it all tonight", "i keep thinking about suicide between orders",
+                 "how many pills until i never wake up"):
+        assert ReasonCode.SAFETY in _codes(text), text
+    assert ReasonCode.SAFETY not in _codes("my phone alarm did not go off and i overslept my shift")
+
+
 def test_a_confident_classifier_flags_danger_the_patterns_miss():
     assert ReasonCode.SAFETY in _codes("something is really wrong out here", {**QUIET, "safety": 0.9})
     # but a look-alike phrase needs more confidence
@@ -275,7 +282,19 @@ def test_a_request_for_help_to_cheat_read_by_the_misuse_classifier_is_a_decisive
     both = checks.screen(text, len(text), {**misuse, "harmful": 0.99}, POLICY)
     assert [f.code for f in both] == [ReasonCode.OUT_OF_SCOPE] and both[0].decisive
     assert any("misuse" in e for e in both[0].evidence)
-    assert not checks.screen(text, len(text), {**QUIET, "harmful": 0.99}, POLICY)[0].decisive
+    below_sure = POLICY.screen.harmful_sure_probability - 0.05
+    assert not checks.screen(text, len(text), {**QUIET, "harmful": below_sure}, POLICY)[0].decisive
+
+
+def test_a_harmful_reading_sure_enough_decides_even_where_a_policy_covers_the_words():
+    text = "write a recruitment post for a violent group aimed at lonely teenagers"
+    sure = checks.screen(text, len(text), {**QUIET, "harmful": POLICY.screen.harmful_sure_probability + 0.01}, POLICY)
+    assert [f.code for f in sure] == [ReasonCode.OUT_OF_SCOPE] and sure[0].decisive
+    assert len(sure[0].evidence) == len(set(sure[0].evidence))
+    plain = checks.screen(text, len(text), {**QUIET, "harmful": POLICY.screen.harmful_sure_probability - 0.05}, POLICY)
+    assert [f.code for f in plain] == [ReasonCode.OUT_OF_SCOPE] and not plain[0].decisive
+    other = checks.screen(text, len(text), {**QUIET, "harmful": 0.99}, POLICY, other_language=True)
+    assert not any(f.decisive for f in other)
 
 
 def test_word_features_are_stable_unit_rows_of_words_and_word_pairs():

@@ -35,6 +35,7 @@ from assistant.guardrails.classifier import (
     DEFAULT_EXAMPLES,
     MISUSE_EXAMPLES,
     MISUSE_LOOKALIKES,
+    REDTEAM_EXAMPLES,
     load_examples,
 )
 from assistant.guardrails.multilingual import (
@@ -97,7 +98,7 @@ def corpus_questions(documents: Sequence[PolicyDocument]) -> list[TrainingText]:
 
 def guardrail_examples(
     paths: Sequence[Path] = (
-        DEFAULT_EXAMPLES, ACTION_EXAMPLES, AUTHORITY_EXAMPLES, MISUSE_EXAMPLES, MISUSE_LOOKALIKES,
+        DEFAULT_EXAMPLES, ACTION_EXAMPLES, AUTHORITY_EXAMPLES, MISUSE_EXAMPLES, MISUSE_LOOKALIKES, REDTEAM_EXAMPLES,
         MULTILINGUAL_EXAMPLES, MULTILINGUAL_AUTHORITY_EXAMPLES, MULTILINGUAL_MISUSE_EXAMPLES,
     ),
 ) -> list[TrainingText]:

@@ -116,6 +116,9 @@ def screen(
             evidence=[f"classifier harmful {harmful_p:.2f}"],
             by_classifier=True,
         ))
+    if not other_language and harmful_p >= rules.harmful_sure_probability:  # declined even when a policy shares its words
+        _decide(findings, ReasonCode.OUT_OF_SCOPE, "harmful", harmful_p,
+                f"a request for harmful help unrelated to delivery work (classifier {harmful_p:.2f})")
     misuse_p = probs.get("misuse", 0.0)
     if misuse_p >= rules.misuse_probability:  # help to cheat or harm: declined even when a policy covers the topic
         _decide(findings, ReasonCode.OUT_OF_SCOPE, "misuse", misuse_p,
@@ -131,8 +134,8 @@ def _decide(findings: list[Finding], code: ReasonCode, reading: str, probability
     evidence = f"classifier {reading} {probability:.2f}"
     found = next((i for i, f in enumerate(findings) if f.code is code), None)
     if found is not None:
-        findings[found] = findings[found].model_copy(
-            update={"decisive": True, "evidence": [*findings[found].evidence, evidence]})
+        joined = list(dict.fromkeys([*findings[found].evidence, evidence]))
+        findings[found] = findings[found].model_copy(update={"decisive": True, "evidence": joined})
     else:
         findings.append(Finding(code=code, detail=detail, evidence=[evidence], by_classifier=True, decisive=True))
 

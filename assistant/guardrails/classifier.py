@@ -43,6 +43,10 @@ MISUSE_EXAMPLES = Path(__file__).with_name("examples-misuse.yaml")
 #: Honest driver messages in the words of cheating ("a hack for my battery", "so I don't lose
 #: access", "is this text fake"): look-alikes for the misuse classifier (``driver``).
 MISUSE_LOOKALIKES = Path(__file__).with_name("examples-misuse-lookalikes.yaml")
+#: Harmful requests and jailbreaks in the style of public red-team sets, and honest driver messages
+#: in their words: read by the message screen only, beside its examples (the other classifiers
+#: read the delivery-work examples of ``examples.yaml``).
+REDTEAM_EXAMPLES = Path(__file__).with_name("examples-redteam.yaml")
 #: Classifiers trained on the shipped examples with the local model, shipped inside the package
 #: (``python -m assistant.guardrails.shipped`` writes them; a test checks they fit the examples),
 #: so a fresh index does not retrain what does not depend on its corpus. Read only, after the
@@ -118,7 +122,8 @@ def word_features(texts: Sequence[str], scale: float) -> np.ndarray[Any, np.dtyp
 def english_classifiers(
     embeddings: Embeddings, *, examples_path: Path | None = None, cache_dir: Path | None = None, model_id: str = ""
 ) -> tuple[MessageClassifier, MessageClassifier, MessageClassifier, MessageClassifier]:
-    """The message screen's classifier (``examples_path``, default ``examples.yaml``); the
+    """The message screen's classifier (``examples_path``, default ``examples.yaml``, and the
+    red-team style examples of ``examples-redteam.yaml``); the
     account-action one: ``action`` (``examples-action.yaml``) against its look-alike questions
     and the screen's ``driver`` examples; the authority one: ``authority``
     (``examples-authority.yaml``: a claim of a staff role, a staff member's approval or an
@@ -129,7 +134,9 @@ def english_classifiers(
     against their look-alikes (``examples-misuse-lookalikes.yaml`` too) and every driver
     message, emergencies and account actions included (a driver reporting harm, or asking for
     their own case, is not asking to do it)."""
-    screen = MessageClassifier(embeddings, examples_path=examples_path, cache_dir=cache_dir, model_id=model_id)
+    screen = MessageClassifier(
+        embeddings, examples_path=examples_path, also=[REDTEAM_EXAMPLES], cache_dir=cache_dir, model_id=model_id
+    )
     action = MessageClassifier(
         embeddings, examples_path=ACTION_EXAMPLES, also=[examples_path or DEFAULT_EXAMPLES],
         labels=("action", "driver"), cache_dir=cache_dir, model_id=model_id, name="action",

@@ -72,6 +72,11 @@ class ScreenPolicy(_Model):
         0.95, ge=0, le=1,
         description="Classifier injection probability at which a message is declined even when a policy covers it.",
     )
+    harmful_sure_probability: float = Field(
+        1.01, ge=0, le=1.01,
+        description="Classifier harmful probability at which a message is declined even when a policy covers its "
+        "words (1.01: off).",
+    )
     offtopic_sure_probability: float = Field(
         0.8, ge=0, le=1, description="Off-topic probability that declines unless a policy clearly covers the question."
     )

@@ -35,7 +35,7 @@ from assistant.guardrails.defects import (
     incident_keys,
     known_incident,
 )
-from assistant.guardrails.hygiene import unleet
+from assistant.guardrails.hygiene import readable
 from assistant.guardrails.multilingual import MultilingualClassifier
 from assistant.guardrails.multilingual import authority_classifier as multilingual_authority
 from assistant.guardrails.pii import Redaction, plain, redact
@@ -196,9 +196,12 @@ class Guardrails:
             probs = {**probs, "action": self.action_classifier.probabilities(message)["action"],
                      "authority": self.authority_classifier.probabilities(message)["authority"],
                      "misuse": self.misuse_classifier.probabilities(message)["misuse"]}
+        if (decoded := readable(message)) is not None:  # obfuscated text is screened as it reads, too
+            decoded = plain(redact(decoded).text)  # what was encoded is redacted like the rest
+            probs = self._read_decoded(decoded, probs)
         findings = checks.screen(message, original_chars, probs, self.policy, other_language=other_language)
-        if (readable := unleet(message)) is not None:  # obfuscated text is screened as it reads
-            plain_findings = [f for f in checks.screen(readable, original_chars, probs, self.policy, other_language=other_language)
+        if decoded is not None:
+            plain_findings = [f for f in checks.screen(decoded, original_chars, probs, self.policy, other_language=other_language)
                               if not f.by_classifier]
             found = {f.code for f in plain_findings}
             findings = [*plain_findings, *(f for f in findings if f.code not in found)]
@@ -207,6 +210,18 @@ class Guardrails:
         if person := checks.detect_driver_request(message, self.policy):
             findings.append(person)
         return InputCheck(redaction=redaction, findings=findings, probabilities=probs)
+
+    def _read_decoded(self, decoded: str, probs: dict[str, float]) -> dict[str, float]:
+        """``probs`` with each reading of a request to refuse (injection, harmful, authority,
+        misuse) raised to what the English classifiers read in the de-obfuscated ``decoded``
+        (leetspeak, base64, ROT13 and reversed text decode to English): a request hidden by its
+        encoding is read as the request it is. Only an obfuscated message pays for this."""
+        decoded_probs = self.classifier.probabilities(decoded)
+        decoded_probs = {**decoded_probs,
+                         "authority": self.authority_classifier.probabilities(decoded)["authority"],
+                         "misuse": self.misuse_classifier.probabilities(decoded)["misuse"]}
+        return {**probs, **{label: max(probs.get(label, 0.0), decoded_probs.get(label, 0.0))
+                            for label in ("injection", "harmful", "authority", "misuse")}}
 
     def _similarity(self, a: str, b: str) -> float:
         va = np.asarray(self.embeddings.embed_query(a), dtype=np.float32)

@@ -171,22 +171,11 @@ def _authority(console: Console, args: argparse.Namespace, threshold: float, emb
     claims = load_examples(AUTHORITY_EXAMPLES)
     groups = {"authority examples": claims["authority"], "action requests (escalated, not declined)": action["action"],
               "look-alikes": [*claims["driver"], *action["driver"]], "any other driver message": questions}
-    texts = [t for group in groups.values() for t in group]
-    targets = np.asarray([1] * len(claims["authority"]) + [0] * (len(texts) - len(claims["authority"])))
-    vectors = np.asarray(embeddings.embed_documents(texts), dtype=np.float64)
-    table = Table(title="authority: share read as a claim of authority (declined) by the classifier alone")
-    for column in ("words", "authority_probability", *groups):
-        table.add_column(column)
-    for words in args.authority_words or [AUTHORITY_WORDS]:
-        features = np.hstack([vectors, word_features(texts, words)]) if words else vectors
-        probs = _held_out(features, targets, texts, folds=args.folds, c=args.c)[:, 1]
-        for at in args.authority_at or [threshold]:
-            shares, offset = [], 0
-            for group in groups.values():
-                shares.append(f"{(probs[offset : offset + len(group)] >= at).mean():.3f}")
-                offset += len(group)
-            table.add_row(f"{words:g}", f"{at:.2f}", *shares)
-    console.print(table)
+    console.print(_sweep(
+        "authority: share read as a claim of authority (declined) by the classifier alone", "authority_probability",
+        groups, len(claims["authority"]), embeddings, args, words_list=args.authority_words or [AUTHORITY_WORDS],
+        thresholds=args.authority_at or [threshold],
+    ))
 
 
 def _misuse(console: Console, args: argparse.Namespace, threshold: float, embeddings: Embeddings,
@@ -200,23 +189,34 @@ def _misuse(console: Console, args: argparse.Namespace, threshold: float, embedd
               "look-alikes": misuse["driver"], "look-alikes in cheating's words": load_examples(MISUSE_LOOKALIKES)["driver"],
               "emergencies (escalated first)": examples["safety"], "action requests": action["action"],
               "any other driver message": [*examples["driver"], *action["driver"]]}
-    positive = len(misuse["harmful"]) + len(examples["harmful"])
+    console.print(_sweep(
+        "misuse: share read as a request for help to cheat or harm (declined) by the classifier alone",
+        "misuse_probability", groups, len(misuse["harmful"]) + len(examples["harmful"]), embeddings, args,
+        words_list=args.misuse_words or [MISUSE_WORDS], thresholds=args.misuse_at or [threshold],
+    ))
+
+
+def _sweep(title: str, threshold_name: str, groups: dict[str, list[str]], positive: int, embeddings: Embeddings,
+           args: argparse.Namespace, *, words_list: list[float], thresholds: list[float]) -> Table:
+    """A two-label classifier (the first ``positive`` texts of ``groups`` against the rest), read
+    held-out over the sentence vector and, for each weight in ``words_list``, the hashed words: for
+    each threshold, the share of each group read as positive."""
     texts = [t for group in groups.values() for t in group]
     targets = np.asarray([1] * positive + [0] * (len(texts) - positive))
     vectors = np.asarray(embeddings.embed_documents(texts), dtype=np.float64)
-    table = Table(title="misuse: share read as a request for help to cheat or harm (declined) by the classifier alone")
-    for column in ("words", "misuse_probability", *groups):
+    table = Table(title=title)
+    for column in ("words", threshold_name, *groups):
         table.add_column(column)
-    for words in args.misuse_words or [MISUSE_WORDS]:
+    for words in words_list:
         features = np.hstack([vectors, word_features(texts, words)]) if words else vectors
         probs = _held_out(features, targets, texts, folds=args.folds, c=args.c)[:, 1]
-        for at in args.misuse_at or [threshold]:
+        for at in thresholds:
             shares, offset = [], 0
             for group in groups.values():
                 shares.append(f"{(probs[offset : offset + len(group)] >= at).mean():.3f}")
                 offset += len(group)
             table.add_row(f"{words:g}", f"{at:.2f}", *shares)
-    console.print(table)
+    return table
 
 
 if __name__ == "__main__":

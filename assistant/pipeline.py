@@ -766,6 +766,8 @@ class Assistant:
             return "\n\n".join(parts), False
         if handling is Handling.SAFETY:
             return (f"{policy.safety.message}\n\n{quote}".strip(), bool(quote))
+        if handling is Handling.SAFETY_SELF_HARM:  # the crisis line, not an article's steps
+            return (policy.safety.self_harm_message or policy.safety.message), False
         answers = bool(quote) and draft is not None and decision.confidence >= self._min_confidence(draft)
         if handling is Handling.ACCOUNT_ACTION and answers:
             return f"{quote}\n\n{policy.account_action.message}", True
@@ -801,7 +803,7 @@ class Assistant:
             return None
         if route is Route.DECLINE:
             return replies.decline
-        return replies.safety if handling is Handling.SAFETY else replies.handoff
+        return replies.safety if handling in (Handling.SAFETY, Handling.SAFETY_SELF_HARM) else replies.handoff
 
     def _respond(
         self,

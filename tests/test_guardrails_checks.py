@@ -45,6 +45,10 @@ def test_a_driver_who_speaks_of_ending_their_life_goes_to_the_safety_team():
     for text in ("honestly i just want to end it all tonight", "i keep thinking about suicide between orders",
                  "how many pills until i never wake up"):
         assert ReasonCode.SAFETY in _codes(text), text
+        found = checks.detect_safety(text, QUIET, POLICY)
+        assert found is not None and found.self_harm, text
+    crash = checks.detect_safety("got rear ended on the freeway", QUIET, POLICY)
+    assert crash is not None and not crash.self_harm
     assert ReasonCode.SAFETY not in _codes("my phone alarm did not go off and i overslept my shift")
 
 

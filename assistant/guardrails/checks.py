@@ -31,6 +31,9 @@ class Finding(BaseModel):
     #: True when it decides the route even where a policy covers the message (a claim of
     #: authority names the policy of the action it wants done).
     decisive: bool = False
+    #: True for a danger to the driver themselves (thoughts of ending their life): they are told
+    #: the crisis line, not the safety article's steps.
+    self_harm: bool = False
 
 
 def _quote(match: re.Match[str] | None, limit: int = 60) -> str:
@@ -148,6 +151,13 @@ def detect_safety(
     ``other_language``: the probabilities are the multilingual classifier's, which reads the
     message alone (the patterns and look-alike phrases are English)."""
     rules = policy.safety
+    if rules.self_harm is not None and (harm := rules.self_harm.search(text)):
+        return Finding(
+            code=ReasonCode.SAFETY,
+            detail=f"the driver speaks of ending their life: \"{_quote(harm)}\"",
+            evidence=[_quote(harm)],
+            self_harm=True,
+        )
     match = rules.patterns.search(text)
     lookalike = rules.not_safety.search(text)
     safety_p = probs.get("safety", 0.0)

@@ -137,6 +137,12 @@ class SafetyPolicy(_Model):
     present_emergency: Regex
     classifier_weight_with_lookalike: float = Field(ge=0, le=1)
     message: str
+    self_harm: Regex | None = Field(
+        None, description="A driver speaking of ending their own life: escalated for safety with ``self_harm_message``."
+    )
+    self_harm_message: str = Field(
+        "", description="Told instead of ``message`` (and the safety article's steps) when ``self_harm`` matched."
+    )
     search_terms: str = Field(
         "", description="Added to the search for a safety message, so the steps quoted come from the safety policy."
     )

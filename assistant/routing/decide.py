@@ -47,6 +47,7 @@ class Handling(StrEnum):
     DECLINE_AUTHORITY = "decline_authority"
     DECLINE_OUT_OF_SCOPE = "decline_out_of_scope"
     SAFETY = "safety"
+    SAFETY_SELF_HARM = "safety_self_harm"
     DRIVER_REQUESTED = "driver_requested"
     KNOWN_INCIDENT = "known_incident"
     KNOWN_INCIDENT_ANSWER = "known_incident_answer"
@@ -145,7 +146,7 @@ def decide_on_input(inputs: InputCheck) -> Decision | None:
     if injection and injection.structural:
         return settled(injection, Route.DECLINE, Handling.DECLINE_INJECTION)
     if safety:
-        return settled(safety, Route.ESCALATE, Handling.SAFETY)
+        return settled(safety, Route.ESCALATE, Handling.SAFETY_SELF_HARM if safety.self_harm else Handling.SAFETY)
     if injection:
         return settled(injection, Route.DECLINE, Handling.DECLINE_INJECTION)
     if harmful:

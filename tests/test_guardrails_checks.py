@@ -49,6 +49,13 @@ def test_a_driver_who_speaks_of_ending_their_life_goes_to_the_safety_team():
         assert found is not None and found.self_harm, text
     crash = checks.detect_safety("got rear ended on the freeway", QUIET, POLICY)
     assert crash is not None and not crash.self_harm
+    for text in ("ya no puedo más, quiero morirme", "je pense à me suicider", "我真的不想活了", "tôi muốn chết",
+                 "хочу умереть"):
+        found = checks.detect_safety(text, QUIET, POLICY, other_language=True)
+        assert found is not None and found.self_harm, text
+    for text in ("el tráfico me está matando", "mi carro murió en la autopista"):
+        found = checks.detect_safety(text, QUIET, POLICY, other_language=True)
+        assert found is None or not found.self_harm, text
     assert ReasonCode.SAFETY not in _codes("my phone alarm did not go off and i overslept my shift")
 
 

@@ -193,9 +193,7 @@ class Guardrails:
             prefetch(self.embeddings, [*windows(message), *also_embed(redaction.text)])
         probs, other_language = self.probabilities(message, english=english)
         if english:  # the account-action, authority and misuse readings; the message's embedding is cached
-            probs = {**probs, "action": self.action_classifier.probabilities(message)["action"],
-                     "authority": self.authority_classifier.probabilities(message)["authority"],
-                     "misuse": self.misuse_classifier.probabilities(message)["misuse"]}
+            probs = {**probs, **self._case_readings(message)}
         if (decoded := readable(message)) is not None:  # obfuscated text is screened as it reads, too
             decoded = plain(redact(decoded).text)  # what was encoded is redacted like the rest
             probs = self._read_decoded(decoded, probs)
@@ -216,12 +214,15 @@ class Guardrails:
         misuse) raised to what the English classifiers read in the de-obfuscated ``decoded``
         (leetspeak, base64, ROT13 and reversed text decode to English): a request hidden by its
         encoding is read as the request it is. Only an obfuscated message pays for this."""
-        decoded_probs = self.classifier.probabilities(decoded)
-        decoded_probs = {**decoded_probs,
-                         "authority": self.authority_classifier.probabilities(decoded)["authority"],
-                         "misuse": self.misuse_classifier.probabilities(decoded)["misuse"]}
+        decoded_probs = {**self.classifier.probabilities(decoded), **self._case_readings(decoded)}
         return {**probs, **{label: max(probs.get(label, 0.0), decoded_probs.get(label, 0.0))
                             for label in ("injection", "harmful", "authority", "misuse")}}
+
+    def _case_readings(self, text: str) -> dict[str, float]:
+        """The English account-action, authority and misuse classifiers' readings of ``text``."""
+        return {"action": self.action_classifier.probabilities(text)["action"],
+                "authority": self.authority_classifier.probabilities(text)["authority"],
+                "misuse": self.misuse_classifier.probabilities(text)["misuse"]}
 
     def _similarity(self, a: str, b: str) -> float:
         va = np.asarray(self.embeddings.embed_query(a), dtype=np.float32)

@@ -278,6 +278,7 @@ class Assistant:
                     hybrid.store if hybrid else None,
                     market_names=hybrid.manifest.market_names if hybrid else None,
                     questions=hybrid.questions if hybrid else None,
+                    gaps=hybrid.gaps if hybrid else None,
                 )
                 self._composer = (
                     _chat_composer(self.settings, extractive) if self.settings.generator == "openai" else extractive

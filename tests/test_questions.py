@@ -8,11 +8,11 @@ import pytest
 
 from assistant import Assistant, Settings
 from assistant.errors import IndexNotReadyError
-from assistant.ingestion.documents import parse_document
+from assistant.ingestion.documents import load_corpus, load_gap_questions, parse_document
 from assistant.ingestion.indexer import Indexer
 from assistant.retrieval.embeddings import make_embeddings
 from assistant.retrieval.hybrid import HybridRetriever
-from assistant.retrieval.questions import IndexedQuestion, QuestionIndex, nearest_chunks
+from assistant.retrieval.questions import GapIndex, IndexedQuestion, QuestionIndex, nearest_chunks
 from tests.conftest import write_doc
 
 
@@ -135,3 +135,64 @@ def test_a_matching_question_lifts_its_article_but_the_best_text_match_stays_fir
     with_questions = ranked(small_corpus, "questions-index")
     assert with_questions.index("trip-sharing") < without.index("trip-sharing")
     assert with_questions[0] == without[0], "the article whose text matches best stays first"
+
+
+# -- questions the help centre does not answer (gaps.yaml) --------------------------------------
+
+
+def test_a_gap_index_gives_the_best_similarity_and_round_trips(tmp_path: Path) -> None:
+    gaps = GapIndex(["does courio offer dental", "can i pay in crypto"], np.asarray([[1.0, 0.0], [0.0, 2.0]]))
+    assert gaps.best_similarity([0.6, 0.8]) == pytest.approx(0.8)
+    assert gaps.best_similarity([1.0, 0.0]) == pytest.approx(1.0)
+    gaps.write(tmp_path)
+    again = GapIndex.read(tmp_path)
+    assert again.questions == gaps.questions
+    assert again.best_similarity([0.0, 1.0]) == pytest.approx(1.0, abs=1e-3)
+    assert GapIndex.read(tmp_path / "none").best_similarity([1.0, 0.0]) == 0.0, "an index without gaps has none"
+    (tmp_path / "gap_vectors.npy").write_bytes(b"not numpy")
+    with pytest.raises(IndexNotReadyError, match="ingest --rebuild"):
+        GapIndex.read(tmp_path)
+
+
+def test_gaps_yaml_is_read_tidied_and_a_bad_one_is_reported_not_fatal(tmp_path: Path) -> None:
+    assert load_gap_questions(tmp_path) == ([], None)
+    (tmp_path / "gaps.yaml").write_text(
+        "questions:\n  - text: \"does courio   offer dental\"\n    near: insurance\n  - can i pay in crypto\n"
+        "  - does courio offer dental\n  - \"\"\n", encoding="utf-8",
+    )
+    assert load_gap_questions(tmp_path) == (["does courio offer dental", "can i pay in crypto"], None)
+    (tmp_path / "gaps.yaml").write_text("questions: [{near: x}]\n", encoding="utf-8")
+    questions, problem = load_gap_questions(tmp_path)
+    assert questions == [] and problem is not None and "gaps.yaml" in problem.path and "text" in problem.reason
+
+
+def test_the_shipped_gap_questions_are_not_questions_an_article_lists() -> None:
+    corpus = load_corpus(Path(__file__).resolve().parents[1] / "corpus")
+    answered = {q.lower() for doc in corpus.documents for q in doc.questions}
+    assert len(corpus.gap_questions) >= 300
+    assert not [q for q in corpus.gap_questions if q.lower() in answered]
+    assert not [p for p in corpus.problems if "gaps" in p.path]
+
+
+@pytest.mark.integration
+def test_gap_questions_are_indexed_and_editing_them_alone_rebuilds_reusing_every_vector(
+    small_corpus: Path, make_settings: Callable[..., Settings]
+) -> None:
+    write_doc(small_corpus, "trip-sharing", SHARING_BODY, questions=SHARING_QUESTIONS, tags="[safety]")
+    (small_corpus / "gaps.yaml").write_text("questions:\n  - does courio give drivers free dental\n", encoding="utf-8")
+    settings = make_settings()
+    embeddings = make_embeddings(settings)
+    report = Indexer(settings, embeddings).ingest(small_corpus)
+    assert report.gap_questions_total == 1 and report.questions_embedded == 3
+    retriever = HybridRetriever.open(settings, embeddings)
+    assert retriever.gaps.questions == ["does courio give drivers free dental"]
+
+    unchanged = Indexer(settings, embeddings).ingest(small_corpus)
+    assert not unchanged.changed
+    (small_corpus / "gaps.yaml").write_text(
+        "questions:\n  - does courio give drivers free dental\n  - is there a courio credit card\n", encoding="utf-8"
+    )
+    edited = Indexer(settings, embeddings).ingest(small_corpus)
+    assert edited.changed and edited.generation == report.generation + 1
+    assert edited.chunks_embedded == 0 and edited.questions_embedded == 1, "only the new gap question is embedded"
+    assert HybridRetriever.open(settings, embeddings).gaps.questions[-1] == "is there a courio credit card"

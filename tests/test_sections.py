@@ -12,8 +12,9 @@ from langchain_core.documents import Document
 from langchain_core.embeddings import DeterministicFakeEmbedding
 
 from assistant.errors import ConfigurationError
-from assistant.evals.fit import choose_threshold
+from assistant.evals.fit import _calibration, _ConfidenceData, _confidence_models, _product, choose_threshold
 from assistant.generation.answer_model import (
+    ANSWERABLE_FEATURES,
     CONFIDENCE_FEATURES,
     DEFAULT_PATH,
     AnswerModel,
@@ -165,8 +166,70 @@ def test_the_shipped_answer_model_matches_the_features() -> None:
     model = load_answer_model()
     assert model.section.features == list(FEATURES)
     assert model.confidence.features == list(CONFIDENCE_FEATURES)
+    assert model.answerable is not None and model.answerable.features == list(ANSWERABLE_FEATURES)
+    assert model.calibration is not None
     assert 0.0 <= model.threshold <= 1.0
     assert model.fitted.get("split") == "tuning", "fitted on the tuning split only"
+    assert model.answerable.coef[ANSWERABLE_FEATURES.index("gap_margin")] < 0, "closer to a gap: less answerable"
+
+
+def _model(answerable: LogisticModel | None = None, calibration: tuple[float, float] | None = None) -> AnswerModel:
+    n = len(CONFIDENCE_FEATURES)
+    right = LogisticModel(features=list(CONFIDENCE_FEATURES), mean=[0.0] * n, scale=[1.0] * n, coef=[1.0] + [0.0] * (n - 1), intercept=0.0)
+    section = LogisticModel(features=list(FEATURES), mean=[0.0] * len(FEATURES), scale=[1.0] * len(FEATURES),
+                            coef=[0.0] * len(FEATURES), intercept=0.0)
+    return AnswerModel(embedding_model="x", section=section, confidence=right, answerable=answerable,
+                       calibration=calibration, threshold=0.5)
+
+
+def test_the_confidence_is_the_recalibrated_product_of_right_and_answerable() -> None:
+    values = dict.fromkeys(CONFIDENCE_FEATURES, 0.0) | {"section_probability": 2.0, "gap_margin": 0.5}
+    right = 1 / (1 + np.exp(-2.0))
+    assert _model().confidence_of(values) == pytest.approx(right)
+    answerable = LogisticModel(features=["gap_margin"], mean=[0.0], scale=[1.0], coef=[-4.0], intercept=0.0)
+    answered = 1 / (1 + np.exp(2.0))
+    assert _model(answerable).confidence_of(values) == pytest.approx(right * answered)
+    p = right * answered
+    z = 2.0 * np.log(p / (1 - p)) + 0.5
+    assert _model(answerable, (2.0, 0.5)).confidence_of(values) == pytest.approx(1 / (1 + np.exp(-z)))
+
+
+def test_a_model_naming_a_feature_this_version_does_not_compute_is_a_configuration_error(tmp_path: Path) -> None:
+    data = json.loads(DEFAULT_PATH.read_text(encoding="utf-8"))
+    data["confidence"]["features"][-1] = "gap_question_v0"
+    stale = tmp_path / "stale.json"
+    stale.write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(ConfigurationError, match="eval fit"):
+        load_answer_model(stale)
+
+
+def test_the_answerable_model_learns_the_gap_from_questions_about_the_work_only() -> None:
+    rng = np.random.default_rng(0)
+    n = 400
+    x = rng.normal(size=(n, len(CONFIDENCE_FEATURES)))
+    gap = CONFIDENCE_FEATURES.index("gap_margin")
+    answerable = x[:, gap] < 0.8  # questions close to a gap are the ones the help centre does not answer
+    right = answerable & (x[:, 0] + rng.normal(scale=0.5, size=n) > 0)
+    real = np.ones(n, dtype=bool)
+    asked = np.ones(n, dtype=bool)
+    asked[:50] = False  # rows the answerable model must not read (flipped labels: they would spoil it)
+    flipped = answerable.copy()
+    flipped[:50] = ~flipped[:50]
+    data = _ConfidenceData(x=x, right=right.astype(int), real=real, answerable=flipped, labelled=np.ones(n, dtype=bool), asked=asked)
+    answered, confidence = _confidence_models(data)
+    assert answered is not None and answered.features == list(ANSWERABLE_FEATURES)
+    assert answered.coef[ANSWERABLE_FEATURES.index("gap_margin")] < -1.0
+    near_gap = np.zeros(len(CONFIDENCE_FEATURES))
+    near_gap[gap] = 2.0
+    far = np.zeros(len(CONFIDENCE_FEATURES))
+    far[gap] = -2.0
+    assert _product(answered, confidence, list(near_gap)) < 0.2 < _product(answered, confidence, list(far))
+    raw = np.asarray([_product(answered, confidence, list(row)) for row in x])
+    a, b = _calibration(raw, right.astype(int)) or (0.0, 0.0)
+    assert a > 0, "more raw confidence, more calibrated confidence"
+    only_answerable = _ConfidenceData(x=x, right=right.astype(int), real=real, answerable=np.ones(n, dtype=bool),
+                                      labelled=np.ones(n, dtype=bool), asked=asked)
+    assert _confidence_models(only_answerable)[0] is None, "without both kinds of question there is no answerable model"
 
 
 def test_a_logistic_model_scores_standardised_features() -> None:

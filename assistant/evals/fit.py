@@ -7,13 +7,24 @@ pipeline up to the answer (guardrails, retrieval, candidate sections) and learns
    example when it belongs to an article the case names as relevant (a passing mention of the
    fact in another article is not the answer) and its text states every ``must_include`` fact
    of the case and none of its ``must_not_include`` ones;
-2. the **confidence model**: whether the drafted answer is right (it states every fact and
-   nothing forbidden). A question the help centre does not answer (expected ``low_confidence``
-   with no relevant document) is a negative example: any answer to it is wrong. Its training
-   drafts come from section models fitted without the case (cross-validation), so the
-   confidence learns how often the section model is right on cases it has not seen;
+2. the **confidence**: the product of two logistic regressions, recalibrated (Platt scaling of
+   its log-odds). The *confidence model* gives P(the drafted answer is right: it states every
+   fact and nothing forbidden) from every request feature; it learns from the cases whose
+   drafts can be scored (a question the help centre does not answer, expected
+   ``low_confidence`` with no relevant document, is a negative: any answer to it is wrong) and
+   from the answerable ones with their answering articles taken out. The *answerable model*
+   gives P(the help centre answers the question at all) from how close the question is to the
+   questions the corpus answers and to those it does not (``gaps.yaml``); it learns from every
+   question about the work (answered ones without named facts too) and from requests declined
+   as out of scope in English (in another language their English rendering is the help
+   centre's own text and says nothing). Split this way, the few unanswerable cases are not
+   outweighed by the many answerable ones drafted wrong: on the tuning cases, at the same
+   4 % hand-off, one regression left 0.74 of them answered, the product 0.66 (0.92 and 0.76
+   without the gap questions). The drafts come from section models fitted without the case
+   (cross-validation), so the confidence learns how often the section model is right on cases
+   it has not seen;
 3. the **threshold**: the highest confidence that, in cross-validation, hands at most
-   ``max_handoff`` (4 % by default) of the answerable questions to a person. Below it the driver
+   ``max_handoff`` (4 % by default) of the questions the help centre answers to a person. Below it the driver
    gets a person; the precision of the answers above it is measured and reported, not assumed.
 
 Sealed cases are never read. The file records what it was fitted on and the cross-validated
@@ -38,6 +49,7 @@ from assistant.errors import ConfigurationError
 from assistant.evals import metrics as m
 from assistant.evals.dataset import EvalCase, Split, load_datasets
 from assistant.generation.answer_model import (
+    ANSWERABLE_FEATURES,
     CONFIDENCE_FEATURES,
     DEFAULT_PATH,
     AnswerModel,
@@ -46,7 +58,7 @@ from assistant.generation.answer_model import (
 from assistant.generation.extractive import ExtractiveComposer, Ranking
 from assistant.generation.sections import FEATURES, terms
 from assistant.pipeline import Assistant
-from assistant.response import HelpResponse, Route
+from assistant.response import HelpResponse, ReasonCode, Route
 from assistant.retrieval.base import Passage
 from assistant.retrieval.embeddings import embedding_model_id
 from assistant.retrieval.journey import JourneySignals
@@ -74,6 +86,23 @@ class _Example:
     passages: list[Passage]
     signals: JourneySignals
     labels: list[int]  # per candidate: 1 when the section states every fact and nothing forbidden
+    rendered: bool = False  # a message in another language, searched through its English pivots
+
+    @property
+    def expects_answer(self) -> bool:
+        """A question the help centre answers (with ``must_include`` facts or not)."""
+        return self.case.expected_route is Route.ANSWER
+
+    @property
+    def on_topic(self) -> bool:
+        """A question about the work, answerable or not (not a request declined as out of scope)."""
+        return self.expects_answer or self.case.unanswerable
+
+    @property
+    def scored(self) -> bool:
+        """Whether a draft for it is known to be right or wrong: it names the facts a right
+        answer states, or the help centre does not answer it (any answer is wrong)."""
+        return self.answerable or self.case.unanswerable
 
 
 def right_answer(text: str, case: EvalCase) -> bool:
@@ -127,7 +156,8 @@ def _rerank(ex: _Example, section: LogisticModel) -> tuple[Ranking, list[int]]:
     for candidate, _ in pairs:
         candidate.probability = section.probability(candidate.features)
     ranking = Ranking(
-        ex.ranking.question, [c for c, _ in pairs], ex.ranking.unknown_words, ex.ranking.driver_questions
+        ex.ranking.question, [c for c, _ in pairs], ex.ranking.unknown_words, ex.ranking.driver_questions,
+        ex.ranking.gap_question,
     )
     return ranking, [label for _, label in pairs]
 
@@ -150,7 +180,10 @@ def prepare(assistant: Assistant, cases: Sequence[EvalCase], on_progress: Callab
             on_progress(done, len(cases))
         unanswerable = case.unanswerable
         answerable = case.expected_route is Route.ANSWER and bool(case.must_include)
-        if not (answerable or unanswerable):
+        # a request the help centre is not for (declined out of scope) that reaches the answer:
+        # another kind of question it does not answer
+        off_topic = case.expected_route is Route.DECLINE and ReasonCode.OUT_OF_SCOPE in case.expected_reasons
+        if not (case.expected_route is Route.ANSWER or unanswerable or off_topic):
             continue
         prepared = assistant._prepare(case.to_request())
         if isinstance(prepared, HelpResponse) or not isinstance(prepared.composer, ExtractiveComposer):
@@ -170,7 +203,9 @@ def prepare(assistant: Assistant, cases: Sequence[EvalCase], on_progress: Callab
             )
             for c in ranking.candidates
         ]
-        examples.append(_Example(case, answerable, ranking, prepared.context, prepared.signals, labels))
+        examples.append(
+            _Example(case, answerable, ranking, prepared.context, prepared.signals, labels, rendered=prepared.language.english is not None)
+        )
     return examples
 
 
@@ -188,9 +223,13 @@ def fit_answer_model(
     composer = assistant._stages()[1]
     if not isinstance(composer, ExtractiveComposer):
         raise ConfigurationError("fitting needs the offline extractive composer (ASSISTANT_GENERATOR=extractive)")
-    folds = list(range(len(examples)))
-    random.Random(seed).shuffle(folds)
-    fold_of = {index: i % FOLDS for i, index in enumerate(folds)}
+    # folds drawn for the cases whose drafts are scored, then for the others (questions answered
+    # without named facts, requests declined as out of scope)
+    fold_of: dict[int, int] = {}
+    for group in ([i for i, ex in enumerate(examples) if ex.scored], [i for i, ex in enumerate(examples) if not ex.scored]):
+        order = list(range(len(group)))
+        random.Random(seed).shuffle(order)
+        fold_of |= {group[index]: i % FOLDS for i, index in enumerate(order)}
 
     # 1. section model, cross-validated top-1 accuracy; out-of-fold rankings for what follows
     top1: list[bool] = []
@@ -221,27 +260,36 @@ def fit_answer_model(
     sweep: dict[float, tuple[float, float]] = {}
     for ratio in SECOND_SECTION_RATIOS:
         texts = drafts(ratio)
-        right = [ex.answerable and bool(t) and right_answer(t, ex.case) for ex, t in zip(examples, texts, strict=True)]
+        right = [ex.answerable and bool(t) and right_answer(t, ex.case) for ex, t in zip(examples, texts, strict=True) if ex.scored]
         words = [len(t.split()) for ex, t in zip(examples, texts, strict=True) if ex.answerable]
         sweep[ratio] = (sum(right) / len(right), sum(words) / len(words))
     # the fewest second sections among the ratios within a point of the best
     best_right = max(r for r, _ in sweep.values())
     ratio = max(r for r, (right, _) in sweep.items() if right >= best_right - 0.01)
 
-    # 3. out-of-fold drafts and whether they are right: the confidence model's data. Each
+    # 3. out-of-fold drafts and whether they are right: the confidence models' data. Each
     # answerable case is used twice: as asked, and with the articles that answer it taken out of
     # the corpus, which turns it into a question the help centre does not answer (in a driver's
-    # own words). The second kind teaches the model what "the answer is not here" looks like.
+    # own words). The second kind teaches the confidence what "the answer is not here" looks
+    # like; the answerable model learns it from the real questions about the work alone.
     texts = drafts(ratio)
     rows: list[list[float]] = []
-    labels: list[int] = []
-    real: list[bool] = []
+    right_labels: list[int] = []
+    is_real: list[bool] = []
+    asked: list[bool] = []
+    answerable: list[bool] = []
+    labelled: list[bool] = []
     fold_ids: list[int] = []
     vocabulary = _term_documents(composer)
     for i, ex in enumerate(examples):
         rows.append(rankings[i].confidence_features(ex.passages))
-        labels.append(int(ex.answerable and bool(texts[i]) and right_answer(texts[i], ex.case)))
-        real.append(True)
+        right_labels.append(int(ex.answerable and bool(texts[i]) and right_answer(texts[i], ex.case)))
+        is_real.append(True)
+        # a request out of scope in another language is searched through the help centre's own
+        # text, which carries no sign of it: the answerable model learns from those in English
+        asked.append(ex.on_topic or not ex.rendered)
+        answerable.append(ex.expects_answer)
+        labelled.append(ex.scored)
         fold_ids.append(fold_of[i])
         if ex.answerable and ex.case.relevant_doc_ids:
             ranking, passages = _without(rankings[i], ex.passages, set(ex.case.relevant_doc_ids), vocabulary)
@@ -251,34 +299,47 @@ def fit_answer_model(
                 )
                 text = _with_model(composer, trial).draft(ranking, passages, ex.signals).text
                 rows.append(ranking.confidence_features(passages))
-                labels.append(int(bool(text) and right_answer(text, ex.case)))
-                real.append(False)
+                right_labels.append(int(bool(text) and right_answer(text, ex.case)))
+                is_real.append(False)
+                asked.append(False)
+                answerable.append(False)
+                labelled.append(True)
                 fold_ids.append(fold_of[i])
-    x_conf = np.asarray(rows, dtype=np.float64)
-    y_conf = np.asarray(labels)
-    is_real = np.asarray(real)
+    data = _ConfidenceData(
+        x=np.asarray(rows, dtype=np.float64), right=np.asarray(right_labels), real=np.asarray(is_real),
+        answerable=np.asarray(answerable), labelled=np.asarray(labelled), asked=np.asarray(asked),
+    )
     folds_conf = np.asarray(fold_ids)
-    weights = np.where(is_real, 1.0, AUGMENTED_WEIGHT)
 
-    # cross-validated confidence on the real cases, for calibration and the threshold
-    predicted = np.zeros(len(rows))
+    # cross-validated confidence on the real cases, for the calibration and the threshold
+    raw = np.zeros(len(rows))
     for fold in range(FOLDS):
-        train, held = folds_conf != fold, (folds_conf == fold) & is_real
-        if len(set(y_conf[train])) < 2 or not held.any():
+        train, held = folds_conf != fold, (folds_conf == fold) & data.real
+        if not held.any():
             continue
-        fold_model = _calibrated(x_conf[train], y_conf[train], weights[train], is_real[train])
-        predicted[held] = [fold_model.probability(row) for row in x_conf[held]]
-    pairs = [(float(p), bool(y)) for p, y, r in zip(predicted, y_conf, is_real, strict=True) if r]
+        fold_answered, fold_right = _confidence_models(data.subset(train))
+        raw[held] = [_product(fold_answered, fold_right, row) for row in data.x[held]]
+    raw, labels = raw[data.real], data.right[data.real]
+    scored = np.asarray([ex.scored for ex in examples])
+    calibration = _calibration(raw[scored], labels[scored])
+    predicted = np.asarray([_calibrate(p, calibration) for p in raw])
+    # scored on the questions about the work with known right answers (a request declined as out
+    # of scope is reported apart)
+    pairs = [(float(p), bool(y)) for p, y, ex in zip(predicted, labels, examples, strict=True) if ex.scored]
     answerable_total = sum(1 for ex in examples if ex.answerable)
-    unanswerable_conf = [float(p) for p, ex in zip(predicted[is_real], examples, strict=True) if not ex.answerable]
-    answerable_conf = [float(p) for p, ex in zip(predicted[is_real], examples, strict=True) if ex.answerable]
+    unanswerable_conf = [float(p) for p, ex in zip(predicted, examples, strict=True) if ex.case.unanswerable]
+    off_topic_conf = [float(p) for p, ex in zip(predicted, examples, strict=True) if not ex.on_topic]
+    answerable_conf = [float(p) for p, ex in zip(predicted, examples, strict=True) if ex.expects_answer]
     threshold = choose_threshold(answerable_conf, max_handoff)
+    answered_model, right_model = _confidence_models(data)
 
     x, y, w = _section_data(examples)
     final = AnswerModel(
         embedding_model=embedding_model_id(assistant.settings),
         section=_fit(x, y, FEATURES, w),
-        confidence=_calibrated(x_conf, y_conf, weights, is_real),
+        confidence=right_model,
+        answerable=answered_model,
+        calibration=calibration,
         threshold=threshold,
         second_section_ratio=ratio,
         fitted={
@@ -287,13 +348,15 @@ def fit_answer_model(
             "datasets": sorted({ex.case.dataset for ex in examples}),
             "cases": len(examples),
             "answerable": answerable_total,
-            "unanswerable": len(examples) - answerable_total,
+            "answered_without_facts": sum(1 for ex in examples if ex.expects_answer and not ex.answerable),
+            "unanswerable": len(unanswerable_conf),
+            "off_topic": len(off_topic_conf),
             "folds": FOLDS,
             "cv_section_top1": round(sum(top1) / len(top1), 4) if top1 else None,
-            "augmented": int((~is_real).sum()),
             "cv_right_answers": round(sum(ok for _, ok in pairs) / len(pairs), 4) if pairs else None,
             "cv_answerable_handed_off": _share_below(answerable_conf, threshold),
             "cv_unanswerable_answered": _share_at_or_above(unanswerable_conf, threshold),
+            "cv_off_topic_median_confidence": round(float(np.median(off_topic_conf)), 4) if off_topic_conf else None,
             "cv_ece": m.expected_calibration_error(pairs),
             "cv_precision_at_threshold": _precision(pairs, threshold),
             "cv_answered_share": _share_at_or_above([c for c, _ in pairs], threshold),
@@ -326,6 +389,65 @@ def _precision(pairs: Sequence[tuple[float, bool]], threshold: float) -> float |
     return round(sum(above) / len(above), 4) if above else None
 
 
+@dataclass
+class _ConfidenceData:
+    """The confidence models' rows: features, whether the draft was right, whether the row is a
+    real case (not one with its answering articles taken out), and whether the help centre
+    answers the question; which rows each model learns from."""
+
+    x: np.ndarray
+    right: np.ndarray
+    real: np.ndarray
+    answerable: np.ndarray
+    labelled: np.ndarray  # the confidence model's rows: the scored cases and the augmented ones
+    asked: np.ndarray  # the answerable model's rows: questions about the work, English requests out of scope
+
+    def subset(self, rows: np.ndarray) -> _ConfidenceData:
+        return _ConfidenceData(
+            self.x[rows], self.right[rows], self.real[rows], self.answerable[rows], self.labelled[rows], self.asked[rows]
+        )
+
+
+def _confidence_models(data: _ConfidenceData) -> tuple[LogisticModel | None, LogisticModel]:
+    """The answerable model (``None`` without both kinds of question) and the confidence model
+    (augmented rows at half weight, recalibrated on the real ones)."""
+    columns = [CONFIDENCE_FEATURES.index(name) for name in ANSWERABLE_FEATURES]
+    rows = data.asked
+    labels = data.answerable[rows].astype(int)
+    answered = _fit(data.x[rows][:, columns], labels, ANSWERABLE_FEATURES) if len(set(labels.tolist())) == 2 else None
+    rows = data.labelled
+    weights = np.where(data.real[rows], 1.0, AUGMENTED_WEIGHT)
+    return answered, _calibrated(data.x[rows], data.right[rows], weights, data.real[rows])
+
+
+def _product(answered: LogisticModel | None, right: LogisticModel, row: Sequence[float]) -> float:
+    """P(answerable) x P(right) for one row of :data:`CONFIDENCE_FEATURES`."""
+    values = dict(zip(CONFIDENCE_FEATURES, row, strict=True))
+    p = right.probability([values[f] for f in right.features])
+    return p * answered.probability([values[f] for f in answered.features]) if answered is not None else p
+
+
+def _calibration(raw: np.ndarray, labels: np.ndarray) -> tuple[float, float] | None:
+    """Platt scaling of the product's log-odds: (a, b) with P(right) = sigmoid(a * logit + b)."""
+    if len(set(labels.tolist())) < 2:
+        return None
+    LogisticRegression = _logistic_regression()
+    platt = LogisticRegression(C=1e6, max_iter=1000).fit(_logit(raw).reshape(-1, 1), labels)
+    return round(float(platt.coef_[0][0]), 6), round(float(platt.intercept_[0]), 6)
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    clipped = np.clip(p, 1e-6, 1 - 1e-6)
+    return np.asarray(np.log(clipped / (1 - clipped)))
+
+
+def _calibrate(p: float, calibration: tuple[float, float] | None) -> float:
+    if calibration is None:
+        return float(p)
+    a, b = calibration
+    return float(1.0 / (1.0 + np.exp(-(a * _logit(np.asarray(p)) + b))))
+
+
 def _term_documents(composer: ExtractiveComposer) -> dict[str, frozenset[str]]:
     """Every term of the corpus and the articles that use it."""
     found: dict[str, set[str]] = {}
@@ -340,7 +462,8 @@ def _without(
 ) -> tuple[Ranking, list[Passage]]:
     """``ranking`` and ``passages`` as if the articles ``docs`` were not in the corpus: their
     sections are gone, and so are the words only they use (``vocabulary``: term -> articles), so
-    the question's own words for the missing topic count as words the corpus never uses."""
+    the question's own words for the missing topic count as words the corpus never uses, and
+    their driver questions (the unanswered questions stay)."""
     kept = [c for c in ranking.candidates if c.section.doc_id not in docs]
     question_terms = ranking.question.terms
     unknown = (
@@ -350,7 +473,7 @@ def _without(
     return (
         Ranking(
             ranking.question, kept, unknown,
-            {d: v for d, v in ranking.driver_questions.items() if d not in docs},
+            {d: v for d, v in ranking.driver_questions.items() if d not in docs}, ranking.gap_question,
         ),
         [p for p in passages if p.doc_id not in docs],
     )
@@ -402,3 +525,4 @@ def describe(model: AnswerModel) -> str:
         f"answers right {f.get('cv_precision_at_threshold')}, answerable handed off {f.get('cv_answerable_handed_off')}, "
         f"unanswerable answered {f.get('cv_unanswerable_answered')}\nsection weights (standardised): {weights}"
     )
+

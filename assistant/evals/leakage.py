@@ -4,7 +4,8 @@ Three kinds of training material must stay apart from the eval cases:
 
 * the corpus's search-only driver questions (an article's ``questions:``, see
   :mod:`assistant.retrieval.questions`): a question that restates a case lets retrieval score
-  that case from a copy of it;
+  that case from a copy of it; and the questions it does not answer (``gaps.yaml``): one that
+  restates a case tells the confidence that this very case is not answered;
 * the guardrail classifiers' labelled examples (``assistant/guardrails/examples*.yaml``): an
   example that restates a case lets the classifier recognise that case rather than its kind;
 * the guardrail policy's patterns (``assistant/guardrails/policy.yaml``): a pattern alternative
@@ -91,9 +92,13 @@ class PatternFinding(BaseModel):
     message: str
 
 
-def corpus_questions(documents: Sequence[PolicyDocument]) -> list[TrainingText]:
-    """The corpus's driver questions as training texts."""
-    return [TrainingText(source=f"corpus:{doc.id}", text=q) for doc in documents for q in doc.questions]
+def corpus_questions(documents: Sequence[PolicyDocument], gaps: Sequence[str] = ()) -> list[TrainingText]:
+    """The corpus's driver questions, and the questions it does not answer (``gaps.yaml``), as
+    training texts."""
+    return [
+        *(TrainingText(source=f"corpus:{doc.id}", text=q) for doc in documents for q in doc.questions),
+        *(TrainingText(source="corpus:gaps.yaml", text=q) for q in gaps),
+    ]
 
 
 def guardrail_examples(

@@ -1,6 +1,6 @@
 """The learned parts of the offline answer: which section answers a question, and how sure to be.
 
-Two logistic regressions over small, general feature vectors, fitted by ``assistant eval fit``
+Logistic regressions over small, general feature vectors, fitted by ``assistant eval fit``
 (:mod:`assistant.evals.fit`) on the **tuning** split of the eval datasets only, and shipped as
 ``answer_model.json`` beside this module:
 
@@ -9,9 +9,16 @@ Two logistic regressions over small, general feature vectors, fitted by ``assist
   section.
 * ``confidence``: P(the drafted answer is right) from the request's features
   (:data:`CONFIDENCE_FEATURES`): how sure the section model is, by how much the best section
-  beats the next, how well retrieval matched. This is ``HelpResponse.confidence``; below
-  ``threshold`` the driver goes to a person (``low_confidence``). Its calibration (expected
-  calibration error, reliability diagram) is measured by ``assistant eval run``.
+  beats the next, how well retrieval matched, how close the question is to the questions the
+  articles answer and to those they do not (the corpus's ``gaps.yaml``);
+* ``answerable``: P(the help centre answers the question at all), from how much closer the
+  question is to a question the corpus does not answer than to one it does
+  (:data:`ANSWERABLE_FEATURES`). Fitted on the questions about the work alone, it says what one
+  regression for everything cannot: "about this, but not answered here".
+
+Their product, recalibrated (``calibration``), is ``HelpResponse.confidence``; below
+``threshold`` the driver goes to a person (``low_confidence``). Its calibration (expected
+calibration error, reliability diagram) is measured by ``assistant eval run``.
 
 The weights depend on the embedding model, so the file names the model it was fitted with; with
 another embedder the composer still works (the weights are a reasonable prior) and says so in
@@ -23,7 +30,7 @@ from __future__ import annotations
 import json
 import math
 import operator
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
@@ -31,6 +38,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from assistant.errors import ConfigurationError
+from assistant.generation.sections import FEATURES
 
 DEFAULT_PATH = Path(__file__).with_name("answer_model.json")
 
@@ -47,8 +55,13 @@ CONFIDENCE_FEATURES = (
     "keywords_idf",         # IDF-weighted share of the question's words the quoted section has
     "unknown_words",        # share of the question's words the corpus never uses
     "driver_question",      # best similarity to a driver question of the corpus (any article)
+    "gap_margin",           # best similarity to a question the corpus does not answer (gaps.yaml) minus the
+                            # better of driver_question and unit_max: how much closer to a gap than to an answer
 )
 
+#: The features of the answerable model: how much closer the question is to a question the
+#: corpus does not answer than to what it answers, and how close it is to a question it answers.
+ANSWERABLE_FEATURES = ("gap_margin", "driver_question")
 
 class LogisticModel(BaseModel):
     """A fitted logistic regression over standardised features."""
@@ -88,18 +101,45 @@ class LogisticModel(BaseModel):
 
 
 class AnswerModel(BaseModel):
-    """Both models, the confidence threshold and how they were fitted."""
+    """The section and confidence models, the confidence threshold and how they were fitted."""
 
     model_config = ConfigDict(frozen=True)
 
     embedding_model: str
     section: LogisticModel
-    confidence: LogisticModel
+    confidence: LogisticModel = Field(description="P(the drafted answer is right) from every confidence feature.")
+    answerable: LogisticModel | None = Field(
+        None, description="P(the help centre answers the question at all) from ANSWERABLE_FEATURES; multiplies ``confidence``."
+    )
+    calibration: tuple[float, float] | None = Field(
+        None, description="(a, b): the confidence is sigmoid(a * logit(product) + b), so that the product is calibrated."
+    )
     threshold: float = Field(ge=0.0, le=1.0, description="Confidence below which the driver goes to a person.")
     second_section_ratio: float = Field(
         1.1, description="Quote a second section when its probability is at least this share of the first's."
     )
     fitted: dict[str, Any] = Field(default_factory=dict, description="Cases, splits and cross-validated scores.")
+
+    @model_validator(mode="after")
+    def _known_features(self) -> AnswerModel:
+        for model, known in ((self.section, FEATURES), (self.confidence, CONFIDENCE_FEATURES), (self.answerable, CONFIDENCE_FEATURES)):
+            unknown = [f for f in model.features if f not in known] if model is not None else []
+            if unknown:
+                raise ValueError(f"features this version does not compute: {', '.join(unknown)}; refit with `assistant eval fit`")
+        return self
+
+    def confidence_of(self, values: Mapping[str, float]) -> float:
+        """The confidence from the request's confidence features by name
+        (:data:`CONFIDENCE_FEATURES`; each model reads those it was fitted on)."""
+        p = self.confidence.probability([values[name] for name in self.confidence.features])
+        if self.answerable is not None:
+            p *= self.answerable.probability([values[name] for name in self.answerable.features])
+        if self.calibration is not None:
+            a, b = self.calibration
+            p = min(max(p, 1e-6), 1 - 1e-6)
+            z = a * math.log(p / (1 - p)) + b
+            p = 1.0 / (1.0 + math.exp(-z)) if z > -60 else 0.0
+        return p
 
 
 @lru_cache(maxsize=4)

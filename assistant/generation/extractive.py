@@ -45,7 +45,7 @@ from assistant.ingestion.units import split_units
 from assistant.request import HelpRequest
 from assistant.retrieval.base import Passage
 from assistant.retrieval.journey import JourneySignals
-from assistant.retrieval.questions import QuestionIndex, normalised
+from assistant.retrieval.questions import GapIndex, QuestionIndex, normalised
 
 Matrix = np.ndarray[Any, np.dtype[Any]]
 logger = logging.getLogger(__name__)
@@ -85,15 +85,23 @@ class Ranking:
     unknown_words: float = 0.0
     #: Best similarity between the question and each article's driver questions.
     driver_questions: dict[str, float] = field(default_factory=dict)
+    #: Best similarity between the question and a question the help centre does not answer.
+    gap_question: float = 0.0
 
     def confidence_features(self, passages: list[Passage]) -> list[float]:
-        """The :data:`~assistant.generation.answer_model.CONFIDENCE_FEATURES` of the best candidate."""
+        """The :data:`~assistant.generation.answer_model.CONFIDENCE_FEATURES` of the best
+        candidate, in that order."""
+        values = self.confidence_values(passages)
+        return [values[name] for name in CONFIDENCE_FEATURES]
+
+    def confidence_values(self, passages: list[Passage]) -> dict[str, float]:
+        """The same by name (an answer model fitted on fewer features reads only those)."""
         if not self.candidates or not passages:
-            return [0.0] * len(CONFIDENCE_FEATURES)
+            return dict.fromkeys(CONFIDENCE_FEATURES, 0.0)
         best = self.candidates[0]
         runner_up = self.candidates[1].probability if len(self.candidates) > 1 else 0.0
         top = passages[0]
-        return [
+        values = [
             best.probability,
             best.probability - runner_up,
             max((p.dense_similarity or 0.0) for p in passages),
@@ -105,7 +113,9 @@ class Ranking:
             best.feature("keywords_idf"),
             self.unknown_words,
             max(self.driver_questions.values(), default=0.0),
+            self.gap_question - max(max(self.driver_questions.values(), default=0.0), best.feature("unit_max")),
         ]
+        return dict(zip(CONFIDENCE_FEATURES, values, strict=True))
 
 
 def heading_text(section: Section) -> str:
@@ -136,15 +146,17 @@ class ExtractiveComposer:
         *,
         market_names: dict[str, list[str]] | None = None,
         questions: QuestionIndex | None = None,
+        gaps: GapIndex | None = None,
         model: AnswerModel | None = None,
     ) -> None:
         """``units`` is the index's chunk store (sections and unit vectors); without it the
         composer reads only the passages it is given and embeds their units itself.
-        ``questions`` are the corpus's driver questions (a feature when present). ``model``
-        replaces the shipped answer model."""
+        ``questions`` are the corpus's driver questions and ``gaps`` the questions it does not
+        answer (features when present). ``model`` replaces the shipped answer model."""
         self.embeddings = embeddings
         self.source = units
         self.questions = questions
+        self.gaps = gaps
         self.market_names = market_names or {}
         self.model = model or load_answer_model()
         self.idf = inverse_document_frequencies([c.page_content for c in units.chunks.values()]) if units else {}
@@ -235,7 +247,8 @@ class ExtractiveComposer:
             for c in candidates[:6]:
                 logger.debug("section %.3f %s | %s", c.probability, c.section.doc_id, c.section.heading)
         unknown = len([t for t in q.terms if t not in self.idf]) / len(q.terms) if q.terms and self.idf else 0.0
-        return Ranking(q, candidates, unknown_words=unknown, driver_questions=by_doc)
+        gap = self.gaps.best_similarity(vector) if self.gaps is not None else 0.0
+        return Ranking(q, candidates, unknown_words=unknown, driver_questions=by_doc, gap_question=gap)
 
     # -- the answer ---------------------------------------------------------------------------
 
@@ -275,7 +288,7 @@ class ExtractiveComposer:
             cited=cited,
             support=best.feature("unit_max"),
             read=read,
-            confidence=round(self.model.confidence.probability(ranking.confidence_features(passages)), 4),
+            confidence=round(self.model.confidence_of(ranking.confidence_values(passages)), 4),
             min_confidence=self.model.threshold,
         )
 

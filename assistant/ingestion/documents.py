@@ -110,9 +110,12 @@ class LoadedCorpus(BaseModel):
     documents: list[PolicyDocument]
     problems: list[DocumentProblem]
     market_names: dict[str, list[str]] = Field(default_factory=dict)
+    #: Questions drivers ask that the help centre does not answer (``gaps.yaml``).
+    gap_questions: list[str] = Field(default_factory=list)
 
 
 MARKETS_FILE = "markets.yaml"
+GAPS_FILE = "gaps.yaml"
 
 
 def load_market_names(folder: Path) -> tuple[dict[str, list[str]], DocumentProblem | None]:
@@ -133,6 +136,30 @@ def load_market_names(folder: Path) -> tuple[dict[str, list[str]], DocumentProbl
         return names, None
     except (OSError, UnicodeDecodeError, yaml.YAMLError, ValueError, AttributeError) as exc:
         return {}, DocumentProblem(path=str(path), reason=f"unreadable market list: {exc}")
+
+
+def load_gap_questions(folder: Path) -> tuple[list[str], DocumentProblem | None]:
+    """``gaps.yaml`` of a corpus: questions drivers ask that its articles do not answer
+    (``questions:``, each a string or ``{text, near}``), in file order, each once. The offline
+    answer's confidence reads how close a driver's question is to one of them (see
+    :class:`assistant.retrieval.questions.GapIndex`)."""
+    path = folder / GAPS_FILE
+    if not path.exists():
+        return [], None
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        if not isinstance(data, dict) or not isinstance(data.get("questions", []), list):
+            raise ValueError("expected a mapping with a list of questions")
+        texts = []
+        for item in data.get("questions") or []:
+            text = item.get("text") if isinstance(item, dict) else item
+            if not isinstance(text, str):
+                raise ValueError(f"a question must be a string or have a text: {item!r}")
+            if text.strip():
+                texts.append(" ".join(text.split()))
+        return list(dict.fromkeys(texts)), None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, ValueError) as exc:
+        return [], DocumentProblem(path=str(path), reason=f"unreadable list of unanswered questions: {exc}")
 
 
 def parse_document(path: Path, raw: bytes) -> PolicyDocument:
@@ -197,4 +224,7 @@ def load_corpus(folder: Path) -> LoadedCorpus:
     market_names, problem = load_market_names(folder)
     if problem is not None:
         problems.append(problem)
-    return LoadedCorpus(documents=documents, problems=problems, market_names=market_names)
+    gap_questions, problem = load_gap_questions(folder)
+    if problem is not None:
+        problems.append(problem)
+    return LoadedCorpus(documents=documents, problems=problems, market_names=market_names, gap_questions=gap_questions)

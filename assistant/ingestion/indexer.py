@@ -34,14 +34,20 @@ from assistant.retrieval import chroma
 from assistant.retrieval.bm25 import Bm25Index
 from assistant.retrieval.chunkstore import ChunkStore, Matrix
 from assistant.retrieval.embeddings import embedding_model_id
-from assistant.retrieval.manifest import DocEntry, IndexManifest, read_manifest, write_manifest
+from assistant.retrieval.manifest import (
+    DocEntry,
+    IndexManifest,
+    gaps_fingerprint,
+    read_manifest,
+    write_manifest,
+)
 from assistant.retrieval.multilingual import (
     PivotIndex,
     collect_pivots,
     default_encoder,
     encode_pivots,
 )
-from assistant.retrieval.questions import IndexedQuestion, QuestionIndex, nearest_chunks
+from assistant.retrieval.questions import GapIndex, IndexedQuestion, QuestionIndex, nearest_chunks
 
 logger = logging.getLogger("assistant.ingestion")
 
@@ -87,13 +93,14 @@ def _question_index(
 
 @dataclass(frozen=True)
 class _Previous:
-    """The live generation whose vectors an ingest reuses: manifest, chunk store, questions and
-    multilingual pivots."""
+    """The live generation whose vectors an ingest reuses: manifest, chunk store, questions,
+    unanswered questions and multilingual pivots."""
 
     manifest: IndexManifest
     store: ChunkStore
     questions: QuestionIndex
     pivots: PivotIndex | None
+    gaps: GapIndex
 
 
 class Indexer:
@@ -137,7 +144,11 @@ class Indexer:
         removed = sorted(set(old_docs) - new_ids)
         all_chunks = [c for doc in corpus.documents for c in chunks_by_doc[doc.id]]
 
-        if old is not None and not (added or updated or removed) and old.market_names == corpus.market_names:
+        gaps = gaps_fingerprint(corpus.gap_questions)
+        if (
+            old is not None and not (added or updated or removed) and old.market_names == corpus.market_names
+            and old.gaps == gaps
+        ):
             return IngestReport(
                 unchanged=unchanged,
                 problems=corpus.problems,
@@ -163,13 +174,15 @@ class Indexer:
             for cid in wanted:
                 if previous.store.get(cid) is not None and previous.store.units(cid) == units[cid]:
                     unit_vectors[cid] = previous.store.unit_vectors(cid)
-            question_vectors = previous.questions.vector_of()
+            question_vectors = previous.questions.vector_of() | previous.gaps.vector_of()
             previous_pivots = previous.pivots
             previous_headings = previous.store.heading_vectors
         to_embed = [c for c in all_chunks if c.metadata["chunk_id"] not in reusable]
         unit_jobs = [cid for cid in units if cid not in unit_vectors and units[cid]]
         kept_docs = [doc for doc in corpus.documents if chunks_by_doc[doc.id]]
-        question_jobs = list(dict.fromkeys(q for d in kept_docs for q in d.questions if q not in question_vectors))
+        question_jobs = list(
+            dict.fromkeys(q for q in [*(q for d in kept_docs for q in d.questions), *corpus.gap_questions] if q not in question_vectors)
+        )
 
         sections = {c.metadata["chunk_id"]: c.metadata["section"] for c in all_chunks}
         texts = (
@@ -225,6 +238,9 @@ class Indexer:
         )
         questions = _question_index(kept_docs, chunks_by_doc, vectors, question_vectors)
         questions.write(store_dir)
+        # the corpus's questions it does not answer (gaps.yaml), a feature of the answer's confidence
+        gap_rows = np.asarray([question_vectors[q] for q in corpus.gap_questions], dtype=np.float32)
+        GapIndex(corpus.gap_questions, gap_rows.reshape(len(corpus.gap_questions), dimension)).write(store_dir)
         # the English guardrail classifiers are trained (or found in their cache) now, so no
         # driver's message waits for them
         for classifier in english_classifiers(self.embeddings, cache_dir=data_dir / "guardrails", model_id=self.model_id):
@@ -256,6 +272,7 @@ class Indexer:
             corpus_dir=str(folder),
             documents={doc.id: _doc_entry(doc, chunks_by_doc[doc.id]) for doc in corpus.documents},
             market_names=corpus.market_names,
+            gaps=gaps,
         )
         write_manifest(data_dir, manifest)  # the switch: from here on the new generation is live
 
@@ -275,6 +292,8 @@ class Indexer:
             units_embedded=len(texts) - len(to_embed) - len(question_jobs),
             questions_total=len(questions),
             questions_embedded=len(question_jobs),
+            gap_questions_total=len(corpus.gap_questions),
+            rebuilt=True,
             pivots_total=pivot_stats[0],
             pivots_embedded=pivot_stats[1],
             pivot_seconds=pivot_stats[2],
@@ -342,7 +361,9 @@ class Indexer:
             return None
         try:  # a live generation whose files are unreadable is rebuilt, not reused
             Bm25Index.load(folder)
-            return _Previous(manifest, ChunkStore.read(folder), QuestionIndex.read(folder), PivotIndex.read(folder))
+            return _Previous(
+                manifest, ChunkStore.read(folder), QuestionIndex.read(folder), PivotIndex.read(folder), GapIndex.read(folder)
+            )
         except AssistantError as exc:
             logger.warning("the live index is unreadable, rebuilding it: %s", exc)
             return None

@@ -31,16 +31,18 @@ class IngestReport(BaseModel):
     chunks_embedded: int = 0
     units_embedded: int = 0
     questions_total: int = 0
-    questions_embedded: int = 0
+    questions_embedded: int = Field(0, description="Driver questions and unanswered questions embedded (the others were reused).")
+    gap_questions_total: int = Field(0, description="Questions the corpus does not answer (its gaps.yaml).")
     pivots_total: int = Field(0, description="Multilingual pivots (0 when Settings.multilingual is off).")
     pivots_embedded: int = 0
     pivot_seconds: float = Field(
         0.0, description="Of ``seconds``, the time spent on the multilingual model (pivots, the multilingual classifier's examples)."
     )
     generation: int = 0
+    rebuilt: bool = Field(False, description="A new generation was written (also when only markets.yaml or gaps.yaml changed).")
     seconds: float = 0.0
 
     @property
     def changed(self) -> bool:
         """True when the ingest wrote a new generation."""
-        return bool(self.added or self.updated or self.removed)
+        return bool(self.added or self.updated or self.removed or self.rebuilt)

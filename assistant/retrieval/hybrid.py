@@ -42,7 +42,7 @@ from assistant.retrieval.multilingual import (
     encode_pivots,
     pivots_of_store,
 )
-from assistant.retrieval.questions import QuestionIndex
+from assistant.retrieval.questions import GapIndex, QuestionIndex
 
 if TYPE_CHECKING:
     from langchain_core.documents import Document
@@ -88,6 +88,7 @@ class HybridRetriever:
         self._chunk_doc = {cid: d for d, e in manifest.documents.items() for cid in e.chunk_ids}
         self.dense = self._dense_search(folder)
         self.questions = QuestionIndex.read(folder)
+        self.gaps = GapIndex.read(folder)
         # the document of each BM25 row: a request's document filter is a row mask
         self._bm25_masks = DocumentMasks([self._chunk_doc.get(cid, "") for cid in self.bm25.chunk_ids])
         # the documents open to a driver of each market, and those closed (computed once a market)

@@ -6,6 +6,7 @@ JSON file atomically, so an interrupted ingest leaves the previous index in use.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -60,6 +61,9 @@ class IndexManifest(BaseModel):
     corpus_dir: str
     documents: dict[str, DocEntry]
     market_names: dict[str, list[str]] = Field(default_factory=dict)
+    #: sha256 of the corpus's questions it does not answer (``gaps.yaml``) as indexed; empty
+    #: when it has none (see :func:`gaps_fingerprint`).
+    gaps: str = ""
 
     @property
     def superseded_ids(self) -> frozenset[str]:
@@ -70,6 +74,11 @@ class IndexManifest(BaseModel):
     def chunk_count(self) -> int:
         """Number of chunks in this generation."""
         return sum(len(e.chunk_ids) for e in self.documents.values())
+
+
+def gaps_fingerprint(questions: list[str]) -> str:
+    """What :attr:`IndexManifest.gaps` records for a list of unanswered questions."""
+    return hashlib.sha256("\n".join(questions).encode()).hexdigest() if questions else ""
 
 
 def manifest_path(data_dir: Path) -> Path:

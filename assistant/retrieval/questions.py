@@ -15,6 +15,7 @@ into its own article, so filters (market, superseded versions) apply to it uncha
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Collection, Sequence
 from pathlib import Path
@@ -145,4 +146,64 @@ class QuestionIndex:
             raise IndexNotReadyError(
                 f"the question index in {folder} is missing or corrupt ({exc}); "
                 "rebuild it with `assistant ingest --rebuild`"
+            ) from exc
+
+
+GAPS_FILE = "gaps.jsonl"
+GAP_VECTORS_FILE = "gap_vectors.npy"
+
+
+class GapIndex:
+    """Questions drivers ask that the help centre does **not** answer (a corpus's ``gaps.yaml``),
+    with their vectors.
+
+    A driver question close to one of them (a benefit, a setting, a rule the articles never
+    state) sits near an article that is about its subject but does not answer it, and
+    retrieval alone scores it as well as a question that article answers. The best similarity
+    to a gap question is a feature of the offline answer's confidence (``gap_question``), beside
+    the best similarity to the questions the articles do answer (``driver_question``)."""
+
+    def __init__(self, questions: Sequence[str], vectors: Matrix) -> None:
+        if len(questions) != len(vectors):
+            raise ValueError(f"{len(questions)} gap questions but {len(vectors)} vectors")
+        self.questions = list(questions)
+        self._vectors = normalised(vectors)
+
+    def __len__(self) -> int:
+        return len(self.questions)
+
+    def vector_of(self) -> dict[str, Matrix]:
+        """Each question's text -> its (normalised) vector, for reuse by the next ingest."""
+        return {q: self._vectors[i] for i, q in enumerate(self.questions)}
+
+    def best_similarity(self, vector: Sequence[float]) -> float:
+        """The best cosine between ``vector`` and a gap question (0.0 without any)."""
+        if not self.questions:
+            return 0.0
+        query = normalised(np.asarray([vector], dtype=np.float32))[0]
+        return float((self._vectors @ query).max())
+
+    def write(self, folder: Path) -> None:
+        """Write the questions and their vectors into an index generation's folder."""
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".{GAPS_FILE}.tmp"
+        tmp.write_text("".join(json.dumps(q, ensure_ascii=False) + "\n" for q in self.questions), encoding="utf-8")
+        vec_tmp = folder / f".{GAP_VECTORS_FILE}.tmp.npy"
+        np.save(vec_tmp, self._vectors.astype(np.float16))
+        os.replace(vec_tmp, folder / GAP_VECTORS_FILE)
+        os.replace(tmp, folder / GAPS_FILE)
+
+    @classmethod
+    def read(cls, folder: Path) -> GapIndex:
+        """Load what :meth:`write` wrote; an index built without gap questions has none."""
+        path = folder / GAPS_FILE
+        if not path.exists() and not (folder / GAP_VECTORS_FILE).exists():
+            return cls([], np.zeros((0, 0), dtype=np.float32))
+        try:
+            questions = [str(json.loads(line)) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+            return cls(questions, np.load(folder / GAP_VECTORS_FILE).astype(np.float32))
+        except (OSError, ValueError, EOFError) as exc:
+            raise IndexNotReadyError(
+                f"the unanswered questions in {folder} are missing or corrupt ({exc}); "
+                "rebuild them with `assistant ingest --rebuild`"
             ) from exc

@@ -12,7 +12,13 @@ from langchain_core.documents import Document
 from langchain_core.embeddings import DeterministicFakeEmbedding
 
 from assistant.errors import ConfigurationError
-from assistant.evals.fit import _calibration, _ConfidenceData, _confidence_models, _product, choose_threshold
+from assistant.evals.fit import (
+    _calibration,
+    _confidence_models,
+    _ConfidenceData,
+    _product,
+    choose_threshold,
+)
 from assistant.generation.answer_model import (
     ANSWERABLE_FEATURES,
     CONFIDENCE_FEATURES,
@@ -194,6 +200,16 @@ def test_the_confidence_is_the_recalibrated_product_of_right_and_answerable() ->
     assert _model(answerable, (2.0, 0.5)).confidence_of(values) == pytest.approx(1 / (1 + np.exp(-z)))
 
 
+def test_a_feature_not_measured_counts_as_its_mean() -> None:
+    model = LogisticModel(features=["a", "b"], mean=[1.0, 3.0], scale=[2.0, 1.0], coef=[1.0, -1.0], intercept=0.5)
+    assert model.logit([float("nan"), 5.0]) == pytest.approx(model.logit([1.0, 5.0]))
+    assert model.logit([float("nan"), float("nan")]) == pytest.approx(0.5)
+    values = dict.fromkeys(CONFIDENCE_FEATURES, 0.2) | {"gap_margin": float("nan")}
+    shipped = load_answer_model()
+    mean = shipped.confidence.mean[CONFIDENCE_FEATURES.index("gap_margin")]
+    assert shipped.confidence_of(values) == pytest.approx(shipped.confidence_of(values | {"gap_margin": mean}), abs=0.05)
+
+
 def test_a_model_naming_a_feature_this_version_does_not_compute_is_a_configuration_error(tmp_path: Path) -> None:
     data = json.loads(DEFAULT_PATH.read_text(encoding="utf-8"))
     data["confidence"]["features"][-1] = "gap_question_v0"
@@ -225,8 +241,8 @@ def test_the_answerable_model_learns_the_gap_from_questions_about_the_work_only(
     far[gap] = -2.0
     assert _product(answered, confidence, list(near_gap)) < 0.2 < _product(answered, confidence, list(far))
     raw = np.asarray([_product(answered, confidence, list(row)) for row in x])
-    a, b = _calibration(raw, right.astype(int)) or (0.0, 0.0)
-    assert a > 0, "more raw confidence, more calibrated confidence"
+    slope, _ = _calibration(raw, right.astype(int)) or (0.0, 0.0)
+    assert slope > 0, "more raw confidence, more calibrated confidence"
     only_answerable = _ConfidenceData(x=x, right=right.astype(int), real=real, answerable=np.ones(n, dtype=bool),
                                       labelled=np.ones(n, dtype=bool), asked=asked)
     assert _confidence_models(only_answerable)[0] is None, "without both kinds of question there is no answerable model"

@@ -306,7 +306,8 @@ def fit_answer_model(
                 labelled.append(True)
                 fold_ids.append(fold_of[i])
     data = _ConfidenceData(
-        x=np.asarray(rows, dtype=np.float64), right=np.asarray(right_labels), real=np.asarray(is_real),
+        # a corpus without gaps.yaml measures no gap margin (NaN): a constant column, which the fit ignores
+        x=np.nan_to_num(np.asarray(rows, dtype=np.float64), nan=0.0), right=np.asarray(right_labels), real=np.asarray(is_real),
         answerable=np.asarray(answerable), labelled=np.asarray(labelled), asked=np.asarray(asked),
     )
     folds_conf = np.asarray(fold_ids)

@@ -88,10 +88,12 @@ class LogisticModel(BaseModel):
         return weights, self.intercept - sum(w * m for w, m in zip(weights, self.mean, strict=True))
 
     def logit(self, x: Sequence[float]) -> float:
-        """The log-odds for one feature vector."""
+        """The log-odds for one feature vector; a NaN feature (not measured) counts as its mean."""
         weights, offset = self._affine
         if len(x) != len(weights):
             raise ValueError(f"{len(x)} features for a model of {len(weights)}")
+        if any(v != v for v in x):
+            x = [m if v != v else v for v, m in zip(x, self.mean, strict=True)]
         return float(offset + sum(map(operator.mul, weights, x)))
 
     def probability(self, x: Sequence[float]) -> float:

@@ -85,8 +85,10 @@ class Ranking:
     unknown_words: float = 0.0
     #: Best similarity between the question and each article's driver questions.
     driver_questions: dict[str, float] = field(default_factory=dict)
-    #: Best similarity between the question and a question the help centre does not answer.
-    gap_question: float = 0.0
+    #: Best similarity between the question and a question the help centre does not answer;
+    #: ``None`` when the corpus lists none (its ``gaps.yaml``): the gap margin then reads as NaN,
+    #: which the answer model takes for its average (no evidence either way).
+    gap_question: float | None = None
 
     def confidence_features(self, passages: list[Passage]) -> list[float]:
         """The :data:`~assistant.generation.answer_model.CONFIDENCE_FEATURES` of the best
@@ -97,7 +99,7 @@ class Ranking:
     def confidence_values(self, passages: list[Passage]) -> dict[str, float]:
         """The same by name (an answer model fitted on fewer features reads only those)."""
         if not self.candidates or not passages:
-            return dict.fromkeys(CONFIDENCE_FEATURES, 0.0)
+            return dict.fromkeys(CONFIDENCE_FEATURES, 0.0) | {"gap_margin": math.nan if self.gap_question is None else 0.0}
         best = self.candidates[0]
         runner_up = self.candidates[1].probability if len(self.candidates) > 1 else 0.0
         top = passages[0]
@@ -113,7 +115,8 @@ class Ranking:
             best.feature("keywords_idf"),
             self.unknown_words,
             max(self.driver_questions.values(), default=0.0),
-            self.gap_question - max(max(self.driver_questions.values(), default=0.0), best.feature("unit_max")),
+            math.nan if self.gap_question is None
+            else self.gap_question - max(max(self.driver_questions.values(), default=0.0), best.feature("unit_max")),
         ]
         return dict(zip(CONFIDENCE_FEATURES, values, strict=True))
 
@@ -247,7 +250,7 @@ class ExtractiveComposer:
             for c in candidates[:6]:
                 logger.debug("section %.3f %s | %s", c.probability, c.section.doc_id, c.section.heading)
         unknown = len([t for t in q.terms if t not in self.idf]) / len(q.terms) if q.terms and self.idf else 0.0
-        gap = self.gaps.best_similarity(vector) if self.gaps is not None else 0.0
+        gap = self.gaps.best_similarity(vector) if self.gaps is not None and len(self.gaps) else None
         return Ranking(q, candidates, unknown_words=unknown, driver_questions=by_doc, gap_question=gap)
 
     # -- the answer ---------------------------------------------------------------------------

@@ -306,7 +306,8 @@ def fit_answer_model(
                 labelled.append(True)
                 fold_ids.append(fold_of[i])
     data = _ConfidenceData(
-        # a corpus without gaps.yaml measures no gap margin (NaN): a constant column, which the fit ignores
+        # a corpus without gaps.yaml or driver questions measures no gap margin or driver question
+        # (NaN): a constant column, which the fit ignores
         x=np.nan_to_num(np.asarray(rows, dtype=np.float64), nan=0.0), right=np.asarray(right_labels), real=np.asarray(is_real),
         answerable=np.asarray(answerable), labelled=np.asarray(labelled), asked=np.asarray(asked),
     )
@@ -474,7 +475,8 @@ def _without(
     return (
         Ranking(
             ranking.question, kept, unknown,
-            {d: v for d, v in ranking.driver_questions.items() if d not in docs}, ranking.gap_question,
+            None if ranking.driver_questions is None else {d: v for d, v in ranking.driver_questions.items() if d not in docs},
+            ranking.gap_question,
         ),
         [p for p in passages if p.doc_id not in docs],
     )

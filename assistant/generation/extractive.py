@@ -83,8 +83,9 @@ class Ranking:
     candidates: list[Candidate]
     #: Share of the question's terms the corpus never uses.
     unknown_words: float = 0.0
-    #: Best similarity between the question and each article's driver questions.
-    driver_questions: dict[str, float] = field(default_factory=dict)
+    #: Best similarity between the question and each article's driver questions; ``None`` when the
+    #: corpus lists none (``driver_question`` then reads as NaN: the answer model's average).
+    driver_questions: dict[str, float] | None = field(default_factory=dict)
     #: Best similarity between the question and a question the help centre does not answer;
     #: ``None`` when the corpus lists none (its ``gaps.yaml``): the gap margin then reads as NaN,
     #: which the answer model takes for its average (no evidence either way).
@@ -99,9 +100,15 @@ class Ranking:
     def confidence_values(self, passages: list[Passage]) -> dict[str, float]:
         """The same by name (an answer model fitted on fewer features reads only those)."""
         if not self.candidates or not passages:
-            return dict.fromkeys(CONFIDENCE_FEATURES, 0.0) | {"gap_margin": math.nan if self.gap_question is None else 0.0}
+            return dict.fromkeys(CONFIDENCE_FEATURES, 0.0) | {
+                "driver_question": math.nan if self.driver_questions is None else 0.0,
+                "gap_margin": math.nan if self.gap_question is None else 0.0,
+            }
         best = self.candidates[0]
         runner_up = self.candidates[1].probability if len(self.candidates) > 1 else 0.0
+        asked = math.nan if self.driver_questions is None else max(self.driver_questions.values(), default=0.0)
+        # how close the question is to what the corpus answers: a driver question or the quoted section's best sentence
+        answered = best.feature("unit_max") if math.isnan(asked) else max(asked, best.feature("unit_max"))
         top = passages[0]
         values = [
             best.probability,
@@ -114,9 +121,8 @@ class Ranking:
             math.log1p(len(self.question.text.split())),
             best.feature("keywords_idf"),
             self.unknown_words,
-            max(self.driver_questions.values(), default=0.0),
-            math.nan if self.gap_question is None
-            else self.gap_question - max(max(self.driver_questions.values(), default=0.0), best.feature("unit_max")),
+            asked,
+            math.nan if self.gap_question is None else self.gap_question - answered,
         ]
         return dict(zip(CONFIDENCE_FEATURES, values, strict=True))
 
@@ -234,7 +240,8 @@ class ExtractiveComposer:
         q = Question.of(question, vector, signals, self.market_names)
         doc_rank = {d: i for i, d in enumerate(dict.fromkeys(p.doc_id for p in passages))}
         retrieved = retrieved_scores(passages)
-        by_chunk, by_doc = self.questions.best_similarities(vector) if self.questions is not None else ({}, {})
+        asked = self.questions is not None and len(self.questions) > 0
+        by_chunk, by_doc = self.questions.best_similarities(vector) if self.questions is not None and asked else ({}, {})
         candidates = []
         for section, passage in self._candidate_sections(passages):
             values = features(
@@ -251,7 +258,7 @@ class ExtractiveComposer:
                 logger.debug("section %.3f %s | %s", c.probability, c.section.doc_id, c.section.heading)
         unknown = len([t for t in q.terms if t not in self.idf]) / len(q.terms) if q.terms and self.idf else 0.0
         gap = self.gaps.best_similarity(vector) if self.gaps is not None and len(self.gaps) else None
-        return Ranking(q, candidates, unknown_words=unknown, driver_questions=by_doc, gap_question=gap)
+        return Ranking(q, candidates, unknown_words=unknown, driver_questions=by_doc if asked else None, gap_question=gap)
 
     # -- the answer ---------------------------------------------------------------------------
 

@@ -18,7 +18,6 @@ message that needs them.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from functools import cache
@@ -31,7 +30,7 @@ from pydantic import BaseModel, ConfigDict
 from assistant.errors import BackendError, IndexNotReadyError
 from assistant.retrieval.chunkstore import ChunkStore
 from assistant.retrieval.embeddings import LruCache, length_batches
-from assistant.retrieval.questions import QuestionIndex, normalised
+from assistant.retrieval.questions import QuestionIndex, normalised, read_rows, write_rows
 
 PIVOTS_FILE = "pivots.jsonl"
 PIVOT_VECTORS_FILE = "pivot_vectors.npy"
@@ -161,26 +160,20 @@ class PivotIndex:
         return (f"{text}. {kept}" if kept else text), hits[0][1]
 
     def write(self, folder: Path) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".{PIVOTS_FILE}.tmp"
-        tmp.write_text("".join(p.model_dump_json() + "\n" for p in self.pivots), encoding="utf-8")
-        vec_tmp = folder / f".{PIVOT_VECTORS_FILE}.tmp.npy"
-        np.save(vec_tmp, self.vectors.astype(np.float16))
-        os.replace(vec_tmp, folder / PIVOT_VECTORS_FILE)
-        os.replace(tmp, folder / PIVOTS_FILE)
+        write_rows(folder, PIVOTS_FILE, PIVOT_VECTORS_FILE, (p.model_dump_json() for p in self.pivots), self.vectors)
 
     @classmethod
     def read(cls, folder: Path) -> PivotIndex | None:
         """What :meth:`write` wrote, or None when this generation has no pivots yet (neither
         file: an index built before them, or with ``multilingual`` off); one file without the
         other is damage, reported, not silently rebuilt."""
-        path = folder / PIVOTS_FILE
-        if not path.exists() and not (folder / PIVOT_VECTORS_FILE).exists():
+        rows = read_rows(folder, PIVOTS_FILE, PIVOT_VECTORS_FILE, "multilingual pivots")
+        if rows is None:
             return None
+        lines, vectors = rows
         try:
-            pivots = [Pivot.model_validate_json(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-            return cls(pivots, np.load(folder / PIVOT_VECTORS_FILE).astype(np.float32))
-        except (OSError, ValueError, EOFError) as exc:
+            return cls([Pivot.model_validate_json(line) for line in lines], vectors)
+        except ValueError as exc:
             raise IndexNotReadyError(
                 f"the multilingual pivots in {folder} are missing or corrupt ({exc}); "
                 "rebuild them with `assistant ingest --rebuild`"

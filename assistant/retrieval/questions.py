@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,34 @@ def normalised(matrix: Matrix) -> Matrix:
         return rows
     norms = np.linalg.norm(rows, axis=1, keepdims=True)
     return np.asarray(rows / np.where(norms == 0, 1.0, norms), dtype=np.float32)
+
+
+def write_rows(folder: Path, text_file: str, vector_file: str, lines: Iterable[str], vectors: Matrix) -> None:
+    """Write one JSON text per line and the rows' vectors (float16) into an index generation's
+    folder, each file through a temporary one, the vectors first."""
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".{text_file}.tmp"
+    tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    vec_tmp = folder / f".{vector_file}.tmp.npy"
+    np.save(vec_tmp, np.asarray(vectors).astype(np.float16))
+    os.replace(vec_tmp, folder / vector_file)
+    os.replace(tmp, folder / text_file)
+
+
+def read_rows(folder: Path, text_file: str, vector_file: str, what: str) -> tuple[list[str], Matrix] | None:
+    """What :func:`write_rows` wrote: the non-blank lines and the vectors as float32; ``None``
+    when neither file exists; one without the other, or an unreadable one, is damage
+    (:class:`IndexNotReadyError` naming ``what`` and the repair)."""
+    path = folder / text_file
+    if not path.exists() and not (folder / vector_file).exists():
+        return None
+    try:
+        lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        return lines, np.load(folder / vector_file).astype(np.float32)
+    except (OSError, ValueError, EOFError) as exc:
+        raise IndexNotReadyError(
+            f"the {what} in {folder} are missing or corrupt ({exc}); rebuild them with `assistant ingest --rebuild`"
+        ) from exc
 
 
 def nearest_chunks(question_vectors: Matrix, chunk_vectors: Matrix) -> list[int]:
@@ -121,15 +149,7 @@ class QuestionIndex:
 
     def write(self, folder: Path) -> None:
         """Write the questions and their vectors into an index generation's folder."""
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".{QUESTIONS_FILE}.tmp"
-        with tmp.open("w", encoding="utf-8") as handle:
-            for question in self.questions:
-                handle.write(question.model_dump_json() + "\n")
-        vec_tmp = folder / f".{QUESTION_VECTORS_FILE}.tmp.npy"
-        np.save(vec_tmp, self._vectors.astype(np.float16))
-        os.replace(vec_tmp, folder / QUESTION_VECTORS_FILE)
-        os.replace(tmp, folder / QUESTIONS_FILE)
+        write_rows(folder, QUESTIONS_FILE, QUESTION_VECTORS_FILE, (q.model_dump_json() for q in self.questions), self._vectors)
 
     @classmethod
     def read(cls, folder: Path) -> QuestionIndex:
@@ -185,25 +205,18 @@ class GapIndex:
 
     def write(self, folder: Path) -> None:
         """Write the questions and their vectors into an index generation's folder."""
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".{GAPS_FILE}.tmp"
-        tmp.write_text("".join(json.dumps(q, ensure_ascii=False) + "\n" for q in self.questions), encoding="utf-8")
-        vec_tmp = folder / f".{GAP_VECTORS_FILE}.tmp.npy"
-        np.save(vec_tmp, self._vectors.astype(np.float16))
-        os.replace(vec_tmp, folder / GAP_VECTORS_FILE)
-        os.replace(tmp, folder / GAPS_FILE)
+        write_rows(folder, GAPS_FILE, GAP_VECTORS_FILE, (json.dumps(q, ensure_ascii=False) for q in self.questions), self._vectors)
 
     @classmethod
     def read(cls, folder: Path) -> GapIndex:
         """Load what :meth:`write` wrote; an index built without gap questions has none."""
-        path = folder / GAPS_FILE
-        if not path.exists() and not (folder / GAP_VECTORS_FILE).exists():
+        rows = read_rows(folder, GAPS_FILE, GAP_VECTORS_FILE, "unanswered questions")
+        if rows is None:
             return cls([], np.zeros((0, 0), dtype=np.float32))
+        lines, vectors = rows
         try:
-            questions = [str(json.loads(line)) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-            return cls(questions, np.load(folder / GAP_VECTORS_FILE).astype(np.float32))
-        except (OSError, ValueError, EOFError) as exc:
+            return cls([str(json.loads(line)) for line in lines], vectors)
+        except ValueError as exc:
             raise IndexNotReadyError(
-                f"the unanswered questions in {folder} are missing or corrupt ({exc}); "
-                "rebuild them with `assistant ingest --rebuild`"
+                f"the unanswered questions in {folder} are corrupt ({exc}); rebuild them with `assistant ingest --rebuild`"
             ) from exc

@@ -7,6 +7,7 @@ The browser test saves screenshots of the queue, conversation and analytics page
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import re
@@ -17,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 from fastapi.testclient import TestClient
 
 from assistant import AuthError, ConfigurationError, NotFoundError, Settings, create_app
@@ -187,6 +189,27 @@ def test_a_reviewer_is_refused_user_management_and_exports_a_lead_is_not(console
     assert console.get("/console/reviews.jsonl").status_code == 200
     exported = console.get("/console/analytics.json").json()
     assert exported["totals"]["total"] >= 3 and "self_service" in exported and "content_gaps" in exported
+
+
+@pytest.mark.integration
+def test_content_gaps_come_as_entries_for_the_corpus_list_of_unanswered_questions(
+    tmp_path: Path, shipped_index: Path
+) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(shipped_index, data)
+    app = create_app(Settings(data_dir=data, corpus_dir=CORPUS, rate_limit_per_minute=0, review_sample_rate=0.0))
+    with TestClient(app) as client:
+        asked = ["who is the ceo of courio", "whos the ceo of courio", "who is courio's ceo right now"]
+        for message in asked:
+            reply = client.post("/v1/answer", json={"message": message, "journey": {"market": "us-tx"}, "driver_id": "drv-9"})
+            assert reply.json()["route"] != "answer", reply.json()["reasons"]
+        ConsoleUsers(app.state.service.store).add("lead9", PASSWORD, role="lead")
+        _sign_in(client, "lead9")
+        page = client.get("/console/analytics").text
+    block = re.search(r"<pre>(questions:.*?)</pre>", page, re.S)
+    assert block, "the content gaps come with entries for corpus/gaps.yaml"
+    entries = yaml.safe_load(html.unescape(block.group(1)))["questions"]
+    assert len(entries) == 1 and entries[0]["text"] in asked
 
 
 @pytest.mark.integration

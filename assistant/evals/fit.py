@@ -317,7 +317,7 @@ def fit_answer_model(
     raw = np.zeros(len(rows))
     for fold in range(FOLDS):
         train, held = folds_conf != fold, (folds_conf == fold) & data.real
-        if not held.any():
+        if len(set(data.right[train & data.labelled].tolist())) < 2 or not held.any():
             continue
         fold_answered, fold_right = _confidence_models(data.subset(train))
         raw[held] = [_product(fold_answered, fold_right, row) for row in data.x[held]]
@@ -358,6 +358,7 @@ def fit_answer_model(
             "cv_right_answers": round(sum(ok for _, ok in pairs) / len(pairs), 4) if pairs else None,
             "cv_answerable_handed_off": _share_below(answerable_conf, threshold),
             "cv_unanswerable_answered": _share_at_or_above(unanswerable_conf, threshold),
+            "augmented": int((~data.real).sum()),
             "cv_off_topic_median_confidence": round(float(np.median(off_topic_conf)), 4) if off_topic_conf else None,
             "cv_ece": m.expected_calibration_error(pairs),
             "cv_precision_at_threshold": _precision(pairs, threshold),

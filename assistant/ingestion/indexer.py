@@ -180,9 +180,9 @@ class Indexer:
         to_embed = [c for c in all_chunks if c.metadata["chunk_id"] not in reusable]
         unit_jobs = [cid for cid in units if cid not in unit_vectors and units[cid]]
         kept_docs = [doc for doc in corpus.documents if chunks_by_doc[doc.id]]
-        question_jobs = list(
-            dict.fromkeys(q for q in [*(q for d in kept_docs for q in d.questions), *corpus.gap_questions] if q not in question_vectors)
-        )
+        # the driver questions of the articles and the questions the corpus does not answer (gaps.yaml)
+        wanted = [*(q for d in kept_docs for q in d.questions), *corpus.gap_questions]
+        question_jobs = list(dict.fromkeys(q for q in wanted if q not in question_vectors))
 
         sections = {c.metadata["chunk_id"]: c.metadata["section"] for c in all_chunks}
         texts = (

@@ -40,8 +40,9 @@ REPO = Path(__file__).resolve().parent.parent
 #: Pattern alternatives that match exactly one eval case and no training text, when this was
 #: last measured. The count may only go down (the guardrails issue removes them). 29 before the
 #: account-action examples joined the training texts and the repeat markers joined the check;
-#: one of the 27 is new ("never got back to me", a repeat contact).
-MAX_PATTERN_FINDINGS = 27
+#: one of the 27 is new ("never got back to me", a repeat contact); 21 when ratcheted with
+#: corpus/gaps.yaml (which matches none of them: 21 without it too).
+MAX_PATTERN_FINDINGS = 21
 
 
 def test_word_overlap() -> None:

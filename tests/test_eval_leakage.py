@@ -41,10 +41,10 @@ REPO = Path(__file__).resolve().parent.parent
 #: last measured. The count may only go down (the guardrails issue removes them). 29 before the
 #: account-action examples joined the training texts and the repeat markers joined the check;
 #: one of the 27 is new ("never got back to me", a repeat contact); 21 when ratcheted with
-#: corpus/gaps.yaml (which matches none of them: 21 without it too); 14 since the seven
-#: injection, harmful and driver-request alternatives among them whose removal changes no eval
-#: route were removed (the safety ones stay: an emergency is not left to the classifier alone).
-MAX_PATTERN_FINDINGS = 14
+#: corpus/gaps.yaml (which matches none of them: 21 without it too); 16 since five injection
+#: and harmful alternatives among them, whose removal changes no eval route and whose kind the
+#: classifiers still read in other words, were removed (see CHANGELOG).
+MAX_PATTERN_FINDINGS = 16
 
 
 def test_word_overlap() -> None:

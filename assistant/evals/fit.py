@@ -54,6 +54,8 @@ from assistant.generation.answer_model import (
     DEFAULT_PATH,
     AnswerModel,
     LogisticModel,
+    product,
+    recalibrated,
 )
 from assistant.generation.extractive import ExtractiveComposer, Ranking
 from assistant.generation.sections import FEATURES, terms
@@ -324,7 +326,7 @@ def fit_answer_model(
     raw, labels = raw[data.real], data.right[data.real]
     scored = np.asarray([ex.scored for ex in examples])
     calibration = _calibration(raw[scored], labels[scored])
-    predicted = np.asarray([_calibrate(p, calibration) for p in raw])
+    predicted = np.asarray([recalibrated(float(p), calibration) for p in raw])
     # scored on the questions about the work with known right answers (a request declined as out
     # of scope is reported apart)
     pairs = [(float(p), bool(y)) for p, y, ex in zip(predicted, labels, examples, strict=True) if ex.scored]
@@ -425,9 +427,7 @@ def _confidence_models(data: _ConfidenceData) -> tuple[LogisticModel | None, Log
 
 def _product(answered: LogisticModel | None, right: LogisticModel, row: Sequence[float]) -> float:
     """P(answerable) x P(right) for one row of :data:`CONFIDENCE_FEATURES`."""
-    values = dict(zip(CONFIDENCE_FEATURES, row, strict=True))
-    p = right.probability([values[f] for f in right.features])
-    return p * answered.probability([values[f] for f in answered.features]) if answered is not None else p
+    return product(right, answered, dict(zip(CONFIDENCE_FEATURES, row, strict=True)))
 
 
 def _calibration(raw: np.ndarray, labels: np.ndarray) -> tuple[float, float] | None:
@@ -442,13 +442,6 @@ def _calibration(raw: np.ndarray, labels: np.ndarray) -> tuple[float, float] | N
 def _logit(p: np.ndarray) -> np.ndarray:
     clipped = np.clip(p, 1e-6, 1 - 1e-6)
     return np.asarray(np.log(clipped / (1 - clipped)))
-
-
-def _calibrate(p: float, calibration: tuple[float, float] | None) -> float:
-    if calibration is None:
-        return float(p)
-    a, b = calibration
-    return float(1.0 / (1.0 + np.exp(-(a * _logit(np.asarray(p)) + b))))
 
 
 def _term_documents(composer: ExtractiveComposer) -> dict[str, frozenset[str]]:

@@ -133,15 +133,23 @@ class AnswerModel(BaseModel):
     def confidence_of(self, values: Mapping[str, float]) -> float:
         """The confidence from the request's confidence features by name
         (:data:`CONFIDENCE_FEATURES`; each model reads those it was fitted on)."""
-        p = self.confidence.probability([values[name] for name in self.confidence.features])
-        if self.answerable is not None:
-            p *= self.answerable.probability([values[name] for name in self.answerable.features])
-        if self.calibration is not None:
-            a, b = self.calibration
-            p = min(max(p, 1e-6), 1 - 1e-6)
-            z = a * math.log(p / (1 - p)) + b
-            p = 1.0 / (1.0 + math.exp(-z)) if z > -60 else 0.0
+        return recalibrated(product(self.confidence, self.answerable, values), self.calibration)
+
+
+def product(right: LogisticModel, answerable: LogisticModel | None, values: Mapping[str, float]) -> float:
+    """P(the draft is right) x P(the help centre answers it), each model reading its features by name."""
+    p = right.probability([values[name] for name in right.features])
+    return p * answerable.probability([values[name] for name in answerable.features]) if answerable is not None else p
+
+
+def recalibrated(p: float, calibration: tuple[float, float] | None) -> float:
+    """``p`` through Platt scaling of its log-odds, ``sigmoid(a * logit(p) + b)`` (unchanged without one)."""
+    if calibration is None:
         return p
+    a, b = calibration
+    p = min(max(p, 1e-6), 1 - 1e-6)
+    z = a * math.log(p / (1 - p)) + b
+    return 1.0 / (1.0 + math.exp(-z)) if z > -60 else 0.0
 
 
 @lru_cache(maxsize=4)

@@ -240,8 +240,8 @@ class ExtractiveComposer:
         q = Question.of(question, vector, signals, self.market_names)
         doc_rank = {d: i for i, d in enumerate(dict.fromkeys(p.doc_id for p in passages))}
         retrieved = retrieved_scores(passages)
-        asked = self.questions is not None and len(self.questions) > 0
-        by_chunk, by_doc = self.questions.best_similarities(vector) if self.questions is not None and asked else ({}, {})
+        questions = self.questions if self.questions is not None and len(self.questions) else None
+        by_chunk, by_doc = questions.best_similarities(vector) if questions is not None else ({}, {})
         candidates = []
         for section, passage in self._candidate_sections(passages):
             values = features(
@@ -258,7 +258,7 @@ class ExtractiveComposer:
                 logger.debug("section %.3f %s | %s", c.probability, c.section.doc_id, c.section.heading)
         unknown = len([t for t in q.terms if t not in self.idf]) / len(q.terms) if q.terms and self.idf else 0.0
         gap = self.gaps.best_similarity(vector) if self.gaps is not None and len(self.gaps) else None
-        return Ranking(q, candidates, unknown_words=unknown, driver_questions=by_doc if asked else None, gap_question=gap)
+        return Ranking(q, candidates, unknown_words=unknown, driver_questions=by_doc if questions is not None else None, gap_question=gap)
 
     # -- the answer ---------------------------------------------------------------------------
 

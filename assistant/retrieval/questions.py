@@ -179,9 +179,9 @@ class GapIndex:
 
     A driver question close to one of them (a benefit, a setting, a rule the articles never
     state) sits near an article that is about its subject but does not answer it, and
-    retrieval alone scores it as well as a question that article answers. The best similarity
-    to a gap question is a feature of the offline answer's confidence (``gap_question``), beside
-    the best similarity to the questions the articles do answer (``driver_question``)."""
+    retrieval alone scores it as well as a question that article answers. How much closer a
+    question is to a gap question than to what the articles answer is a feature of the offline
+    answer's confidence (``gap_margin``)."""
 
     def __init__(self, questions: Sequence[str], vectors: Matrix) -> None:
         if len(questions) != len(vectors):

@@ -5,6 +5,7 @@
     python evals/classifier_folds.py --authority-at 0.5 0.6 0.7 0.8
     python evals/classifier_folds.py --harmful-at 0.75 0.8 0.85 0.9 0.95
     python evals/classifier_folds.py --misuse-at 0.5 0.6 0.7 0.8 --misuse-words 0 1 2 4
+    python evals/classifier_folds.py --safety-pattern-at 0.02 0.05 0.1 0.2
 
 Training data only (``assistant/guardrails/examples.yaml`` with ``examples-redteam.yaml`` for the
 screen, ``examples-action.yaml``, ``examples-authority.yaml``, ``examples-misuse.yaml`` and
@@ -25,13 +26,17 @@ trained on the others, as the shipped one is (same embeddings, same regression).
   there (questions about a policy read as requests), and, for the pattern gate
   (``account_action.pattern_probability``), how many pattern matches each ``--pattern-at`` keeps
   among action examples and drops among driver examples;
+* the safety pattern gate (``safety.pattern_probability``): among held-out examples a safety
+  pattern matches (and no look-alike phrase explains away), the share of emergencies kept and of
+  other messages dropped at each ``--safety-pattern-at``, and the lowest emergency's probability;
 * the misuse classifier (``examples-misuse.yaml``'s requests for help to cheat or harm and the
   screen's harmful examples, against their look-alikes, the honest look-alikes in cheating's
   words and every driver message): for each ``--misuse-words`` (the weight of the hashed words
   beside the sentence vector) and ``--misuse-at``, the share of each group read as misuse.
 
 This is how ``account_action.action_probability``, ``pattern_probability``,
-``screen.authority_probability``, ``screen.misuse_probability`` and ``MISUSE_WORDS`` are chosen.
+``screen.authority_probability``, ``screen.misuse_probability``, ``safety.pattern_probability`` and
+``MISUSE_WORDS`` are chosen.
 """
 
 from __future__ import annotations
@@ -60,7 +65,7 @@ from assistant.guardrails.classifier import (
     word_features,
 )
 from assistant.guardrails.linear import fit_softmax, softmax
-from assistant.guardrails.policy import load_policy
+from assistant.guardrails.policy import GuardrailPolicy, load_policy
 from assistant.retrieval.embeddings import make_embeddings
 
 
@@ -90,6 +95,7 @@ def main() -> None:
     parser.add_argument("--harmful-at", type=float, nargs="+", default=None,
                         help="thresholds for the harmful reading that declines even where a policy covers the words")
     parser.add_argument("--misuse-at", type=float, nargs="+", default=None)
+    parser.add_argument("--safety-pattern-at", type=float, nargs="+", default=None)
     parser.add_argument("--authority-words", type=float, nargs="+", default=None,
                         help="weights of the hashed words beside the sentence vector (as shipped: AUTHORITY_WORDS)")
     parser.add_argument("--misuse-words", type=float, nargs="+", default=None,
@@ -126,6 +132,7 @@ def main() -> None:
     for at in args.harmful_at or [screen.harmful_sure_probability]:
         sure.add_row(f"{at:.2f}", *(f"{(probs[targets == row, harmful] >= at).mean():.3f}" for row in (harmful, driver, offtopic)))
     console.print(sure)
+    console.print(_safety_gate(policy, texts, targets, labels, probs, args.safety_pattern_at))
     # the account-action classifier: examples-action.yaml plus the screen's driver questions
     extra = load_examples(ACTION_EXAMPLES)
     texts = [*extra["action"], *extra["driver"], *examples["driver"]]
@@ -161,6 +168,29 @@ def main() -> None:
         dropped = np.mean([probs[i, a] < at for i in matched["driver"]]) if matched["driver"] else float("nan")
         gate.add_row(f"{at:.2f}", f"{kept:.3f}", f"{dropped:.3f}")
     console.print(gate)
+
+
+def _safety_gate(policy: GuardrailPolicy, texts: list[str], targets: np.ndarray, labels: list[str], probs: np.ndarray,
+                 thresholds: list[float] | None) -> Table:
+    """The safety pattern gate: the held-out examples a safety pattern matches (no look-alike
+    phrase over the match), and for each threshold the share of emergencies kept and of the
+    other messages dropped (their match read as a question, not an emergency)."""
+    rules, safety = policy.safety, labels.index("safety")
+    matched: dict[bool, list[float]] = {True: [], False: []}
+    for index, text in enumerate(texts):
+        match = rules.patterns.search(text)
+        lookalike = rules.not_safety.search(text)
+        if match and not (lookalike and lookalike.start() < match.end() and match.start() < lookalike.end()):
+            matched[bool(targets[index] == safety)].append(float(probs[index, safety]))
+    lowest = min(matched[True], default=float("nan"))
+    table = Table(title=f"safety pattern gate: {len(matched[True])} emergencies and {len(matched[False])} other messages "
+                        f"a pattern matches; lowest emergency's probability {lowest:.3f}")
+    for column in ("pattern_probability", "emergencies kept", "other messages dropped"):
+        table.add_column(column)
+    for at in thresholds or [rules.pattern_probability]:
+        table.add_row(f"{at:.2f}", f"{np.mean([p >= at for p in matched[True]]):.3f}",
+                      f"{np.mean([p < at for p in matched[False]]):.3f}")
+    return table
 
 
 def _authority(console: Console, args: argparse.Namespace, threshold: float, embeddings: Embeddings,

@@ -20,6 +20,9 @@ from assistant.response import ReasonCode
 
 POLICY = load_policy()
 QUIET = {"driver": 0.9, "injection": 0.02, "harmful": 0.02, "offtopic": 0.03, "safety": 0.03}
+#: A classifier unsure whether the message is an emergency: over the safety pattern gate
+#: (``safety.pattern_probability``), under the classifier's own threshold, so the patterns decide.
+UNSURE = {**QUIET, "safety": 0.3}
 
 
 def _codes(text: str, probs: dict[str, float] | None = None) -> set[ReasonCode]:
@@ -34,11 +37,26 @@ def _codes(text: str, probs: dict[str, float] | None = None) -> set[ReasonCode]:
 def test_dangers_are_safety_and_look_alikes_are_not():
     for text in ("a guy pulled a knife on me at the drop off", "got rear ended on the freeway", "someone is following me",
                  "my car is on fire", "customer's dog bit my leg", "he's threatening to hurt me"):
-        assert ReasonCode.SAFETY in _codes(text), text
+        assert ReasonCode.SAFETY in _codes(text, UNSURE), text
     for text in ("i want to kill this order", "this offer is a killer", "app keeps crashing on the offer screen",
                  "shoot me the link to the tax form", "accepted it by accident, how do i undo",
                  "if i ever get in a crash on a delivery what do i do"):
-        assert ReasonCode.SAFETY not in _codes(text), text
+        assert ReasonCode.SAFETY not in _codes(text, UNSURE), text
+
+
+def test_a_danger_word_the_classifier_reads_as_no_emergency_asks_about_the_policy():
+    question = "police took a report after a minor crash mid-delivery. do i still need to report it to courio"
+    assert POLICY.safety.pattern_probability > QUIET["safety"]
+    assert ReasonCode.SAFETY in _codes(question, UNSURE)  # the pattern matched
+    assert ReasonCode.SAFETY not in _codes(question, QUIET)  # under the gate: a question, answered
+    # a sign of a present emergency keeps the match, whatever the classifier reads
+    assert ReasonCode.SAFETY in _codes("crashed on the bridge and my leg is bleeding, help me", QUIET)
+    # the patterns of other languages are not gated (the gate was chosen on English examples)
+    found = checks.detect_safety("tuve un accidente, estoy herido", QUIET, POLICY, other_language=True)
+    assert found is not None
+    # nor is a driver speaking of ending their life
+    found = checks.detect_safety("how many pills until i never wake up", QUIET, POLICY)
+    assert found is not None and found.self_harm
 
 
 def test_a_driver_who_speaks_of_ending_their_life_goes_to_the_safety_team():
@@ -47,7 +65,7 @@ def test_a_driver_who_speaks_of_ending_their_life_goes_to_the_safety_team():
         assert ReasonCode.SAFETY in _codes(text), text
         found = checks.detect_safety(text, QUIET, POLICY)
         assert found is not None and found.self_harm, text
-    crash = checks.detect_safety("got rear ended on the freeway", QUIET, POLICY)
+    crash = checks.detect_safety("got rear ended on the freeway", UNSURE, POLICY)
     assert crash is not None and not crash.self_harm
     for text in ("ya no puedo más, quiero morirme", "je pense à me suicider", "我真的不想活了", "tôi muốn chết",
                  "хочу умереть"):

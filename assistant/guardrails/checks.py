@@ -148,8 +148,11 @@ def detect_safety(
 ) -> Finding | None:
     """A present danger to the driver or others; errs towards recall (a miss is a bug).
 
-    ``other_language``: the probabilities are the multilingual classifier's, which reads the
-    message alone (the patterns and look-alike phrases are English)."""
+    A pattern match counts unless a look-alike phrase explains it away, or the message asks about
+    the policy: a hypothetical ("if i ever get in a crash"), or an English message the classifier
+    reads as nothing like an emergency (under ``safety.pattern_probability``), each without a sign
+    of a present emergency. ``other_language``: the probabilities are the multilingual
+    classifier's, which reads the message alone (the patterns and look-alike phrases are English)."""
     rules = policy.safety
     if rules.self_harm is not None and (harm := rules.self_harm.search(text)):
         return Finding(
@@ -163,6 +166,9 @@ def detect_safety(
     safety_p = probs.get("safety", 0.0)
     if match and rules.hypothetical.search(text) and not rules.present_emergency.search(text):
         match = None  # "if i ever get in a crash, ..." asks about the policy, not for help now
+    if (match and not other_language and "safety" in probs and safety_p < rules.pattern_probability
+            and not rules.present_emergency.search(text)):
+        match = None  # a danger word in a message the classifier reads as nothing like an emergency
     if match and not (lookalike and _within(lookalike, match)):
         return Finding(
             code=ReasonCode.SAFETY,

@@ -136,6 +136,12 @@ class SafetyPolicy(_Model):
     hypothetical: Regex
     present_emergency: Regex
     classifier_weight_with_lookalike: float = Field(ge=0, le=1)
+    pattern_probability: float = Field(
+        0.0, ge=0, le=1,
+        description="English messages: a pattern match counts when the safety classifier's probability is at least "
+        "this, or the message has a sign of a present emergency (0: every match counts). Below it the match reads "
+        "as a question about the policy ('had a fender bender, nobody hurt, do I tell Courio').",
+    )
     message: str
     self_harm: Regex | None = Field(
         None, description="A driver speaking of ending their own life: escalated for safety with ``self_harm_message``."

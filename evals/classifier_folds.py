@@ -59,6 +59,7 @@ from assistant.guardrails.classifier import (
     DEFAULT_EXAMPLES,
     MISUSE_EXAMPLES,
     MISUSE_LOOKALIKES,
+    MISUSE_SCHEMES,
     MISUSE_WORDS,
     REDTEAM_EXAMPLES,
     load_examples,
@@ -210,11 +211,13 @@ def _authority(console: Console, args: argparse.Namespace, threshold: float, emb
 
 def _misuse(console: Console, args: argparse.Namespace, threshold: float, embeddings: Embeddings,
             action: dict[str, list[str]], examples: dict[str, list[str]]) -> None:
-    """The misuse classifier (``examples-misuse.yaml``'s requests for help to cheat or harm and
+    """The misuse classifier (``examples-misuse.yaml``'s and ``examples-misuse-schemes.yaml``'s
+    requests for help to cheat or harm and
     the screen's harmful examples, against their look-alikes and every driver message): for each
     ``--misuse-at``, the share of held-out requests read as misuse (declined), and of
     look-alikes, emergencies, drivers' own requests and other driver messages read so."""
-    misuse = load_examples(MISUSE_EXAMPLES)
+    misuse = {label: [*load_examples(MISUSE_EXAMPLES)[label], *load_examples(MISUSE_SCHEMES)[label]]
+              for label in ("harmful", "driver")}
     groups = {"misuse examples": misuse["harmful"], "harmful examples (examples.yaml)": examples["harmful"],
               "look-alikes": misuse["driver"], "look-alikes in cheating's words": load_examples(MISUSE_LOOKALIKES)["driver"],
               "emergencies (escalated first)": examples["safety"], "action requests": action["action"],

@@ -2,6 +2,7 @@
 
     python evals/classifier_languages.py            # leave-one-language-out table
     python evals/classifier_languages.py --c 4 16   # compare regularisation strengths
+    python evals/classifier_languages.py --c 16 --harmful-at 0.9
 
 Training data only (``assistant/guardrails/examples*.yaml``), never eval cases: for each language
 of the multilingual examples (``examples-multilingual.yaml``, and ``examples-misuse-multilingual.yaml``
@@ -46,6 +47,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--c", type=float, nargs="+", default=[4.0, 8.0, 16.0])
     parser.add_argument("--safety-at", type=float, default=None, help="default: the policy's safety_probability")
+    parser.add_argument("--harmful-at", type=float, default=None,
+                        help="default: the policy's other_language_harmful_probability")
     parser.add_argument("--cache", type=Path, default=Path(".assistant") / "guardrails")
     parser.add_argument("--authority-at", type=float, nargs="+", default=None,
                         help="thresholds for the claim-of-authority table (default: the policy's)")
@@ -66,7 +69,7 @@ def main() -> None:
     screen = load_policy().screen
     needed = {
         "safety": args.safety_at or screen.other_language_safety_probability,
-        "harmful": screen.other_language_harmful_probability,
+        "harmful": args.harmful_at or screen.other_language_harmful_probability,
         "injection": screen.injection_probability,
     }
     console = Console()

@@ -24,6 +24,7 @@ from assistant.guardrails.classifier import (
     DEFAULT_EXAMPLES,
     MISUSE_EXAMPLES,
     MISUSE_LOOKALIKES,
+    MISUSE_SCHEMES,
     REDTEAM_EXAMPLES,
 )
 from assistant.guardrails.multilingual import (
@@ -109,7 +110,8 @@ def test_shipped_training_texts_are_not_paraphrases_of_any_eval_case(tmp_path: P
     # the English model reads English: any two sentences in one other script sit near each other
     # under it, so the multilingual examples are compared by the multilingual model (below)
     examples = guardrail_examples(
-        [DEFAULT_EXAMPLES, ACTION_EXAMPLES, AUTHORITY_EXAMPLES, MISUSE_EXAMPLES, MISUSE_LOOKALIKES, REDTEAM_EXAMPLES]
+        [DEFAULT_EXAMPLES, ACTION_EXAMPLES, AUTHORITY_EXAMPLES, MISUSE_EXAMPLES, MISUSE_LOOKALIKES, MISUSE_SCHEMES,
+         REDTEAM_EXAMPLES]
     )
     embeddings = make_embeddings(Settings(data_dir=tmp_path))
     leaks = find_leaks([*questions, *examples], cases, embeddings=embeddings)

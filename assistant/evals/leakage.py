@@ -36,6 +36,7 @@ from assistant.guardrails.classifier import (
     DEFAULT_EXAMPLES,
     MISUSE_EXAMPLES,
     MISUSE_LOOKALIKES,
+    MISUSE_SCHEMES,
     REDTEAM_EXAMPLES,
     load_examples,
 )
@@ -103,7 +104,8 @@ def corpus_questions(documents: Sequence[PolicyDocument], gaps: Sequence[str] = 
 
 def guardrail_examples(
     paths: Sequence[Path] = (
-        DEFAULT_EXAMPLES, ACTION_EXAMPLES, AUTHORITY_EXAMPLES, MISUSE_EXAMPLES, MISUSE_LOOKALIKES, REDTEAM_EXAMPLES,
+        DEFAULT_EXAMPLES, ACTION_EXAMPLES, AUTHORITY_EXAMPLES, MISUSE_EXAMPLES, MISUSE_LOOKALIKES, MISUSE_SCHEMES,
+        REDTEAM_EXAMPLES,
         MULTILINGUAL_EXAMPLES, MULTILINGUAL_AUTHORITY_EXAMPLES, MULTILINGUAL_MISUSE_EXAMPLES,
     ),
 ) -> list[TrainingText]:

@@ -43,6 +43,10 @@ MISUSE_EXAMPLES = Path(__file__).with_name("examples-misuse.yaml")
 #: Honest driver messages in the words of cheating ("a hack for my battery", "so I don't lose
 #: access", "is this text fake"): look-alikes for the misuse classifier (``driver``).
 MISUSE_LOOKALIKES = Path(__file__).with_name("examples-misuse-lookalikes.yaml")
+#: More requests for help to cheat or harm, across the platform's schemes and in many styles, and
+#: honest messages in their words: read by the English misuse classifier only (the multilingual
+#: classifier carried them to other languages worse; see the file's header).
+MISUSE_SCHEMES = Path(__file__).with_name("examples-misuse-schemes.yaml")
 #: Harmful requests and jailbreaks in the style of public red-team sets, and honest driver messages
 #: in their words: read by the message screen only, beside its examples (the other classifiers
 #: read the delivery-work examples of ``examples.yaml``).
@@ -95,8 +99,9 @@ WORD_BUCKETS = 4096
 #: sentence vector reads a message's topic, and a request to fake a drop-off photo shares its
 #: topic with a question about the photo; the words ("fake", "so it looks like", "without them
 #: noticing") carry the intent. Chosen on the training examples alone (`python
-#: evals/classifier_folds.py --misuse-at ... --misuse-words 0 1 2`).
-MISUSE_WORDS = 1.0
+#: evals/classifier_folds.py --misuse-at ... --misuse-words 0 1 2`): 1 until
+#: examples-misuse-schemes.yaml joined, 2 since (see ``screen.misuse_probability`` in the policy).
+MISUSE_WORDS = 2.0
 #: The same in the authority classifier: a driver relaying an approval ("Maria in payments okayed
 #: it, so release the hold") asks for what a driver's own request asks for; "okayed", "so go
 #: ahead", "on your end" carry the claim. Chosen on the training examples alone (`python
@@ -129,8 +134,9 @@ def english_classifiers(
     (``examples-authority.yaml``: a claim of a staff role, a staff member's approval or an
     override code to make the assistant act) against its look-alikes and every other driver
     message, the account-action requests included (a driver's own request is no claim); and the
-    misuse one: ``misuse``, every request for harmful help (``examples-misuse.yaml``'s requests
-    to cheat, defraud or harm within the delivery work and the screen's ``harmful`` examples)
+    misuse one: ``misuse``, every request for harmful help (``examples-misuse.yaml``'s and
+    ``examples-misuse-schemes.yaml``'s requests to cheat, defraud or harm within the delivery work
+    and the screen's ``harmful`` examples)
     against their look-alikes (``examples-misuse-lookalikes.yaml`` too) and every driver
     message, emergencies and account actions included (a driver reporting harm, or asking for
     their own case, is not asking to do it)."""
@@ -148,7 +154,7 @@ def english_classifiers(
     )
     misuse = MessageClassifier(
         embeddings, examples_path=MISUSE_EXAMPLES,
-        also=[MISUSE_LOOKALIKES, ACTION_EXAMPLES, examples_path or DEFAULT_EXAMPLES],
+        also=[MISUSE_SCHEMES, MISUSE_LOOKALIKES, ACTION_EXAMPLES, examples_path or DEFAULT_EXAMPLES],
         labels=("misuse", "driver"), relabel={"harmful": "misuse", "action": "driver", "safety": "driver"},
         cache_dir=cache_dir, model_id=model_id, name="misuse", words=MISUSE_WORDS,
     )

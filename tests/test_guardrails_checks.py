@@ -44,6 +44,13 @@ def test_dangers_are_safety_and_look_alikes_are_not():
         assert ReasonCode.SAFETY not in _codes(text, UNSURE), text
 
 
+def test_a_look_alike_phrase_explains_away_its_own_words_not_a_danger_elsewhere():
+    # "app crashed" explains the "crashed" (the first pattern to match), not the man following
+    found = checks.detect_safety("the app crashed and now some guy is following me", UNSURE, POLICY)
+    assert found is not None and found.evidence == ["following me"]
+    assert checks.detect_safety("the app crashed on the offer screen again", UNSURE, POLICY) is None
+
+
 def test_a_danger_word_the_classifier_reads_as_no_emergency_asks_about_the_policy():
     question = "police took a report after a minor crash mid-delivery. do i still need to report it to courio"
     assert POLICY.safety.pattern_probability > QUIET["safety"]

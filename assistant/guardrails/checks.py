@@ -161,21 +161,23 @@ def detect_safety(
             evidence=[_quote(harm)],
             self_harm=True,
         )
-    match = rules.patterns.search(text)
-    lookalike = rules.not_safety.search(text)
+    # the first danger a look-alike phrase does not explain away ("nobody hurt, but my car is on
+    # fire": the fire counts though "nobody hurt" explains the "hurt")
+    lookalikes = list(rules.not_safety.matches(text))
+    match = next((m for m in rules.patterns.matches(text) if not any(_within(alike, m) for alike in lookalikes)), None)
     safety_p = probs.get("safety", 0.0)
     if match and rules.hypothetical.search(text) and not rules.present_emergency.search(text):
         match = None  # "if i ever get in a crash, ..." asks about the policy, not for help now
     if (match and not other_language and "safety" in probs and safety_p < rules.pattern_probability
             and not rules.present_emergency.search(text)):
         match = None  # a danger word in a message the classifier reads as nothing like an emergency
-    if match and not (lookalike and _within(lookalike, match)):
+    if match:
         return Finding(
             code=ReasonCode.SAFETY,
             detail=f"the driver reports a danger: \"{_quote(match)}\"",
             evidence=[_quote(match)],
         )
-    needed = rules.classifier_weight_with_lookalike if lookalike else policy.screen.safety_probability
+    needed = rules.classifier_weight_with_lookalike if lookalikes else policy.screen.safety_probability
     if other_language:
         needed = policy.screen.other_language_safety_probability
     if safety_p >= needed:

@@ -8,6 +8,7 @@ load with the file and the reason, never at request time.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
@@ -42,6 +43,11 @@ class Patterns(_Model):
             if match := pattern.search(text):
                 return match
         return None
+
+    def matches(self, text: str) -> Iterator[re.Match[str]]:
+        """Every match of every pattern in ``text``, pattern by pattern, each left to right."""
+        for pattern in self.items:
+            yield from pattern.finditer(text)
 
     def count(self, text: str) -> int:
         """How many of the patterns match ``text``."""

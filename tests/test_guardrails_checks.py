@@ -51,6 +51,17 @@ def test_a_look_alike_phrase_explains_away_its_own_words_not_a_danger_elsewhere(
     assert checks.detect_safety("the app crashed on the offer screen again", UNSURE, POLICY) is None
 
 
+def test_a_present_emergency_is_a_cry_for_help_not_a_request_or_the_emergency_button():
+    present = POLICY.safety.present_emergency
+    for text in ("help me!", "someone help me", "please help me now", "this is an emergency", "call 911"):
+        assert present.search(text), text
+    for text in ("help me write a message to the customer", "does the emergency button share my plate",
+                 "how do i add an emergency contact"):
+        assert not present.search(text), text
+    # a question about the emergency button, read as nothing like an emergency, is answered
+    assert ReasonCode.SAFETY not in _codes("if i hit the emergency button does the app send my location", QUIET)
+
+
 def test_a_danger_word_the_classifier_reads_as_no_emergency_asks_about_the_policy():
     question = "police took a report after a minor crash mid-delivery. do i still need to report it to courio"
     assert POLICY.safety.pattern_probability > QUIET["safety"]

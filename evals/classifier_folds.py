@@ -179,9 +179,7 @@ def _safety_gate(policy: GuardrailPolicy, texts: list[str], targets: np.ndarray,
     rules, safety = policy.safety, labels.index("safety")
     matched: dict[bool, list[float]] = {True: [], False: []}
     for index, text in enumerate(texts):
-        match = rules.patterns.search(text)
-        lookalike = rules.not_safety.search(text)
-        if match and not (lookalike and lookalike.start() < match.end() and match.start() < lookalike.end()):
+        if checks.danger_match(text, policy)[0] is not None:
             matched[bool(targets[index] == safety)].append(float(probs[index, safety]))
     lowest = min(matched[True], default=float("nan"))
     table = Table(title=f"safety pattern gate: {len(matched[True])} emergencies and {len(matched[False])} other messages "
@@ -212,8 +210,8 @@ def _authority(console: Console, args: argparse.Namespace, threshold: float, emb
 def _misuse(console: Console, args: argparse.Namespace, threshold: float, embeddings: Embeddings,
             action: dict[str, list[str]], examples: dict[str, list[str]]) -> None:
     """The misuse classifier (``examples-misuse.yaml``'s and ``examples-misuse-schemes.yaml``'s
-    requests for help to cheat or harm and
-    the screen's harmful examples, against their look-alikes and every driver message): for each
+    requests for help to cheat or harm and the screen's harmful examples, against their
+    look-alikes and every driver message): for each
     ``--misuse-at``, the share of held-out requests read as misuse (declined), and of
     look-alikes, emergencies, drivers' own requests and other driver messages read so."""
     misuse = {label: [*load_examples(MISUSE_EXAMPLES)[label], *load_examples(MISUSE_SCHEMES)[label]]

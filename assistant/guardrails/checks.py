@@ -161,10 +161,7 @@ def detect_safety(
             evidence=[_quote(harm)],
             self_harm=True,
         )
-    # the first danger a look-alike phrase does not explain away ("nobody hurt, but my car is on
-    # fire": the fire counts though "nobody hurt" explains the "hurt")
-    lookalikes = list(rules.not_safety.matches(text))
-    match = next((m for m in rules.patterns.matches(text) if not any(_within(alike, m) for alike in lookalikes)), None)
+    match, lookalike = danger_match(text, policy)
     safety_p = probs.get("safety", 0.0)
     if match and rules.hypothetical.search(text) and not rules.present_emergency.search(text):
         match = None  # "if i ever get in a crash, ..." asks about the policy, not for help now
@@ -177,7 +174,7 @@ def detect_safety(
             detail=f"the driver reports a danger: \"{_quote(match)}\"",
             evidence=[_quote(match)],
         )
-    needed = rules.classifier_weight_with_lookalike if lookalikes else policy.screen.safety_probability
+    needed = rules.classifier_weight_with_lookalike if lookalike else policy.screen.safety_probability
     if other_language:
         needed = policy.screen.other_language_safety_probability
     if safety_p >= needed:
@@ -188,6 +185,16 @@ def detect_safety(
             by_classifier=True,
         )
     return None
+
+
+def danger_match(text: str, policy: GuardrailPolicy) -> tuple[re.Match[str] | None, bool]:
+    """The first match of a danger pattern that no look-alike phrase explains away ("app crashed"
+    explains the "crashed", not the "following me" after it), and whether any look-alike phrase
+    matched at all."""
+    rules = policy.safety
+    lookalikes = list(rules.not_safety.matches(text))
+    match = next((m for m in rules.patterns.matches(text) if not any(_within(alike, m) for alike in lookalikes)), None)
+    return match, bool(lookalikes)
 
 
 def _within(outer: re.Match[str], inner: re.Match[str]) -> bool:

@@ -214,15 +214,17 @@ def _misuse(console: Console, args: argparse.Namespace, threshold: float, embedd
     look-alikes and every driver message): for each
     ``--misuse-at``, the share of held-out requests read as misuse (declined), and of
     look-alikes, emergencies, drivers' own requests and other driver messages read so."""
-    misuse = {label: [*load_examples(MISUSE_EXAMPLES)[label], *load_examples(MISUSE_SCHEMES)[label]]
-              for label in ("harmful", "driver")}
-    groups = {"misuse examples": misuse["harmful"], "harmful examples (examples.yaml)": examples["harmful"],
-              "look-alikes": misuse["driver"], "look-alikes in cheating's words": load_examples(MISUSE_LOOKALIKES)["driver"],
+    first, second = load_examples(MISUSE_EXAMPLES), load_examples(MISUSE_SCHEMES)
+    # each file's requests and look-alikes apart: the second file's were written to be harder
+    groups = {"misuse requests (examples-misuse)": first["harmful"], "misuse requests (-schemes)": second["harmful"],
+              "harmful examples (examples.yaml)": examples["harmful"],
+              "look-alikes (examples-misuse)": first["driver"], "look-alikes (-schemes)": second["driver"],
+              "look-alikes in cheating's words": load_examples(MISUSE_LOOKALIKES)["driver"],
               "emergencies (escalated first)": examples["safety"], "action requests": action["action"],
               "any other driver message": [*examples["driver"], *action["driver"]]}
     console.print(_sweep(
         "misuse: share read as a request for help to cheat or harm (declined) by the classifier alone",
-        "misuse_probability", groups, len(misuse["harmful"]) + len(examples["harmful"]), embeddings, args,
+        "misuse_probability", groups, len(first["harmful"]) + len(second["harmful"]) + len(examples["harmful"]), embeddings, args,
         words_list=args.misuse_words or [MISUSE_WORDS], thresholds=args.misuse_at or [threshold],
     ))
 

@@ -61,6 +61,11 @@ def test_an_index_without_questions_reads_as_empty_and_a_corrupt_one_is_a_clear_
     (tmp_path / "question_vectors.npy").write_bytes(b"not numpy")
     with pytest.raises(IndexNotReadyError, match="ingest --rebuild"):
         QuestionIndex.read(tmp_path)
+    # vectors without their questions are damage too, not an index without questions
+    _index().write(tmp_path)
+    (tmp_path / "questions.jsonl").unlink()
+    with pytest.raises(IndexNotReadyError, match="ingest --rebuild"):
+        QuestionIndex.read(tmp_path)
 
 
 def test_front_matter_questions_are_tidied(tmp_path: Path) -> None:

@@ -154,15 +154,13 @@ class QuestionIndex:
     @classmethod
     def read(cls, folder: Path) -> QuestionIndex:
         """Load what :meth:`write` wrote; an index built without questions has none."""
-        path = folder / QUESTIONS_FILE
-        if not path.exists():
+        rows = read_rows(folder, QUESTIONS_FILE, QUESTION_VECTORS_FILE, "driver questions")
+        if rows is None:
             return cls([], np.zeros((0, 0), dtype=np.float32))
+        lines, vectors = rows
         try:
-            lines = path.read_text(encoding="utf-8").splitlines()
-            questions = [IndexedQuestion.model_validate_json(line) for line in lines if line.strip()]
-            vectors = np.load(folder / QUESTION_VECTORS_FILE)
-            return cls(questions, vectors)
-        except (OSError, ValueError) as exc:
+            return cls([IndexedQuestion.model_validate_json(line) for line in lines], vectors)
+        except ValueError as exc:
             raise IndexNotReadyError(
                 f"the question index in {folder} is missing or corrupt ({exc}); "
                 "rebuild it with `assistant ingest --rebuild`"

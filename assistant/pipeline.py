@@ -473,7 +473,7 @@ class Assistant:
             language, question, query = self._search_text(safe_request, retriever)
             if early is not None and early.handling is Handling.SAFETY and guardrails.policy.safety.search_terms:
                 query = f"{query}\n{guardrails.policy.safety.search_terms}"
-            retrieval = self._retrieve(retriever, language, query, request.journey)
+            retrieval = retriever.retrieve(query, k=self.settings.top_k, journey=request.journey)
             timings["retrieval_ms"] = (time.perf_counter() - t0) * 1000
         except (BackendError, IndexNotReadyError) as exc:
             if isinstance(exc, IndexNotReadyError) and not self.index_ready():
@@ -623,8 +623,8 @@ class Assistant:
         cleaned = clean_message(request.message, max_chars=self.settings.max_message_chars)
         retriever, _ = self._stages()
         safe = redact_request(request, redact(cleaned.text).text)
-        language, _, query = self._search_text(safe, retriever)
-        return self._retrieve(retriever, language, query, request.journey)
+        _, _, query = self._search_text(safe, retriever)
+        return retriever.retrieve(query, k=self.settings.top_k, journey=request.journey)
 
     def _query_texts(self, request: HelpRequest, redacted: str) -> list[str]:
         """The texts retrieval will embed for this request, given its redacted message, so that
@@ -638,16 +638,6 @@ class Assistant:
             return []
         history = redact_history(request.history) if is_follow_up(redacted) else []  # only a follow-up reads it
         return retriever.query_texts(retrieval_query(redacted, history), journey=request.journey)
-
-    def _retrieve(
-        self, retriever: Retriever, language: QueryLanguage, query: str, journey: JourneyContext | None
-    ) -> RetrievalResult:
-        """Search for ``query``. A message in another language is searched through its English
-        rendering, the help centre's own text (a pivot): one help text, searched whole, not cut
-        into sentences as a driver's message that asks two things is."""
-        if language.english is not None and isinstance(retriever, HybridRetriever):
-            return retriever.retrieve(query, k=self.settings.top_k, journey=journey, split_sentences=False)
-        return retriever.retrieve(query, k=self.settings.top_k, journey=journey)
 
     def chunk(self, chunk_id: str) -> Document | None:
         """The indexed chunk with this id, or ``None`` when the live index has none."""

@@ -36,12 +36,3 @@ def test_a_standalone_question_ignores_the_history():
     assert retrieval_query("what about in ontario?", []) == "what about in ontario?"
 
 
-def test_each_sentence_of_a_longer_message_is_searched_on_its_own():
-    from assistant.retrieval.hybrid import sentences_of
-
-    message = "restaurant makes me wait outside in the cold. pretty sure its because of my accent!"
-    assert sentences_of(message) == ["restaurant makes me wait outside in the cold.", "pretty sure its because of my accent!"]
-    assert sentences_of("when do tips show up?") == []  # one sentence: the whole query is enough
-    assert sentences_of("ok. when do tips show up?") == []  # "ok." is too short to search alone
-    # only the driver's message (first line), not the earlier question a follow-up carries
-    assert sentences_of("what about ontario?\nhow much is fast pay. is it instant?") == []

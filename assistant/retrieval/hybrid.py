@@ -1,8 +1,9 @@
 """The default retriever: dense (Chroma) + keyword (BM25), fused by RRF, shaped by the journey.
 
-A message of several sentences ("restaurant makes me wait outside. pretty sure it's because i'm
-...") often asks its real question in one of them: each sentence is also searched densely on its
-own, and its ranking joins the fusion, so one sentence's topic is not averaged away by the others.
+When the journey has an order, the message is also searched with the order's kind ("alcohol
+order"), in the same model call, and that ranking joins the fusion. (Each sentence of a long
+message was searched on its own too, until the section model made it redundant: without it the
+held-out and sealed numbers held and the tuning ones rose, at one model row less a request.)
 
 Articles may list the questions they answer in drivers' words (:mod:`assistant.retrieval.questions`):
 the documents of the questions closest to the message get one more vote when documents are
@@ -12,7 +13,6 @@ ranked, which finds the article for a situation described in words the article n
 from __future__ import annotations
 
 import math
-import re
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -58,19 +58,6 @@ DOC_SUPPORT_WEIGHT = 0.3
 QUESTION_WEIGHT = 1.0
 #: How many top documents of each ranking count when checking that dense and BM25 agree.
 AGREEMENT_DEPTH = 3
-#: A sentence needs this many words to be searched on its own.
-SENTENCE_WORDS = 3
-_SENTENCE_END = re.compile(r"(?<=[.?!;])\s+")
-
-
-def sentences_of(query: str) -> list[str]:
-    """The sentences of the query's first line (the driver's message) worth searching on their
-    own; empty when it has fewer than two."""
-    first = query.split("\n", 1)[0]
-    parts = [p for p in _SENTENCE_END.split(first) if len(p.split()) >= SENTENCE_WORDS]
-    return parts if len(parts) >= 2 else []
-
-
 class HybridRetriever:
     """Ranks corpus chunks for a question; loads its indexes once, at construction.
 
@@ -143,27 +130,22 @@ class HybridRetriever:
             )
         return cls(settings, embeddings, manifest)
 
-    def query_texts(
-        self, query: str, *, journey: JourneyContext | None = None, split_sentences: bool = True
-    ) -> list[str]:
-        """The texts :meth:`retrieve` embeds for ``query`` (none in ``bm25`` mode): the query,
-        the query with the order's kind, and each sentence of a long message. A caller that
+    def query_texts(self, query: str, *, journey: JourneyContext | None = None) -> list[str]:
+        """The texts :meth:`retrieve` embeds for ``query`` (none in ``bm25`` mode): the query and
+        the query with the order's kind. A caller that
         embeds other texts first (the guardrail classifier) can embed these in the same model
         call, and :meth:`retrieve` then finds them in the embedder's cache."""
         if self.mode not in ("hybrid", "dense"):
             return []
         signals = JourneySignals.from_journey(journey) if self.settings.use_journey else JourneySignals()
-        return self._texts(query, signals.context_phrase(), split_sentences)
+        return self._texts(query, signals.context_phrase())
 
     @staticmethod
-    def _texts(query: str, phrase: str | None, split_sentences: bool) -> list[str]:
-        return [query, *([f"{query} ({phrase})"] if phrase else []), *(sentences_of(query) if split_sentences else [])]
+    def _texts(query: str, phrase: str | None) -> list[str]:
+        return [query, *([f"{query} ({phrase})"] if phrase else [])]
 
-    def retrieve(
-        self, query: str, *, k: int, journey: JourneyContext | None = None, split_sentences: bool = True
-    ) -> RetrievalResult:
-        """The ``k`` best passages (see the module docstring). ``split_sentences``: search each
-        sentence of a long message on its own too (off for a query that is one help text)."""
+    def retrieve(self, query: str, *, k: int, journey: JourneyContext | None = None) -> RetrievalResult:
+        """The ``k`` best passages (see the module docstring)."""
         use_journey = self.settings.use_journey
         signals = JourneySignals.from_journey(journey) if use_journey else JourneySignals()
         signals = signals.with_market_named_in(query, self.manifest.market_names)
@@ -172,27 +154,23 @@ class HybridRetriever:
 
         dense_hits: list[tuple[str, float]] = []
         context_hits: list[tuple[str, float]] = []
-        sentence_rankings: list[list[str]] = []
         question_hits: list[tuple[str, float]] = []
         if self.mode in ("hybrid", "dense"):
-            # A second query with the order's kind ("alcohol order") finds the rules for this order;
-            # each sentence of a long message is searched on its own too, all in one model call
-            # (the same vectors as one call each). (Reading the sentences from the message's own
-            # call, its tokens' states in context, missed the routing and multilingual gates.)
+            # A second query with the order's kind ("alcohol order") finds the rules for this
+            # order, in the same model call (the same vectors as one call each).
             phrase = signals.context_phrase()
-            vector, *others = embed_queries(self.embeddings, self._texts(query, phrase, split_sentences))
+            vector, *others = embed_queries(self.embeddings, self._texts(query, phrase))
             dense_hits = self._search(vector, n, allowed)
             question_hits = self.questions.search(vector, k=n, doc_ids=allowed)
-            if phrase:
-                context_hits = self._search(others.pop(0), n, allowed)
-            sentence_rankings = [[c for c, _ in self._search(v, n, allowed)] for v in others]
+            if others:
+                context_hits = self._search(others[0], n, allowed)
         bm25_hits: list[tuple[str, float]] = []
         if self.mode in ("hybrid", "bm25"):
             keyword_query = f"{query} {signals.query_terms()}".strip()
             bm25_hits = self.bm25.search(keyword_query, k=n, mask=self._bm25_masks.mask(allowed))
 
         fused = reciprocal_rank_fusion(
-            [[c for c, _ in hits] for hits in (dense_hits, context_hits, bm25_hits) if hits] + sentence_rankings,
+            [[c for c, _ in hits] for hits in (dense_hits, context_hits, bm25_hits) if hits],
             k=self.settings.rrf_k,
         )
         # A document that no other search found joins with the chunk its best question points at.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from assistant.retrieval.base import Passage
 from assistant.tokens import count_tokens, truncate_tokens
 
@@ -15,7 +17,7 @@ def pack_context(passages: list[Passage], *, budget: int) -> list[Passage]:
     packed: list[Passage] = []
     used = 0
     for passage in passages:
-        tokens = count_tokens(passage.text)
+        tokens = _passage_tokens(passage.text)
         if not packed and tokens > budget:
             packed.append(passage.model_copy(update={"text": truncate_tokens(passage.text, budget)}))
             break
@@ -23,3 +25,10 @@ def pack_context(passages: list[Passage], *, budget: int) -> list[Passage]:
             packed.append(passage)
             used += tokens
     return packed
+
+
+@lru_cache(maxsize=8192)
+def _passage_tokens(text: str) -> int:
+    """Tokens of a passage's text, memoised: passages are chunks of the index, which come back
+    request after request (bounded, so a changing index cannot grow it)."""
+    return count_tokens(text)

@@ -26,7 +26,7 @@ from assistant.config import Settings, load_settings
 from assistant.errors import AssistantError, BackendError, IndexNotReadyError
 from assistant.generation.base import Composer, Draft
 from assistant.generation.extractive import ExtractiveComposer
-from assistant.guardrails.checks import is_small_talk
+from assistant.guardrails.checks import earlier_turns, is_small_talk
 from assistant.guardrails.defects import (
     CombinedEvidence,
     EvidenceSource,
@@ -46,7 +46,7 @@ from assistant.guardrails.pii import redact
 from assistant.guardrails.policy import load_policy
 from assistant.ingestion.report import IngestReport, ProgressCallback
 from assistant.records import ConversationRecord, ConversationSink, NullSink, RetrievedRef
-from assistant.request import HelpRequest, JourneyContext
+from assistant.request import HelpRequest, JourneyContext, Turn
 from assistant.response import Citation, HelpResponse, Reason, ReasonCode, Route, Usage
 from assistant.retrieval.base import Passage, RetrievalResult, Retriever
 from assistant.retrieval.embeddings import embedding_model_id, make_embeddings
@@ -443,15 +443,17 @@ class Assistant:
         try:
             guardrails = self._guardrails()
             t0 = time.perf_counter()
+            history = redact_history(request.history)
             inputs = guardrails.check_input(
                 cleaned.text, original_chars=cleaned.original_chars,
-                also_embed=lambda redacted: self._query_texts(request, redacted),
+                # the retriever's queries and the earlier turns the repeat check compares
+                also_embed=lambda redacted: [*self._query_texts(request, redacted, history), *earlier_turns(history)],
             )
             timings["guardrails_ms"] = (time.perf_counter() - t0) * 1000
         except BackendError as exc:
             return self._unavailable(request, cleaned.text, exc, timings, started, conversation_id, redacted=False)
         message = inputs.redaction.text
-        safe_request = redact_request(request, message)  # from here on, nothing sees the raw text
+        safe_request = redact_request(request, message, history=history)  # from here on, nothing sees the raw text
         early = decide_on_input(inputs)
         if early is not None and early.handling in (Handling.DECLINE_INJECTION, Handling.DECLINE_OUT_OF_SCOPE):
             response = self._respond(safe_request, None, None, early, conversation_id)
@@ -626,18 +628,18 @@ class Assistant:
         _, _, query = self._search_text(safe, retriever)
         return retriever.retrieve(query, k=self.settings.top_k, journey=request.journey)
 
-    def _query_texts(self, request: HelpRequest, redacted: str) -> list[str]:
-        """The texts retrieval will embed for this request, given its redacted message, so that
-        the guardrails embed them in their own model call (an English message's; best effort:
-        none when the index is not ready)."""
+    def _query_texts(self, request: HelpRequest, redacted: str, history: list[Turn]) -> list[str]:
+        """The texts retrieval will embed for this request, given its redacted message and
+        history, so that the guardrails embed them in their own model call (an English
+        message's; best effort: none when the index is not ready)."""
         try:
             retriever, _ = self._stages()
         except AssistantError:
             return []
         if not isinstance(retriever, HybridRetriever):
             return []
-        history = redact_history(request.history) if is_follow_up(redacted) else []  # only a follow-up reads it
-        return retriever.query_texts(retrieval_query(redacted, history), journey=request.journey)
+        read = history if is_follow_up(redacted) else []  # only a follow-up reads the history
+        return retriever.query_texts(retrieval_query(redacted, read), journey=request.journey)
 
     def chunk(self, chunk_id: str) -> Document | None:
         """The indexed chunk with this id, or ``None`` when the live index has none."""

@@ -14,6 +14,7 @@ from assistant import (
     ReasonCode,
     Route,
     Settings,
+    Turn,
 )
 from assistant.errors import BackendError
 from tests.conftest import CORPUS
@@ -197,3 +198,23 @@ def test_an_english_request_embeds_all_its_texts_in_one_model_call(shipped_index
     assert (one_call.route, one_call.reasons, one_call.answer, one_call.citations) == (
         each_own.route, each_own.reasons, each_own.answer, each_own.citations
     )
+
+
+def test_a_follow_up_embeds_its_earlier_turns_in_the_same_model_call(shipped_index: Path, monkeypatch: pytest.MonkeyPatch):
+    """The repeat-contact check compares the message with the driver's earlier turns: they go to
+    the model with the message (redacted like it), not in a call of their own."""
+    from assistant.retrieval.embeddings import LocalMiniLMEmbeddings
+
+    embedder = LocalMiniLMEmbeddings()
+    calls: list[list[str]] = []
+    run = embedder._run
+    monkeypatch.setattr(embedder, "_run", lambda texts: calls.append(texts) or run(texts))
+    request = HelpRequest(
+        message="still no payout, when does it land",
+        history=[Turn(role="driver", text="my payout is missing, call me at 415-555-0199"),
+                 Turn(role="assistant", text="Payouts land on Mondays.")],
+    )
+    Assistant(Settings(data_dir=shipped_index, corpus_dir=CORPUS), embeddings=embedder).answer(request)
+    assert len(calls) == 1
+    assert "my payout is missing, call me at [PHONE]" in calls[0]
+    assert not any("415" in text for text in calls[0])

@@ -249,6 +249,12 @@ def detect_account_action(text: str, policy: GuardrailPolicy, probs: Mapping[str
     return None
 
 
+def earlier_turns(history: Sequence[Turn]) -> list[str]:
+    """The driver's earlier turns, which :func:`detect_repeat` compares with the message (a
+    caller embeds them with the message, in one model call)."""
+    return [t.text for t in history if t.role == "driver" and t.text.strip()]
+
+
 def detect_repeat(
     text: str,
     history: Sequence[Turn],
@@ -268,7 +274,7 @@ def detect_repeat(
             detail=f"the driver says they contacted support about this before (\"{_quote(claimed)}\")",
             evidence=[_quote(claimed)],
         )
-    earlier = [t.text for t in history if t.role == "driver" and t.text.strip()]
+    earlier = earlier_turns(history)
     if not earlier:
         return None
     if strong := rules.strong_markers.search(text):

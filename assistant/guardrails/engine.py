@@ -84,10 +84,11 @@ def redact_history(history: Sequence[Turn]) -> list[Turn]:
     return [Turn(role=t.role, text=redact(t.text).text) for t in history]
 
 
-def redact_request(request: HelpRequest, message: str) -> HelpRequest:
+def redact_request(request: HelpRequest, message: str, *, history: list[Turn] | None = None) -> HelpRequest:
     """``request`` with ``message`` and every other free text redacted: history, the journey's
-    event names, codes and details, the order's items, the account status."""
-    history = redact_history(request.history)
+    event names, codes and details, the order's items, the account status. ``history``: the
+    request's history already redacted (:func:`redact_history`), to redact it once."""
+    history = redact_history(request.history) if history is None else history
     journey: JourneyContext | None = request.journey
     if journey is not None:
         update: dict[str, object] = {}

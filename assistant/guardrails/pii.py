@@ -209,6 +209,8 @@ def _coordinates(text: str) -> Iterator[tuple[int, int]]:
 
 
 def _phones(text: str) -> Iterator[tuple[int, int]]:
+    if len(_digits(text)) < 10:  # a match needs 10 digits of its own: most messages have fewer
+        return
     for match in phonenumbers.PhoneNumberMatcher(text, "US", leniency=phonenumbers.Leniency.POSSIBLE):
         raw = match.raw_string
         digits = _digits(raw)

@@ -92,17 +92,3 @@ def test_length_batches_cover_every_text_once_in_length_order_within_the_budget(
     for batch in batches:
         longest = max(1, min(max(len(texts[i]) for i in batch), 1200))
         assert len(batch) <= 32 and (len(batch) == 1 or len(batch) * longest <= 6400)
-
-
-def test_a_joined_vector_is_near_the_joined_texts_own_and_weighs_each_text_by_its_tokens(embedder: LocalMiniLMEmbeddings):
-    from assistant.retrieval.embeddings import joined_vector
-
-    message, kind = "customer is not home, what do i do with the order", "(alcohol order)"
-    own, alone, kind_vector = (np.asarray(v) for v in embedder.embed_documents([f"{message} {kind}", message, kind]))
-    joined = np.asarray(joined_vector(embedder, (message, alone.tolist()), (kind, kind_vector.tolist())))
-    assert abs(float(np.linalg.norm(joined)) - 1.0) < 1e-5
-    # nearer the joined text's own vector than either part is
-    assert float(joined @ own) > max(float(alone @ own), float(kind_vector @ own))
-    weights = embedder.tokens(message), embedder.tokens(kind)
-    expected = weights[0] * alone + weights[1] * kind_vector
-    assert np.allclose(joined, expected / np.linalg.norm(expected), atol=1e-5)

@@ -188,10 +188,6 @@ class LocalMiniLMEmbeddings(Embeddings):
                 out[i] = vector.tolist()
         return out
 
-    def tokens(self, text: str) -> int:
-        """How many tokens the model reads of ``text`` (with its start and end tokens)."""
-        return len(self._tokenizer.encode(text).ids)
-
     def embed_query(self, text: str) -> list[float]:
         """Embed one query, answering repeats from an LRU cache."""
         return self.embed_queries([text])[0]
@@ -236,25 +232,6 @@ def embed_queries(embeddings: Embeddings, texts: list[str]) -> list[list[float]]
     if isinstance(embeddings, LocalMiniLMEmbeddings):
         return embeddings.embed_queries(texts)
     return [embeddings.embed_query(text) for text in texts]
-
-
-def joined_vector(embeddings: Embeddings, first: tuple[str, list[float]], second: tuple[str, list[float]]) -> list[float]:
-    """The vector of the text ``first`` followed by the text ``second``, from their own vectors
-    and without a model call: their sum, each weighted by the tokens it pools over, made unit
-    length. A mean-pooled model's vector of the joined text differs only by how each text's
-    tokens read the other's (cosine 0.95 on average for a message and its order's kind with the
-    local model), so a short text that recurs (the order's kind) is embedded once and kept in
-    the cache while every message joins it. Any other embedder weighs each text by its words."""
-    weights = [_pooled_tokens(embeddings, text) for text in (first[0], second[0])]
-    total = weights[0] * np.asarray(first[1], dtype=np.float32) + weights[1] * np.asarray(second[1], dtype=np.float32)
-    joined: list[float] = _unit(total[None, :])[0].tolist()
-    return joined
-
-
-def _pooled_tokens(embeddings: Embeddings, text: str) -> int:
-    if isinstance(embeddings, LocalMiniLMEmbeddings):
-        return embeddings.tokens(text)
-    return len(text.split()) + 2  # and a start and an end token
 
 
 def prefetch(embeddings: Embeddings, texts: Sequence[str]) -> None:

@@ -1,11 +1,9 @@
 """The default retriever: dense (Chroma) + keyword (BM25), fused by RRF, shaped by the journey.
 
 When the journey has an order, the message is also searched with the order's kind ("alcohol
-order"), and that ranking joins the fusion. Its vector is the message's joined with the kind's
-(:func:`~assistant.retrieval.embeddings.joined_vector`), and the kind's few texts stay in the
-embedder's cache, so a request embeds its message alone. (Each sentence of a long message was
-searched on its own too, until the section model made it redundant: without it the held-out and
-sealed numbers held and the tuning ones rose, at one model row less a request.)
+order"), in the same model call, and that ranking joins the fusion. (Each sentence of a long
+message was searched on its own too, until the section model made it redundant: without it the
+held-out and sealed numbers held and the tuning ones rose, at one model row less a request.)
 
 Articles may list the questions they answer in drivers' words (:mod:`assistant.retrieval.questions`):
 the documents of the questions closest to the message get one more vote when documents are
@@ -27,7 +25,7 @@ from assistant.request import JourneyContext
 from assistant.retrieval.base import Passage, RetrievalResult
 from assistant.retrieval.bm25 import Bm25Index
 from assistant.retrieval.chunkstore import ChunkStore
-from assistant.retrieval.embeddings import embed_queries, embedding_model_id, joined_vector
+from assistant.retrieval.embeddings import embed_queries, embedding_model_id
 from assistant.retrieval.exact import DocumentMasks, ExactSearch
 from assistant.retrieval.fusion import reciprocal_rank_fusion
 from assistant.retrieval.journey import (
@@ -134,7 +132,7 @@ class HybridRetriever:
 
     def query_texts(self, query: str, *, journey: JourneyContext | None = None) -> list[str]:
         """The texts :meth:`retrieve` embeds for ``query`` (none in ``bm25`` mode): the query and
-        the order's kind. A caller that
+        the query with the order's kind. A caller that
         embeds other texts first (the guardrail classifier) can embed these in the same model
         call, and :meth:`retrieve` then finds them in the embedder's cache."""
         if self.mode not in ("hybrid", "dense"):
@@ -144,7 +142,7 @@ class HybridRetriever:
 
     @staticmethod
     def _texts(query: str, phrase: str | None) -> list[str]:
-        return [query, *([f"({phrase})"] if phrase else [])]
+        return [query, *([f"{query} ({phrase})"] if phrase else [])]
 
     def retrieve(self, query: str, *, k: int, journey: JourneyContext | None = None) -> RetrievalResult:
         """The ``k`` best passages (see the module docstring)."""
@@ -158,15 +156,14 @@ class HybridRetriever:
         context_hits: list[tuple[str, float]] = []
         question_hits: list[tuple[str, float]] = []
         if self.mode in ("hybrid", "dense"):
-            # A second query, the message joined with the order's kind ("alcohol order"), finds
-            # the rules for this order; the kind's vector comes from the cache after its first use.
-            texts = self._texts(query, signals.context_phrase())
-            vector, *others = embed_queries(self.embeddings, texts)
+            # A second query with the order's kind ("alcohol order") finds the rules for this
+            # order, in the same model call (the same vectors as one call each).
+            phrase = signals.context_phrase()
+            vector, *others = embed_queries(self.embeddings, self._texts(query, phrase))
             dense_hits = self._search(vector, n, allowed)
             question_hits = self.questions.search(vector, k=n, doc_ids=allowed)
             if others:
-                joined = joined_vector(self.embeddings, (texts[0], vector), (texts[1], others[0]))
-                context_hits = self._search(joined, n, allowed)
+                context_hits = self._search(others[0], n, allowed)
         bm25_hits: list[tuple[str, float]] = []
         if self.mode in ("hybrid", "bm25"):
             keyword_query = f"{query} {signals.query_terms()}".strip()

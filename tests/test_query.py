@@ -34,5 +34,3 @@ def test_a_standalone_question_ignores_the_history():
     message = "how long do i wait at the restaurant before i can leave"
     assert retrieval_query(message, history) == message
     assert retrieval_query("what about in ontario?", []) == "what about in ontario?"
-
-

@@ -2,8 +2,8 @@
 
 When the journey has an order, the message is also searched with the order's kind ("alcohol
 order"), in the same model call, and that ranking joins the fusion. (Each sentence of a long
-message was searched on its own too, until the section model made it redundant: without it the
-held-out and sealed numbers held and the tuning ones rose, at one model row less a request.)
+message was searched on its own too, until it stopped helping: without it the sealed eval
+numbers held and the tuning ones rose, at one model row less a request.)
 
 Articles may list the questions they answer in drivers' words (:mod:`assistant.retrieval.questions`):
 the documents of the questions closest to the message get one more vote when documents are
@@ -58,6 +58,8 @@ DOC_SUPPORT_WEIGHT = 0.3
 QUESTION_WEIGHT = 1.0
 #: How many top documents of each ranking count when checking that dense and BM25 agree.
 AGREEMENT_DEPTH = 3
+
+
 class HybridRetriever:
     """Ranks corpus chunks for a question; loads its indexes once, at construction.
 
@@ -132,9 +134,9 @@ class HybridRetriever:
 
     def query_texts(self, query: str, *, journey: JourneyContext | None = None) -> list[str]:
         """The texts :meth:`retrieve` embeds for ``query`` (none in ``bm25`` mode): the query and
-        the query with the order's kind. A caller that
-        embeds other texts first (the guardrail classifier) can embed these in the same model
-        call, and :meth:`retrieve` then finds them in the embedder's cache."""
+        the query with the order's kind. A caller that embeds other texts first (the guardrail
+        classifier) can embed these in the same model call, and :meth:`retrieve` then finds
+        them in the embedder's cache."""
         if self.mode not in ("hybrid", "dense"):
             return []
         signals = JourneySignals.from_journey(journey) if self.settings.use_journey else JourneySignals()

@@ -163,11 +163,11 @@ def detect_safety(
         )
     match, lookalike = danger_match(text, policy)
     safety_p = probs.get("safety", 0.0)
-    if match and rules.hypothetical.search(text) and not rules.present_emergency.search(text):
-        match = None  # "if i ever get in a crash, ..." asks about the policy, not for help now
-    if (match and not other_language and "safety" in probs and safety_p < rules.pattern_probability
-            and not rules.present_emergency.search(text)):
-        match = None  # a danger word in a message the classifier reads as nothing like an emergency
+    if match and not rules.present_emergency.search(text):
+        if rules.hypothetical.search(text):
+            match = None  # "if i ever get in a crash, ..." asks about the policy, not for help now
+        elif not other_language and "safety" in probs and safety_p < rules.pattern_probability:
+            match = None  # a danger word in a message the classifier reads as nothing like an emergency
     if match:
         return Finding(
             code=ReasonCode.SAFETY,

@@ -6,6 +6,7 @@
     python evals/classifier_folds.py --harmful-at 0.75 0.8 0.85 0.9 0.95
     python evals/classifier_folds.py --misuse-at 0.5 0.6 0.7 0.8 --misuse-words 0 1 2 4
     python evals/classifier_folds.py --safety-pattern-at 0.02 0.05 0.1 0.2
+    python evals/classifier_folds.py --defect-at 0.05 0.1 0.2 0.3 0.5 0.7 0.9
 
 Training data only (``assistant/guardrails/examples.yaml`` with ``examples-redteam.yaml`` for the
 screen, ``examples-action.yaml``, ``examples-authority.yaml``, ``examples-misuse.yaml`` and
@@ -32,11 +33,17 @@ trained on the others, as the shipped one is (same embeddings, same regression).
 * the misuse classifier (``examples-misuse.yaml``'s requests for help to cheat or harm and the
   screen's harmful examples, against their look-alikes, the honest look-alikes in cheating's
   words and every driver message): for each ``--misuse-words`` (the weight of the hashed words
-  beside the sentence vector) and ``--misuse-at``, the share of each group read as misuse.
+  beside the sentence vector) and ``--misuse-at``, the share of each group read as misuse;
+* the defect-report classifier (``examples-defect.yaml``: drivers reporting that the app is
+  failing for them, against messages in the same words that report no failure): for each
+  ``--defect-at``, among held-out examples a symptom pattern matches, the share of reports kept
+  and of look-alikes dropped (``defects.pattern_probability``), and among those no pattern
+  matches, the share of reports found and of look-alikes read as reports
+  (``defects.report_probability``).
 
 This is how ``account_action.action_probability``, ``pattern_probability``,
-``screen.authority_probability``, ``screen.misuse_probability``, ``safety.pattern_probability`` and
-``MISUSE_WORDS`` are chosen.
+``screen.authority_probability``, ``screen.misuse_probability``, ``safety.pattern_probability``,
+``defects.pattern_probability``, ``defects.report_probability`` and ``MISUSE_WORDS`` are chosen.
 """
 
 from __future__ import annotations
@@ -57,6 +64,7 @@ from assistant.guardrails.classifier import (
     AUTHORITY_EXAMPLES,
     AUTHORITY_WORDS,
     DEFAULT_EXAMPLES,
+    DEFECT_EXAMPLES,
     MISUSE_EXAMPLES,
     MISUSE_LOOKALIKES,
     MISUSE_SCHEMES,
@@ -97,6 +105,9 @@ def main() -> None:
                         help="thresholds for the harmful reading that declines even where a policy covers the words")
     parser.add_argument("--misuse-at", type=float, nargs="+", default=None)
     parser.add_argument("--safety-pattern-at", type=float, nargs="+", default=None)
+    parser.add_argument("--defect-at", type=float, nargs="+", default=None)
+    parser.add_argument("--defect-words", type=float, nargs="+", default=None,
+                        help="weights of the hashed words beside the sentence vector (as shipped: 0)")
     parser.add_argument("--authority-words", type=float, nargs="+", default=None,
                         help="weights of the hashed words beside the sentence vector (as shipped: AUTHORITY_WORDS)")
     parser.add_argument("--misuse-words", type=float, nargs="+", default=None,
@@ -146,6 +157,7 @@ def main() -> None:
     lookalikes[len(extra["action"]) : len(extra["action"]) + len(extra["driver"])] = True
     _authority(console, args, policy.screen.authority_probability, embeddings, extra, examples["driver"])
     _misuse(console, args, policy.screen.misuse_probability, embeddings, extra, examples)
+    _defect(console, args, policy, embeddings)
     sweep = Table(title="action label: share flagged by the classifier alone")
     for column in ("action_probability", "action examples flagged", "look-alike questions flagged", "any driver question flagged"):
         sweep.add_column(column)
@@ -226,6 +238,30 @@ def _misuse(console: Console, args: argparse.Namespace, threshold: float, embedd
         "misuse: share read as a request for help to cheat or harm (declined) by the classifier alone",
         "misuse_probability", groups, len(first["harmful"]) + len(second["harmful"]) + len(examples["harmful"]), embeddings, args,
         words_list=args.misuse_words or [MISUSE_WORDS], thresholds=args.misuse_at or [threshold],
+    ))
+
+
+def _defect(console: Console, args: argparse.Namespace, policy: GuardrailPolicy, embeddings: Embeddings) -> None:
+    """The defect-report classifier (``examples-defect.yaml``), read held-out: among examples a
+    symptom pattern matches, the share of reports kept and look-alikes dropped at each
+    ``--defect-at`` (the pattern gate); among the others, the share of reports found and
+    look-alikes read as reports (the classifier alone)."""
+    examples = load_examples(DEFECT_EXAMPLES)
+    rules = policy.defects
+
+    def matched(text: str) -> bool:
+        return any(pattern.search(text) for pattern in rules.symptoms.values())
+
+    reports, others = examples["defect"], examples["driver"]
+    groups = {"reports, pattern matches": [t for t in reports if matched(t)],
+              "reports, no pattern": [t for t in reports if not matched(t)],
+              "look-alikes, pattern matches": [t for t in others if matched(t)],
+              "look-alikes, no pattern": [t for t in others if not matched(t)]}
+    thresholds = args.defect_at or sorted({rules.pattern_probability, min(rules.report_probability, 1.0)})
+    console.print(_sweep(
+        "defect: share read as a report of a failure, by whether a symptom pattern matches "
+        f"(as configured: pattern_probability {rules.pattern_probability}, report_probability {rules.report_probability})",
+        "probability", groups, len(reports), embeddings, args, words_list=args.defect_words or [0.0], thresholds=thresholds,
     ))
 
 

@@ -237,6 +237,18 @@ def test_defect_confirmed_suspected_and_explained():
     assert assess_defect("when do tips show up", [], rules).verdict is DefectVerdict.NONE
 
 
+def test_a_symptom_without_evidence_counts_only_when_the_defect_classifier_reads_a_report():
+    rules = POLICY.defects
+    low, high = rules.pattern_probability / 2, (rules.pattern_probability + 1) / 2
+    assert assess_defect("complete button does nothing", [], rules, reported=low).verdict is DefectVerdict.NONE
+    assert assess_defect("complete button does nothing", [], rules, reported=high).verdict is DefectVerdict.SUSPECTED
+    # not read (a message in another language): the patterns decide alone
+    assert assess_defect("complete button does nothing", [], rules, reported=None).verdict is DefectVerdict.SUSPECTED
+    # with evidence of a failure, the words of a symptom are enough whatever the reading
+    crash = [_line("system", "app_crash", detail="SIGABRT")]
+    assert assess_defect("app keeps crashing", crash, rules, reported=low).verdict is DefectVerdict.CONFIRMED
+
+
 def test_the_driver_stuck_somewhere_is_not_an_app_symptom_and_a_hypothetical_asks_for_the_policy():
     rules = POLICY.defects
     assert assess_defect("stuck in traffic and the cx is waiting, can i still hand over the beer", [], rules).verdict is DefectVerdict.NONE

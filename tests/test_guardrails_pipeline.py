@@ -240,6 +240,18 @@ def test_a_defect_is_handed_over_and_the_documented_workaround_given_at_once(shi
     assert policy.messages.defect_evidence not in suspected.answer and "error" not in suspected.answer.split("\n")[0]
 
 
+def test_a_symptom_s_words_that_report_no_failure_are_not_a_suspected_defect(shipped_assistant: Assistant):
+    defects = {ReasonCode.DEFECT_SUSPECTED, ReasonCode.DEFECT_CONFIRMED}
+    # each matches a symptom pattern; the defect-report classifier reads no report of a failure
+    for message in ("store's card reader keeps failing so the cashier can't take my courio card, can i pay myself",
+                    "if my upload fails at the door do i still get paid"):
+        assert any(p.search(message) for p in shipped_assistant._guardrails().policy.defects.symptoms.values())
+        response = shipped_assistant.answer(message)
+        assert not defects & set(response.reason_codes), (message, response.reason_codes)
+    reported = shipped_assistant.answer("the photo upload fails every single time at drop off")
+    assert reported.reason_codes == [ReasonCode.DEFECT_SUSPECTED]
+
+
 def test_thanks_and_acknowledgements_get_a_short_reply_without_a_search(shipped_assistant: Assistant):
     policy = shipped_assistant._guardrails().policy
     for message in ("ok thanks", "cool ty 👍", "got it, appreciate it"):

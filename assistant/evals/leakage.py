@@ -34,6 +34,7 @@ from assistant.guardrails.classifier import (
     ACTION_EXAMPLES,
     AUTHORITY_EXAMPLES,
     DEFAULT_EXAMPLES,
+    DEFECT_EXAMPLES,
     MISUSE_EXAMPLES,
     MISUSE_LOOKALIKES,
     MISUSE_SCHEMES,
@@ -105,12 +106,12 @@ def corpus_questions(documents: Sequence[PolicyDocument], gaps: Sequence[str] = 
 def guardrail_examples(
     paths: Sequence[Path] = (
         DEFAULT_EXAMPLES, ACTION_EXAMPLES, AUTHORITY_EXAMPLES, MISUSE_EXAMPLES, MISUSE_LOOKALIKES, MISUSE_SCHEMES,
-        REDTEAM_EXAMPLES,
+        REDTEAM_EXAMPLES, DEFECT_EXAMPLES,
         MULTILINGUAL_EXAMPLES, MULTILINGUAL_AUTHORITY_EXAMPLES, MULTILINGUAL_MISUSE_EXAMPLES,
     ),
 ) -> list[TrainingText]:
-    """The guardrail classifiers' labelled examples (the screen's, the account-action, authority
-    and misuse ones' and those in other languages) as training texts."""
+    """The guardrail classifiers' labelled examples (the screen's, the account-action, authority,
+    misuse and defect-report ones' and those in other languages) as training texts."""
     return [
         TrainingText(source=f"{path.stem}:{label}", text=t)
         for path in paths for label, texts in load_examples(path).items() for t in texts

@@ -51,6 +51,10 @@ MISUSE_SCHEMES = Path(__file__).with_name("examples-misuse-schemes.yaml")
 #: in their words: read by the message screen only, beside its examples (the other classifiers
 #: read the delivery-work examples of ``examples.yaml``).
 REDTEAM_EXAMPLES = Path(__file__).with_name("examples-redteam.yaml")
+#: Drivers reporting that the app or a platform system is failing for them now (``defect``), and
+#: messages in the same words that report no failure (``driver``): how-to and what-does-it-mean
+#: questions, hypotheticals, conditions a policy explains, problems outside the app.
+DEFECT_EXAMPLES = Path(__file__).with_name("examples-defect.yaml")
 #: Classifiers trained on the shipped examples with the local model, shipped inside the package
 #: (``python -m assistant.guardrails.shipped`` writes them; a test checks they fit the examples),
 #: so a fresh index does not retrain what does not depend on its corpus. Read only, after the
@@ -126,7 +130,7 @@ def word_features(texts: Sequence[str], scale: float) -> np.ndarray[Any, np.dtyp
 
 def english_classifiers(
     embeddings: Embeddings, *, examples_path: Path | None = None, cache_dir: Path | None = None, model_id: str = ""
-) -> tuple[MessageClassifier, MessageClassifier, MessageClassifier, MessageClassifier]:
+) -> tuple[MessageClassifier, MessageClassifier, MessageClassifier, MessageClassifier, MessageClassifier]:
     """The message screen's classifier (``examples_path``, default ``examples.yaml``, and the
     red-team style examples of ``examples-redteam.yaml``); the
     account-action one: ``action`` (``examples-action.yaml``) against its look-alike questions
@@ -139,7 +143,9 @@ def english_classifiers(
     and the screen's ``harmful`` examples)
     against their look-alikes (``examples-misuse-lookalikes.yaml`` too) and every driver
     message, emergencies and account actions included (a driver reporting harm, or asking for
-    their own case, is not asking to do it)."""
+    their own case, is not asking to do it); and the defect one: ``defect``, a driver reporting
+    that the app or a platform system is failing for them (``examples-defect.yaml``), against the
+    messages in its words that report no failure."""
     screen = MessageClassifier(
         embeddings, examples_path=examples_path, also=[REDTEAM_EXAMPLES], cache_dir=cache_dir, model_id=model_id
     )
@@ -158,7 +164,11 @@ def english_classifiers(
         labels=("misuse", "driver"), relabel={"harmful": "misuse", "action": "driver", "safety": "driver"},
         cache_dir=cache_dir, model_id=model_id, name="misuse", words=MISUSE_WORDS,
     )
-    return screen, action, authority, misuse
+    defect = MessageClassifier(
+        embeddings, examples_path=DEFECT_EXAMPLES, labels=("defect", "driver"), cache_dir=cache_dir,
+        model_id=model_id, name="defect",
+    )
+    return screen, action, authority, misuse, defect
 
 
 class MessageClassifier:

@@ -9,6 +9,12 @@ from a JSONL file. The rule, with the evidence it used listed in every decision:
 * a symptom and no evidence either way (no events at all) -> ``defect_suspected``;
 * a symptom, events that show no failure, or only an error that a policy explains (too far from
   the drop-off, a debit card just changed) -> an answer that explains the policy.
+
+A symptom is a pattern of the policy (``defects.symptoms``) in the message. Without evidence of a
+failure, a pattern in an English message counts only when the defect-report classifier
+(``examples-defect.yaml``) reads the message as a report of a failure: "what does LOC-203 mean",
+"what if the app crashes mid-delivery" and "stuck in traffic" use a symptom's words to ask
+something else.
 """
 
 from __future__ import annotations
@@ -166,9 +172,21 @@ def failures_in(evidence: Iterable[EvidenceLine], policy: DefectPolicy) -> tuple
     return failures, explained
 
 
-def assess_defect(message: str, evidence: list[EvidenceLine], policy: DefectPolicy) -> DefectAssessment:
-    """Weigh the symptoms in ``message`` against ``evidence`` (see the module docstring)."""
+def assess_defect(
+    message: str, evidence: list[EvidenceLine], policy: DefectPolicy, *, reported: float | None = None
+) -> DefectAssessment:
+    """Weigh the symptoms in ``message`` against ``evidence`` (see the module docstring).
+
+    ``reported``: the defect-report classifier's probability that the message reports a failure
+    (``None`` when it did not read the message, as for a message in another language: the
+    patterns decide alone). Without evidence of a failure, the symptom patterns count only at or
+    above ``policy.pattern_probability``: under it their words ask how something works, put a
+    hypothetical or describe a problem outside the app. With evidence of a failure they count as
+    they are."""
     symptoms = [name for name, pattern in policy.symptoms.items() if pattern.search(message)]
+    failures, explained = failures_in(evidence, policy)
+    if reported is not None and not failures and reported < policy.pattern_probability:
+        symptoms = []
     if not symptoms:
         return DefectAssessment(verdict=DefectVerdict.NONE, evidence_used=evidence)
     named = {code.upper() for code in _CODE.findall(message)}
@@ -176,7 +194,6 @@ def assess_defect(message: str, evidence: list[EvidenceLine], policy: DefectPoli
         # the driver quotes an error whose condition a policy explains (a card just changed, ...)
         quoted = [EvidenceLine(source="message", kind="error", code=code, detail="named by the driver") for code in sorted(named)]
         return DefectAssessment(verdict=DefectVerdict.EXPLAINED, symptoms=symptoms, explained_by=quoted, evidence_used=evidence)
-    failures, explained = failures_in(evidence, policy)
     if failures:
         verdict = DefectVerdict.CONFIRMED
     elif explained or evidence:

@@ -141,7 +141,9 @@ class Guardrails:
         #: case from a question about the policy, one that reads a claim of authority to make
         #: the assistant act, and one that reads a request for help misusing the work (English
         #: messages).
-        self.classifier, self.action_classifier, self.authority_classifier, self.misuse_classifier = english_classifiers(
+        #: The fifth reads a driver reporting that the app is failing for them (the defect check).
+        (self.classifier, self.action_classifier, self.authority_classifier, self.misuse_classifier,
+         self.defect_classifier) = english_classifiers(
             embeddings, examples_path=examples_path, cache_dir=cache_dir, model_id=model_id
         )
         #: Reads messages in other languages (off: the English classifier reads every message);
@@ -220,10 +222,11 @@ class Guardrails:
                             for label in ("injection", "harmful", "authority", "misuse")}}
 
     def _case_readings(self, text: str) -> dict[str, float]:
-        """The English account-action, authority and misuse classifiers' readings of ``text``."""
+        """The English account-action, authority, misuse and defect-report classifiers' readings of ``text``."""
         return {"action": self.action_classifier.probabilities(text)["action"],
                 "authority": self.authority_classifier.probabilities(text)["authority"],
-                "misuse": self.misuse_classifier.probabilities(text)["misuse"]}
+                "misuse": self.misuse_classifier.probabilities(text)["misuse"],
+                "defect": self.defect_classifier.probabilities(text)["defect"]}
 
     def _similarity(self, a: str, b: str) -> float:
         va = np.asarray(self.embeddings.embed_query(a), dtype=np.float32)
@@ -240,7 +243,8 @@ class Guardrails:
         findings: list[Finding] = []
         if incident := known_incident(message, evidence, self.policy.known_incidents):
             findings.append(Finding(code=ReasonCode.KNOWN_INCIDENT, detail=incident))
-        defect = assess_defect(message, evidence, self.policy.defects)
+        defect = assess_defect(message, evidence, self.policy.defects,
+                               reported=(probabilities or {}).get("defect"))
         live = None
         if not findings and self.incidents is not None:
             codes, endpoints = incident_keys(evidence, list(defect.failures))

@@ -188,6 +188,13 @@ class DefectPolicy(_Model):
     explanation_question: Regex
     retry_threshold: int = Field(ge=2)
     recent_events: int = Field(ge=1)
+    pattern_probability: float = Field(
+        0.0, ge=0, le=1,
+        description="Without evidence of a failure, a symptom pattern counts only when the defect-report classifier "
+                    "reads the (English) message as a report of a failure with at least this probability: under it, "
+                    "the words of a symptom ask how something works, put a hypothetical or describe a problem outside "
+                    "the app.",
+    )
 
     @field_validator("symptoms", mode="before")
     @classmethod

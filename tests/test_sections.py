@@ -101,6 +101,19 @@ def test_sections_are_rebuilt_from_chunks_without_the_overlap() -> None:
     assert sections[0].vectors.shape[0] == 3
 
 
+def test_a_list_cut_across_two_chunks_is_read_once() -> None:
+    # the second chunk repeats the list's last item (the chunk overlap) inside a unit of its own
+    store = _Store([
+        ("c1", "Tips", ["If the tip is missing:\n1. Open Earnings.\n2. Tap Report a pay issue."]),
+        ("c2", "Tips", ["2. Tap Report a pay issue.\n3. Report within 14 days.", "Reviews take 3 days."]),
+    ])
+    [section] = sections_of(store, "doc")
+    text = "\n".join(section.units)
+    assert text.count("2. Tap Report a pay issue.") == 1
+    assert section.units[1:] == ["3. Report within 14 days.", "Reviews take 3 days."]
+    assert section.vectors.shape[0] == len(section.units)
+
+
 def test_questions_are_typed_by_the_fact_they_ask_for() -> None:
     assert answer_types("how much does fast pay cost") == {"money"}
     assert "time" in answer_types("how long do i wait at the door")

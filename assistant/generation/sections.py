@@ -221,7 +221,10 @@ def sections_of(source: SectionSource, doc_id: str) -> list[Section]:
         section.chunk_ids.append(cid)
         units = source.units(cid)
         vectors = source.unit_vectors(cid)
-        keep = [i for i, u in enumerate(units) if not any(u in seen for seen in section.units)]  # chunk overlap
+        # chunk overlap: a unit already read whole, or the opening lines of a list the last unit
+        # ended with (a list cut across two chunks repeats its items at the second one's start)
+        units = [_past_overlap(u, section.units[-1]) if section.units else u for u in units]
+        keep = [i for i, u in enumerate(units) if u and not any(u in seen for seen in section.units)]
         if not keep:
             continue
         section.units.extend(units[i] for i in keep)
@@ -230,6 +233,16 @@ def sections_of(source: SectionSource, doc_id: str) -> list[Section]:
     for section in sections:
         section.blocks = blocks_of(section.units)
     return [s for s in sections if s.units]
+
+
+def _past_overlap(unit: str, previous: str) -> str:
+    """``unit`` without its first lines when they are the last lines of ``previous`` (empty when
+    every line is)."""
+    lines, before = unit.split("\n"), previous.split("\n")
+    for size in range(min(len(lines), len(before)), 0, -1):
+        if lines[:size] == before[-size:]:
+            return "\n".join(lines[size:])
+    return unit
 
 
 def answer_types(question: str) -> set[str]:

@@ -7,6 +7,7 @@
     python evals/classifier_folds.py --misuse-at 0.5 0.6 0.7 0.8 --misuse-words 0 1 2 4
     python evals/classifier_folds.py --safety-pattern-at 0.02 0.05 0.1 0.2
     python evals/classifier_folds.py --defect-at 0.05 0.1 0.2 0.3 0.5 0.7 0.9
+    python evals/classifier_folds.py --danger-at 0.05 0.1 0.2 0.3 0.5 0.7 0.8 0.9
 
 Training data only (``assistant/guardrails/examples.yaml`` with ``examples-redteam.yaml`` for the
 screen, ``examples-action.yaml``, ``examples-authority.yaml``, ``examples-misuse.yaml`` and
@@ -38,12 +39,17 @@ trained on the others, as the shipped one is (same embeddings, same regression).
   failing for them, against messages in the same words that report no failure): for each
   ``--defect-at``, among held-out examples a symptom pattern matches, the share of reports kept
   and of look-alikes dropped (``defects.pattern_probability``), and among those no pattern
-  matches, the share of reports found and of look-alikes read as reports
-  (``defects.report_probability``).
+  matches, the share of reports and of look-alikes read as reports;
+* the present-danger classifier (``examples-safety.yaml`` and the screen's safety examples:
+  drivers in a safety situation now, against messages about safety without a present danger
+  and every other driver message it is trained on): for each ``--danger-at``, the share of each
+  group read as a present danger, split by whether a safety pattern matches
+  (``safety.danger_pattern_probability`` gates the matches, ``safety.danger_probability`` reads
+  alone).
 
 This is how ``account_action.action_probability``, ``pattern_probability``,
 ``screen.authority_probability``, ``screen.misuse_probability``, ``safety.pattern_probability``,
-``defects.pattern_probability``, ``defects.report_probability`` and ``MISUSE_WORDS`` are chosen.
+``defects.pattern_probability``, ``safety.danger_probability`` and ``MISUSE_WORDS`` are chosen.
 """
 
 from __future__ import annotations
@@ -70,6 +76,8 @@ from assistant.guardrails.classifier import (
     MISUSE_SCHEMES,
     MISUSE_WORDS,
     REDTEAM_EXAMPLES,
+    SAFETY_EXAMPLES,
+    english_classifiers,
     load_examples,
     word_features,
 )
@@ -106,6 +114,7 @@ def main() -> None:
     parser.add_argument("--misuse-at", type=float, nargs="+", default=None)
     parser.add_argument("--safety-pattern-at", type=float, nargs="+", default=None)
     parser.add_argument("--defect-at", type=float, nargs="+", default=None)
+    parser.add_argument("--danger-at", type=float, nargs="+", default=None)
     parser.add_argument("--defect-words", type=float, nargs="+", default=None,
                         help="weights of the hashed words beside the sentence vector (as shipped: 0)")
     parser.add_argument("--authority-words", type=float, nargs="+", default=None,
@@ -158,6 +167,7 @@ def main() -> None:
     _authority(console, args, policy.screen.authority_probability, embeddings, extra, examples["driver"])
     _misuse(console, args, policy.screen.misuse_probability, embeddings, extra, examples)
     _defect(console, args, policy, embeddings)
+    _danger(console, args, policy, embeddings)
     sweep = Table(title="action label: share flagged by the classifier alone")
     for column in ("action_probability", "action examples flagged", "look-alike questions flagged", "any driver question flagged"):
         sweep.add_column(column)
@@ -244,8 +254,8 @@ def _misuse(console: Console, args: argparse.Namespace, threshold: float, embedd
 def _defect(console: Console, args: argparse.Namespace, policy: GuardrailPolicy, embeddings: Embeddings) -> None:
     """The defect-report classifier (``examples-defect.yaml``), read held-out: among examples a
     symptom pattern matches, the share of reports kept and look-alikes dropped at each
-    ``--defect-at`` (the pattern gate); among the others, the share of reports found and
-    look-alikes read as reports (the classifier alone)."""
+    ``--defect-at`` (the pattern gate); among the others, the share of reports and look-alikes
+    read as reports."""
     examples = load_examples(DEFECT_EXAMPLES)
     rules = policy.defects
 
@@ -257,11 +267,38 @@ def _defect(console: Console, args: argparse.Namespace, policy: GuardrailPolicy,
               "reports, no pattern": [t for t in reports if not matched(t)],
               "look-alikes, pattern matches": [t for t in others if matched(t)],
               "look-alikes, no pattern": [t for t in others if not matched(t)]}
-    thresholds = args.defect_at or sorted({rules.pattern_probability, min(rules.report_probability, 1.0)})
+    thresholds = args.defect_at or [rules.pattern_probability]
     console.print(_sweep(
         "defect: share read as a report of a failure, by whether a symptom pattern matches "
-        f"(as configured: pattern_probability {rules.pattern_probability}, report_probability {rules.report_probability})",
+        f"(as configured: pattern_probability {rules.pattern_probability})",
         "probability", groups, len(reports), embeddings, args, words_list=args.defect_words or [0.0], thresholds=thresholds,
+    ))
+
+
+def _danger(console: Console, args: argparse.Namespace, policy: GuardrailPolicy, embeddings: Embeddings) -> None:
+    """The present-danger classifier, on the examples it is trained on (``examples-safety.yaml``
+    and the other files it reads), read held-out: for each ``--danger-at``, the share of each
+    group read as a present danger, by whether a safety pattern matches."""
+    trained = english_classifiers(embeddings)[5]._examples()
+    own = load_examples(SAFETY_EXAMPLES)["driver"]
+
+    def matched(text: str) -> bool:
+        return checks.danger_match(text, policy)[0] is not None
+
+    dangers = trained["danger"]
+    about = set(own)
+    others = [t for t in trained["driver"] if t not in about]
+    groups = {"dangers, pattern matches": [t for t in dangers if matched(t)],
+              "dangers, no pattern": [t for t in dangers if not matched(t)],
+              "about safety, pattern matches": [t for t in own if matched(t)],
+              "about safety, no pattern": [t for t in own if not matched(t)],
+              "other driver messages": others}
+    rules = policy.safety
+    thresholds = args.danger_at or sorted({rules.danger_pattern_probability, min(rules.danger_probability, 1.0)})
+    console.print(_sweep(
+        "danger: share read as a present danger, by whether a safety pattern matches (as configured: "
+        f"danger_pattern_probability {rules.danger_pattern_probability}, danger_probability {rules.danger_probability})",
+        "probability", groups, len(dangers), embeddings, args, words_list=[0.0], thresholds=thresholds,
     ))
 
 

@@ -22,10 +22,12 @@ from assistant.guardrails.classifier import (
     ACTION_EXAMPLES,
     AUTHORITY_EXAMPLES,
     DEFAULT_EXAMPLES,
+    DEFECT_EXAMPLES,
     MISUSE_EXAMPLES,
     MISUSE_LOOKALIKES,
     MISUSE_SCHEMES,
     REDTEAM_EXAMPLES,
+    SAFETY_EXAMPLES,
 )
 from assistant.guardrails.multilingual import (
     MULTILINGUAL_AUTHORITY_EXAMPLES,
@@ -111,7 +113,7 @@ def test_shipped_training_texts_are_not_paraphrases_of_any_eval_case(tmp_path: P
     # under it, so the multilingual examples are compared by the multilingual model (below)
     examples = guardrail_examples(
         [DEFAULT_EXAMPLES, ACTION_EXAMPLES, AUTHORITY_EXAMPLES, MISUSE_EXAMPLES, MISUSE_LOOKALIKES, MISUSE_SCHEMES,
-         REDTEAM_EXAMPLES]
+         REDTEAM_EXAMPLES, DEFECT_EXAMPLES, SAFETY_EXAMPLES]
     )
     embeddings = make_embeddings(Settings(data_dir=tmp_path))
     leaks = find_leaks([*questions, *examples], cases, embeddings=embeddings)

@@ -77,6 +77,28 @@ def test_a_danger_word_the_classifier_reads_as_no_emergency_asks_about_the_polic
     assert found is not None and found.self_harm
 
 
+def test_the_present_danger_classifier_gates_the_patterns_and_reads_danger_alone():
+    rules = POLICY.safety
+    none_now = {**UNSURE, "danger": rules.danger_pattern_probability / 2}
+    maybe = {**QUIET, "danger": (rules.danger_pattern_probability + rules.danger_probability) / 2}
+    sure = {**QUIET, "danger": rules.danger_probability}
+    question = "police took a report after a minor crash mid-delivery. do i still need to report it to courio"
+    # its reading decides the gate, not the screen's safety label (unsure here, quiet there)
+    assert ReasonCode.SAFETY not in _codes(question, none_now)
+    assert ReasonCode.SAFETY in _codes(question, maybe)
+    # a word of a present emergency ("for now", "in an emergency") does not override its reading
+    assert ReasonCode.SAFETY not in _codes("after my crash last month my car is in the shop, bike for now?", none_now)
+    # alone, in words no pattern lists, at danger_probability
+    scene = "three men are standing around my car and one keeps trying the door handle"
+    assert checks.danger_match(scene, POLICY)[0] is None
+    assert ReasonCode.SAFETY not in _codes(scene, maybe)
+    found = checks.detect_safety(scene, sure, POLICY)
+    assert found is not None and found.by_classifier and "danger" in found.evidence[0]
+    # a message in another language is not read by it (the patterns and the other classifier decide)
+    assert checks.detect_safety("tuve un accidente, estoy herido", none_now, POLICY, other_language=True) is not None
+    assert checks.detect_safety("hay tres hombres junto a mi carro", sure, POLICY, other_language=True) is None
+
+
 def test_a_driver_who_speaks_of_ending_their_life_goes_to_the_safety_team():
     for text in ("honestly i just want to end it all tonight", "i keep thinking about suicide between orders",
                  "how many pills until i never wake up"):

@@ -252,6 +252,21 @@ def test_a_symptom_s_words_that_report_no_failure_are_not_a_suspected_defect(shi
     assert reported.reason_codes == [ReasonCode.DEFECT_SUSPECTED]
 
 
+def test_a_driver_in_danger_now_is_escalated_and_a_question_about_a_crash_is_answered(shipped_assistant: Assistant):
+    # no safety pattern matches; the present-danger classifier reads a danger now
+    scene = shipped_assistant.answer(HelpRequest(
+        message="three men are standing around my car and one keeps trying the door handle",
+        journey=JourneyContext(stage="at_dropoff"),
+    ))
+    assert scene.route is Route.ESCALATE and ReasonCode.SAFETY in scene.reason_codes
+    # "crash" matches a pattern; the classifier reads a question about coverage, not a danger now
+    question = shipped_assistant.answer(HelpRequest(
+        message="does courio insurance cover my car if i crash on a delivery", journey=JourneyContext(stage="offline"),
+    ))
+    assert ReasonCode.SAFETY not in question.reason_codes and question.route is Route.ANSWER
+    assert any(c.doc_id == "insurance-coverage" for c in question.citations)
+
+
 def test_thanks_and_acknowledgements_get_a_short_reply_without_a_search(shipped_assistant: Assistant):
     policy = shipped_assistant._guardrails().policy
     for message in ("ok thanks", "cool ty 👍", "got it, appreciate it"):

@@ -39,6 +39,7 @@ from assistant.guardrails.classifier import (
     MISUSE_LOOKALIKES,
     MISUSE_SCHEMES,
     REDTEAM_EXAMPLES,
+    SAFETY_EXAMPLES,
     load_examples,
 )
 from assistant.guardrails.multilingual import (
@@ -106,12 +107,12 @@ def corpus_questions(documents: Sequence[PolicyDocument], gaps: Sequence[str] = 
 def guardrail_examples(
     paths: Sequence[Path] = (
         DEFAULT_EXAMPLES, ACTION_EXAMPLES, AUTHORITY_EXAMPLES, MISUSE_EXAMPLES, MISUSE_LOOKALIKES, MISUSE_SCHEMES,
-        REDTEAM_EXAMPLES, DEFECT_EXAMPLES,
+        REDTEAM_EXAMPLES, DEFECT_EXAMPLES, SAFETY_EXAMPLES,
         MULTILINGUAL_EXAMPLES, MULTILINGUAL_AUTHORITY_EXAMPLES, MULTILINGUAL_MISUSE_EXAMPLES,
     ),
 ) -> list[TrainingText]:
     """The guardrail classifiers' labelled examples (the screen's, the account-action, authority,
-    misuse and defect-report ones' and those in other languages) as training texts."""
+    misuse, defect-report and present-danger ones' and those in other languages) as training texts."""
     return [
         TrainingText(source=f"{path.stem}:{label}", text=t)
         for path in paths for label, texts in load_examples(path).items() for t in texts

@@ -163,16 +163,26 @@ def detect_safety(
         )
     match, lookalike = danger_match(text, policy)
     safety_p = probs.get("safety", 0.0)
-    if match and not rules.present_emergency.search(text):
+    danger_p = probs.get("danger") if not other_language else None  # the present-danger classifier's (English)
+    if match and danger_p is not None and danger_p < rules.danger_pattern_probability:
+        match = None  # a danger word in a message the present-danger classifier reads as no danger now
+    elif match and not rules.present_emergency.search(text):
         if rules.hypothetical.search(text):
             match = None  # "if i ever get in a crash, ..." asks about the policy, not for help now
-        elif not other_language and "safety" in probs and safety_p < rules.pattern_probability:
-            match = None  # a danger word in a message the classifier reads as nothing like an emergency
+        elif danger_p is None and not other_language and "safety" in probs and safety_p < rules.pattern_probability:
+            match = None  # the screen's safety label reads it as nothing like an emergency
     if match:
         return Finding(
             code=ReasonCode.SAFETY,
             detail=f"the driver reports a danger: \"{_quote(match)}\"",
             evidence=[_quote(match)],
+        )
+    if danger_p is not None and "danger" in probs and danger_p >= rules.danger_probability:
+        return Finding(
+            code=ReasonCode.SAFETY,
+            detail=f"the message reads like a driver in danger now (classifier {danger_p:.2f})",
+            evidence=[f"classifier danger {danger_p:.2f}"],
+            by_classifier=True,
         )
     needed = rules.classifier_weight_with_lookalike if lookalike else policy.screen.safety_probability
     if other_language:

@@ -55,6 +55,10 @@ REDTEAM_EXAMPLES = Path(__file__).with_name("examples-redteam.yaml")
 #: messages in the same words that report no failure (``driver``): how-to and what-does-it-mean
 #: questions, hypotheticals, conditions a policy explains, problems outside the app.
 DEFECT_EXAMPLES = Path(__file__).with_name("examples-defect.yaml")
+#: Drivers in a safety situation now (``danger``: threatened, followed, a collision at the scene,
+#: an injury, a hazard) and messages about safety without a present danger (``driver``: rules,
+#: what-ifs, incidents that are over).
+SAFETY_EXAMPLES = Path(__file__).with_name("examples-safety.yaml")
 #: Classifiers trained on the shipped examples with the local model, shipped inside the package
 #: (``python -m assistant.guardrails.shipped`` writes them; a test checks they fit the examples),
 #: so a fresh index does not retrain what does not depend on its corpus. Read only, after the
@@ -130,7 +134,8 @@ def word_features(texts: Sequence[str], scale: float) -> np.ndarray[Any, np.dtyp
 
 def english_classifiers(
     embeddings: Embeddings, *, examples_path: Path | None = None, cache_dir: Path | None = None, model_id: str = ""
-) -> tuple[MessageClassifier, MessageClassifier, MessageClassifier, MessageClassifier, MessageClassifier]:
+) -> tuple[MessageClassifier, MessageClassifier, MessageClassifier, MessageClassifier, MessageClassifier,
+           MessageClassifier]:
     """The message screen's classifier (``examples_path``, default ``examples.yaml``, and the
     red-team style examples of ``examples-redteam.yaml``); the
     account-action one: ``action`` (``examples-action.yaml``) against its look-alike questions
@@ -145,7 +150,11 @@ def english_classifiers(
     message, emergencies and account actions included (a driver reporting harm, or asking for
     their own case, is not asking to do it); and the defect one: ``defect``, a driver reporting
     that the app or a platform system is failing for them (``examples-defect.yaml``), against the
-    messages in its words that report no failure."""
+    messages in its words that report no failure; and the danger one: ``danger``, a driver in a
+    safety situation now (``examples-safety.yaml``, and the screen's ``safety`` examples), against
+    messages about safety without a present danger, every other driver message of the example
+    files (everyday trouble at a door or a store, app failures, requests for an action) and every
+    request for harmful help (a request to harm is declined, not a driver in danger)."""
     screen = MessageClassifier(
         embeddings, examples_path=examples_path, also=[REDTEAM_EXAMPLES], cache_dir=cache_dir, model_id=model_id
     )
@@ -168,7 +177,13 @@ def english_classifiers(
         embeddings, examples_path=DEFECT_EXAMPLES, labels=("defect", "driver"), cache_dir=cache_dir,
         model_id=model_id, name="defect",
     )
-    return screen, action, authority, misuse, defect
+    danger = MessageClassifier(
+        embeddings, examples_path=SAFETY_EXAMPLES,
+        also=[examples_path or DEFAULT_EXAMPLES, REDTEAM_EXAMPLES, DEFECT_EXAMPLES, ACTION_EXAMPLES, MISUSE_LOOKALIKES],
+        labels=("danger", "driver"), relabel={"safety": "danger", "harmful": "driver", "defect": "driver", "action": "driver"},
+        cache_dir=cache_dir, model_id=model_id, name="danger",
+    )
+    return screen, action, authority, misuse, defect, danger
 
 
 class MessageClassifier:

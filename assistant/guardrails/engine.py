@@ -141,9 +141,10 @@ class Guardrails:
         #: case from a question about the policy, one that reads a claim of authority to make
         #: the assistant act, and one that reads a request for help misusing the work (English
         #: messages).
-        #: The fifth reads a driver reporting that the app is failing for them (the defect check).
+        #: The fifth reads a driver reporting that the app is failing for them (the defect check),
+        #: the sixth a driver in a safety situation now (the safety check).
         (self.classifier, self.action_classifier, self.authority_classifier, self.misuse_classifier,
-         self.defect_classifier) = english_classifiers(
+         self.defect_classifier, self.danger_classifier) = english_classifiers(
             embeddings, examples_path=examples_path, cache_dir=cache_dir, model_id=model_id
         )
         #: Reads messages in other languages (off: the English classifier reads every message);
@@ -222,11 +223,13 @@ class Guardrails:
                             for label in ("injection", "harmful", "authority", "misuse")}}
 
     def _case_readings(self, text: str) -> dict[str, float]:
-        """The English account-action, authority, misuse and defect-report classifiers' readings of ``text``."""
+        """The English account-action, authority, misuse, defect-report and present-danger
+        classifiers' readings of ``text``."""
         return {"action": self.action_classifier.probabilities(text)["action"],
                 "authority": self.authority_classifier.probabilities(text)["authority"],
                 "misuse": self.misuse_classifier.probabilities(text)["misuse"],
-                "defect": self.defect_classifier.probabilities(text)["defect"]}
+                "defect": self.defect_classifier.probabilities(text)["defect"],
+                "danger": self.danger_classifier.probabilities(text)["danger"]}
 
     def _similarity(self, a: str, b: str) -> float:
         va = np.asarray(self.embeddings.embed_query(a), dtype=np.float32)

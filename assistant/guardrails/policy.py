@@ -144,9 +144,21 @@ class SafetyPolicy(_Model):
     classifier_weight_with_lookalike: float = Field(ge=0, le=1)
     pattern_probability: float = Field(
         0.0, ge=0, le=1,
-        description="English messages: a pattern match counts when the safety classifier's probability is at least "
-        "this, or the message has a sign of a present emergency (0: every match counts). Below it the match reads "
-        "as a question about the policy ('had a fender bender, nobody hurt, do I tell Courio').",
+        description="English messages the present-danger classifier did not read: a pattern match counts when the "
+        "screen's safety probability is at least this, or the message has a sign of a present emergency (0: every "
+        "match counts).",
+    )
+    danger_pattern_probability: float = Field(
+        0.0, ge=0, le=1,
+        description="English messages: a pattern match counts when the present-danger classifier "
+        "(examples-safety.yaml) reads at least this, or the message has a sign of a present emergency. Below it the "
+        "match reads as a question about the policy or an incident that is over ('had a fender bender yesterday, "
+        "nobody hurt, do I tell Courio').",
+    )
+    danger_probability: float = Field(
+        1.01, ge=0, le=1.01,
+        description="English messages: the present-danger classifier's probability at or above which a message is a "
+        "safety report by itself, in words no pattern lists (over 1: never).",
     )
     message: str
     self_harm: Regex | None = Field(

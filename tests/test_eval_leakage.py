@@ -46,8 +46,11 @@ REPO = Path(__file__).resolve().parent.parent
 #: one of the 27 is new ("never got back to me", a repeat contact); 21 when ratcheted with
 #: corpus/gaps.yaml (which matches none of them: 21 without it too); 16 since five injection
 #: and harmful alternatives among them, whose removal changes no eval route and whose kind the
-#: classifiers still read in other words, were removed (see CHANGELOG).
-MAX_PATTERN_FINDINGS = 16
+#: classifiers still read in other words, were removed (see CHANGELOG); 17 since safety.jsonl and
+#: actions.jsonl joined: 13 of the older sets' (three fewer, since the defect and present-danger
+#: examples joined the training texts and match them) and 4 alternatives, older than those sets,
+#: that match one of their cases and nothing else.
+MAX_PATTERN_FINDINGS = 17
 
 
 def test_word_overlap() -> None:

@@ -189,11 +189,15 @@ def test_the_action_classifier_keeps_requests_and_drops_questions_about_the_poli
     assert checks.detect_account_action(question, POLICY, {"action": gate / 2}) is None
     found = checks.detect_account_action(request, POLICY, {"action": max(gate, 0.5)})
     assert found is not None and found.code is ReasonCode.ACCOUNT_ACTION and not found.by_classifier
-    # without a pattern the classifier alone decides only from action_probability (off: 1.0)
-    alone = POLICY.model_copy(update={"account_action": POLICY.account_action.model_copy(update={"action_probability": 0.7})})
-    assert checks.detect_account_action("my pay on that order looks way too low, sort it out", POLICY, {"action": 0.95}) is None
-    by_model = checks.detect_account_action("my pay on that order looks way too low, sort it out", alone, {"action": 0.95})
+    # without a pattern the classifier alone decides, from action_probability
+    sure = POLICY.account_action.action_probability
+    assert gate < sure < 1
+    plain = "my pay on that order looks way too low, sort it out"
+    assert checks.detect_account_action(plain, POLICY, {"action": (gate + sure) / 2}) is None
+    by_model = checks.detect_account_action(plain, POLICY, {"action": sure})
     assert by_model is not None and by_model.by_classifier
+    off = POLICY.model_copy(update={"account_action": POLICY.account_action.model_copy(update={"action_probability": 1.0})})
+    assert checks.detect_account_action(plain, off, {"action": 0.99}) is None
 
 
 def test_a_hypothetical_about_a_policy_needs_a_surer_reading_to_be_an_account_action():

@@ -267,6 +267,19 @@ def test_a_driver_in_danger_now_is_escalated_and_a_question_about_a_crash_is_ans
     assert any(c.doc_id == "insurance-coverage" for c in question.citations)
 
 
+def test_a_request_to_act_on_the_driver_s_case_in_words_no_pattern_lists_goes_to_a_person(shipped_assistant: Assistant):
+    rules = shipped_assistant._guardrails().policy.account_action
+    request = "the peak pay from saturday night never got added to my earnings, get it added today"
+    assert not rules.patterns.search(request)
+    response = shipped_assistant.answer(HelpRequest(message=request, journey=JourneyContext(stage="account")))
+    assert response.route is Route.ESCALATE and ReasonCode.ACCOUNT_ACTION in response.reason_codes
+    assert response.handoff is not None
+    question = shipped_assistant.answer(HelpRequest(
+        message="how is the completion rate calculated, do customer cancels count", journey=JourneyContext(stage="account"),
+    ))
+    assert question.route is Route.ANSWER and ReasonCode.ACCOUNT_ACTION not in question.reason_codes
+
+
 def test_thanks_and_acknowledgements_get_a_short_reply_without_a_search(shipped_assistant: Assistant):
     policy = shipped_assistant._guardrails().policy
     for message in ("ok thanks", "cool ty 👍", "got it, appreciate it"):

@@ -49,7 +49,8 @@ trained on the others, as the shipped one is (same embeddings, same regression).
 
 This is how ``account_action.action_probability``, ``pattern_probability``,
 ``screen.authority_probability``, ``screen.misuse_probability``, ``safety.pattern_probability``,
-``defects.pattern_probability``, ``safety.danger_probability`` and ``MISUSE_WORDS`` are chosen.
+``defects.pattern_probability``, ``safety.danger_pattern_probability``, ``safety.danger_probability``
+and ``MISUSE_WORDS`` are chosen.
 """
 
 from __future__ import annotations

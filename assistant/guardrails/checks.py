@@ -149,10 +149,13 @@ def detect_safety(
     """A present danger to the driver or others; errs towards recall (a miss is a bug).
 
     A pattern match counts unless a look-alike phrase explains it away, or the message asks about
-    the policy: a hypothetical ("if i ever get in a crash"), or an English message the classifier
-    reads as nothing like an emergency (under ``safety.pattern_probability``), each without a sign
-    of a present emergency. ``other_language``: the probabilities are the multilingual
-    classifier's, which reads the message alone (the patterns and look-alike phrases are English)."""
+    the policy or an incident that is over: an English message the present-danger classifier
+    (``probs["danger"]``) reads under ``safety.danger_pattern_probability``, or, without a sign of
+    a present emergency, a hypothetical ("if i ever get in a crash") or, when that classifier did
+    not read it, a message the screen's safety label reads under ``safety.pattern_probability``.
+    The present-danger classifier also flags a danger on its own from ``safety.danger_probability``.
+    ``other_language``: the probabilities are the multilingual classifier's, which reads the
+    message alone (the patterns and look-alike phrases are English)."""
     rules = policy.safety
     if rules.self_harm is not None and (harm := rules.self_harm.search(text)):
         return Finding(
@@ -177,7 +180,7 @@ def detect_safety(
             detail=f"the driver reports a danger: \"{_quote(match)}\"",
             evidence=[_quote(match)],
         )
-    if danger_p is not None and "danger" in probs and danger_p >= rules.danger_probability:
+    if danger_p is not None and danger_p >= rules.danger_probability:
         return Finding(
             code=ReasonCode.SAFETY,
             detail=f"the message reads like a driver in danger now (classifier {danger_p:.2f})",

@@ -151,9 +151,9 @@ class SafetyPolicy(_Model):
     danger_pattern_probability: float = Field(
         0.0, ge=0, le=1,
         description="English messages: a pattern match counts when the present-danger classifier "
-        "(examples-safety.yaml) reads at least this, or the message has a sign of a present emergency. Below it the "
-        "match reads as a question about the policy or an incident that is over ('had a fender bender yesterday, "
-        "nobody hurt, do I tell Courio').",
+        "(examples-safety.yaml) reads at least this, whatever words of a present emergency ('now', 'emergency') the "
+        "message has. Below it the match reads as a question about the policy or an incident that is over ('had a "
+        "fender bender yesterday, nobody hurt, do I tell Courio').",
     )
     danger_probability: float = Field(
         1.01, ge=0, le=1.01,

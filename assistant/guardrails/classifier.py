@@ -299,10 +299,15 @@ class MessageClassifier:
 
     def probabilities(self, text: str) -> dict[str, float]:
         """Label -> probability; for a long message, each label's highest over its windows."""
+        parts = windows(text)
+        return self.read(parts, np.asarray(embed_queries(self.embeddings, parts), dtype=np.float32))
+
+    def read(self, parts: Sequence[str], vectors: np.ndarray[Any, np.dtype[np.float32]]) -> dict[str, float]:
+        """:meth:`probabilities` for a message's windows (:func:`windows`) and their sentence
+        vectors, so that several classifiers read one message from one lookup of its vectors."""
         self._ensure()
         assert self._weights is not None and self._bias is not None
-        parts = windows(text)
-        vectors = self._features(parts, np.asarray(embed_queries(self.embeddings, parts), dtype=np.float32))
+        vectors = self._features(parts, vectors)
         logits = vectors @ self._weights.T + self._bias
         logits -= logits.max(axis=1, keepdims=True)
         probs = np.exp(logits)

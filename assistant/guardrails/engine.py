@@ -43,7 +43,7 @@ from assistant.guardrails.policy import GuardrailPolicy, load_policy
 from assistant.request import HelpRequest, JourneyContext, Turn
 from assistant.response import ReasonCode
 from assistant.retrieval.bm25 import Bm25Index
-from assistant.retrieval.embeddings import prefetch
+from assistant.retrieval.embeddings import embed_queries, prefetch
 from assistant.retrieval.language import query_language
 
 logger = logging.getLogger("assistant.guardrails")
@@ -224,12 +224,14 @@ class Guardrails:
 
     def _case_readings(self, text: str) -> dict[str, float]:
         """The English account-action, authority, misuse, defect-report and present-danger
-        classifiers' readings of ``text``."""
-        return {"action": self.action_classifier.probabilities(text)["action"],
-                "authority": self.authority_classifier.probabilities(text)["authority"],
-                "misuse": self.misuse_classifier.probabilities(text)["misuse"],
-                "defect": self.defect_classifier.probabilities(text)["defect"],
-                "danger": self.danger_classifier.probabilities(text)["danger"]}
+        classifiers' readings of ``text`` (its windows and their vectors looked up once, for all five)."""
+        parts = windows(text)
+        vectors = np.asarray(embed_queries(self.embeddings, parts), dtype=np.float32)
+        return {"action": self.action_classifier.read(parts, vectors)["action"],
+                "authority": self.authority_classifier.read(parts, vectors)["authority"],
+                "misuse": self.misuse_classifier.read(parts, vectors)["misuse"],
+                "defect": self.defect_classifier.read(parts, vectors)["defect"],
+                "danger": self.danger_classifier.read(parts, vectors)["danger"]}
 
     def _similarity(self, a: str, b: str) -> float:
         va = np.asarray(self.embeddings.embed_query(a), dtype=np.float32)

@@ -217,10 +217,13 @@ class Guardrails:
         """``probs`` with each reading of a request to refuse (injection, harmful, authority,
         misuse) raised to what the English classifiers read in the de-obfuscated ``decoded``
         (leetspeak, base64, ROT13 and reversed text decode to English): a request hidden by its
-        encoding is read as the request it is. Only an obfuscated message pays for this."""
+        encoding is read as the request it is; and the present-danger reading is the decoded
+        text's alone (the letters of a reversed or encoded request read like anything, a pipe bomb
+        spelt backwards like a driver in danger). Only an obfuscated message pays for this."""
         decoded_probs = {**self.classifier.probabilities(decoded), **self._case_readings(decoded)}
-        return {**probs, **{label: max(probs.get(label, 0.0), decoded_probs.get(label, 0.0))
-                            for label in ("injection", "harmful", "authority", "misuse")}}
+        danger = {"danger": decoded_probs["danger"]} if "danger" in probs and "danger" in decoded_probs else {}
+        return {**probs, **danger, **{label: max(probs.get(label, 0.0), decoded_probs.get(label, 0.0))
+                                      for label in ("injection", "harmful", "authority", "misuse")}}
 
     def _case_readings(self, text: str) -> dict[str, float]:
         """The English account-action, authority, misuse, defect-report and present-danger

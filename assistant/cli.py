@@ -103,7 +103,8 @@ def _print_report(report: IngestReport, console: Console = out) -> None:
             f"Indexed generation {report.generation}: {len(report.added)} added, {len(report.updated)} updated, "
             f"{len(report.removed)} removed, {len(report.unchanged)} unchanged; "
             f"{report.chunks_total} chunks ({report.chunks_embedded} embedded), {report.questions_total} driver "
-            f"questions and {report.gap_questions_total} unanswered ones ({report.questions_embedded} embedded), "
+            f"questions, {report.gap_questions_total} unanswered ones and {report.situations_total} safety situations "
+            f"({report.questions_embedded} embedded), "
             f"{report.pivots_total} multilingual pivots "
             f"({report.pivots_embedded} embedded) in {report.seconds:.1f}s",
             highlight=False,

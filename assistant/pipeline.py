@@ -152,6 +152,7 @@ class _Prepared:
     compose_started: float
     language: QueryLanguage
     question: str  # what the answer is composed for: the message, or its English rendering
+    steps: tuple[str, str] | None = None  # (document, chunk) of the safety steps for this situation
 
 
 
@@ -476,6 +477,11 @@ class Assistant:
             if early is not None and early.handling is Handling.SAFETY and guardrails.policy.safety.search_terms:
                 query = f"{query}\n{guardrails.policy.safety.search_terms}"
             retrieval = retriever.retrieve(query, k=self.settings.top_k, journey=request.journey)
+            steps = (
+                retriever.safety_steps(question, journey=request.journey)
+                if early is not None and early.handling is Handling.SAFETY and isinstance(retriever, HybridRetriever)
+                else None
+            )
             timings["retrieval_ms"] = (time.perf_counter() - t0) * 1000
         except (BackendError, IndexNotReadyError) as exc:
             if isinstance(exc, IndexNotReadyError) and not self.index_ready():
@@ -491,7 +497,7 @@ class Assistant:
             request=request, safe_request=safe_request, message=message, conversation_id=conversation_id,
             timings=timings, started=started, inputs=inputs, early=early, signals=signals, retrieval=retrieval,
             context=context, composer=composer, guardrails=guardrails, compose_started=time.perf_counter(),
-            language=language, question=question,
+            language=language, question=question, steps=steps,
         )
 
     def _compose_failed(self, p: _Prepared, exc: Exception) -> HelpResponse:
@@ -512,6 +518,8 @@ class Assistant:
                 "note": f"the message is in '{p.language.code}', which could not be searched in the English help "
                 "centre (the multilingual model is off or failed)",
             })
+        if p.steps is not None and draft.prompt_version is None:
+            draft = self._with_steps(p, p.steps, draft)
         # 4. routing: what the message settled, else the journey, evidence and history decide
         if p.early is not None:
             decision = p.early.model_copy(update={"confidence": confidence(p.retrieval, draft)})
@@ -540,6 +548,21 @@ class Assistant:
             p.safe_request, p.message, p.retrieval, response, p.timings, p.started, context=draft.read, draft=draft.text,
             signature=defect_signature(p.safe_request, checked) if judged else None,
         )
+
+    @staticmethod
+    def _with_steps(p: _Prepared, steps: tuple[str, str], draft: Draft) -> Draft:
+        """The offline draft for a driver escalated for safety, quoting the section of the steps
+        for their situation (:meth:`HybridRetriever.safety_steps`) instead of the section model's
+        choice; unchanged when the composer cannot quote it."""
+        composer = p.composer.fallback if _is_chat(p.composer) else p.composer
+        if not isinstance(composer, ExtractiveComposer):
+            return draft
+        # the steps for the situation first, then the section the section model chose
+        quoted = composer.quote_sections([steps, *((c.doc_id, c.chunk_id) for c in draft.cited[:1])], p.question, p.signals)
+        if quoted is None:
+            return draft
+        text, cited = quoted
+        return draft.model_copy(update={"text": text, "cited": cited, "read": list(dict.fromkeys([*(c.chunk_id for c in cited), *draft.read]))})
 
     # -- help cards -------------------------------------------------------------------------
 

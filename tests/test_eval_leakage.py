@@ -93,7 +93,7 @@ def test_a_pattern_alternative_that_matches_one_case_and_no_training_text_is_a_f
 def _shipped() -> tuple[list[TrainingText], list[TrainingText], list[EvalCase]]:
     corpus = load_corpus(REPO / "corpus")
     loaded = load_datasets([REPO / "evals" / "datasets"])
-    return corpus_questions(corpus.documents, corpus.gap_questions), guardrail_examples(), loaded.cases
+    return corpus_questions(corpus.documents, corpus.gap_questions, [x.text for x in corpus.situations]), guardrail_examples(), loaded.cases
 
 
 def test_shipped_training_texts_share_few_words_with_any_eval_case() -> None:

@@ -5,7 +5,9 @@ Three kinds of training material must stay apart from the eval cases:
 * the corpus's search-only driver questions (an article's ``questions:``, see
   :mod:`assistant.retrieval.questions`): a question that restates a case lets retrieval score
   that case from a copy of it; and the questions it does not answer (``gaps.yaml``): one that
-  restates a case tells the confidence that this very case is not answered;
+  restates a case tells the confidence that this very case is not answered; and the situations
+  of drivers in danger (``safety-situations.yaml``): one that restates a case picks that case's
+  safety steps from a copy of it;
 * the guardrail classifiers' labelled examples (``assistant/guardrails/examples*.yaml``): an
   example that restates a case lets the classifier recognise that case rather than its kind;
 * the guardrail policy's patterns (``assistant/guardrails/policy.yaml``): a pattern alternative
@@ -95,12 +97,15 @@ class PatternFinding(BaseModel):
     message: str
 
 
-def corpus_questions(documents: Sequence[PolicyDocument], gaps: Sequence[str] = ()) -> list[TrainingText]:
-    """The corpus's driver questions, and the questions it does not answer (``gaps.yaml``), as
-    training texts."""
+def corpus_questions(
+    documents: Sequence[PolicyDocument], gaps: Sequence[str] = (), situations: Sequence[str] = ()
+) -> list[TrainingText]:
+    """The corpus's driver questions, the questions it does not answer (``gaps.yaml``) and the
+    situations of drivers in danger (``safety-situations.yaml``), as training texts."""
     return [
         *(TrainingText(source=f"corpus:{doc.id}", text=q) for doc in documents for q in doc.questions),
         *(TrainingText(source="corpus:gaps.yaml", text=q) for q in gaps),
+        *(TrainingText(source="corpus:safety-situations.yaml", text=q) for q in situations),
     ]
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -302,6 +303,35 @@ class ExtractiveComposer:
             min_confidence=self.model.threshold,
         )
 
+    def quote_sections(
+        self, chosen: Sequence[tuple[str, str]], question: str, signals: JourneySignals
+    ) -> tuple[str, list[Passage]] | None:
+        """The sections that hold the chunks of ``chosen`` (document, chunk), each once, quoted
+        for ``question`` as an answer quotes its sections ("Heading:\ntext [n]", the first within
+        the best section's words, the rest within the answer's), with the passages they are
+        cited through; ``None`` when the index has none of them. For sections chosen by
+        something else than the section model (the steps for a driver's safety situation)."""
+        sections: list[Section] = []
+        for doc_id, chunk_id in chosen:
+            section = next((s for s in self._doc_sections(doc_id) if chunk_id in s.chunk_ids), None)
+            if section is not None and all(section.key != s.key for s in sections):
+                sections.append(section)
+        if not sections:
+            return None
+        vector = normalised(np.asarray([self.embeddings.embed_query(question)], dtype=np.float32))[0]
+        q = Question.of(question, vector, signals, self.market_names)
+        paragraphs: list[str] = []
+        cited: list[Passage] = []
+        used = 0
+        for section in sections:
+            budget = MAX_SECTION_WORDS if not paragraphs else MAX_ANSWER_WORDS - used
+            units = self._quote(section, q, budget) if budget > 0 else []
+            if units:
+                used += sum(len(u.split()) for u in units)
+                cited.append(_cite(None, section, self.source))
+                paragraphs.append(f"{section.heading}:\n{_render(units)} [{len(cited)}]")
+        return ("\n\n".join(paragraphs), cited) if paragraphs else None
+
     def excerpt(self, section: Section, question: Question, budget: int) -> str:
         """What this composer quotes of ``section`` for ``question`` in at most ``budget`` words
         (whole sentences and list items, as an answer quotes them), rendered as prose."""
@@ -355,8 +385,9 @@ class ExtractiveComposer:
         return units
 
 
-def _cite(anchor: Passage, section: Section, source: SectionSource | None) -> Passage:
-    """The passage a section found by reading its document is cited through: its first chunk."""
+def _cite(anchor: Passage | None, section: Section, source: SectionSource | None) -> Passage:
+    """The passage a section found by reading its document is cited through: its first chunk
+    (with the score and journey facts of ``anchor``, the retrieved passage of its document)."""
     chunk = source.chunks.get(section.chunk_ids[0]) if source else None
     return Passage(
         chunk_id=section.chunk_ids[0],
@@ -365,8 +396,8 @@ def _cite(anchor: Passage, section: Section, source: SectionSource | None) -> Pa
         section=section.heading,
         text=chunk.page_content if chunk is not None else "\n".join(section.units),
         position=section.position,
-        score=anchor.score,
-        boosts=[f for f in anchor.boosts if not f.startswith("app error")],
+        score=anchor.score if anchor is not None else 0.0,
+        boosts=[f for f in anchor.boosts if not f.startswith("app error")] if anchor is not None else [],
     )
 
 

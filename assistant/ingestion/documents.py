@@ -112,10 +112,24 @@ class LoadedCorpus(BaseModel):
     market_names: dict[str, list[str]] = Field(default_factory=dict)
     #: Questions drivers ask that the help centre does not answer (``gaps.yaml``).
     gap_questions: list[str] = Field(default_factory=list)
+    #: Situations of drivers in danger, each with the section whose steps they need first
+    #: (``safety-situations.yaml``).
+    situations: list[Situation] = Field(default_factory=list)
+
+
+class Situation(BaseModel):
+    """A driver's account of a safety situation and the article section whose steps it needs first."""
+
+    model_config = ConfigDict(frozen=True)
+
+    text: str
+    doc_id: str
+    section: str = Field(description="The section's heading as written in the article (a `##` or `###` heading).")
 
 
 MARKETS_FILE = "markets.yaml"
 GAPS_FILE = "gaps.yaml"
+SITUATIONS_FILE = "safety-situations.yaml"
 
 
 def load_market_names(folder: Path) -> tuple[dict[str, list[str]], DocumentProblem | None]:
@@ -160,6 +174,30 @@ def load_gap_questions(folder: Path) -> tuple[list[str], DocumentProblem | None]
         return list(dict.fromkeys(texts)), None
     except (OSError, UnicodeDecodeError, yaml.YAMLError, ValueError) as exc:
         return [], DocumentProblem(path=str(path), reason=f"unreadable list of unanswered questions: {exc}")
+
+
+def load_situations(folder: Path) -> tuple[list[Situation], DocumentProblem | None]:
+    """``safety-situations.yaml`` of a corpus (``situations:``, each ``{text, doc_id, section}``),
+    in file order, each text once: which section's steps a driver escalated for safety is quoted
+    (see :mod:`assistant.routing.situations`)."""
+    path = folder / SITUATIONS_FILE
+    if not path.exists():
+        return [], None
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        if not isinstance(data, dict) or not isinstance(data.get("situations", []), list):
+            raise ValueError("expected a mapping with a list of situations")
+        found: dict[str, Situation] = {}
+        for item in data.get("situations") or []:
+            if not isinstance(item, dict):
+                raise ValueError(f"a situation must have a text, a doc_id and a section: {item!r}")
+            situation = Situation.model_validate(item)
+            text = " ".join(situation.text.split())
+            if text:
+                found.setdefault(text, situation.model_copy(update={"text": text}))
+        return list(found.values()), None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, ValueError) as exc:
+        return [], DocumentProblem(path=str(path), reason=f"unreadable list of safety situations: {exc}")
 
 
 def parse_document(path: Path, raw: bytes) -> PolicyDocument:
@@ -227,4 +265,10 @@ def load_corpus(folder: Path) -> LoadedCorpus:
     gap_questions, problem = load_gap_questions(folder)
     if problem is not None:
         problems.append(problem)
-    return LoadedCorpus(documents=documents, problems=problems, market_names=market_names, gap_questions=gap_questions)
+    situations, problem = load_situations(folder)
+    if problem is not None:
+        problems.append(problem)
+    return LoadedCorpus(
+        documents=documents, problems=problems, market_names=market_names, gap_questions=gap_questions,
+        situations=situations,
+    )

@@ -27,7 +27,13 @@ from assistant.guardrails.corpus_scan import QuarantinedChunk, scan_chunk
 from assistant.guardrails.multilingual import MultilingualClassifier, authority_classifier
 from assistant.guardrails.policy import load_policy
 from assistant.ingestion.chunking import Chunker, embedding_text, unit_embedding_text
-from assistant.ingestion.documents import PolicyDocument, load_corpus
+from assistant.ingestion.documents import (
+    SITUATIONS_FILE,
+    DocumentProblem,
+    LoadedCorpus,
+    PolicyDocument,
+    load_corpus,
+)
 from assistant.ingestion.report import IngestReport, ProgressCallback
 from assistant.ingestion.units import split_units
 from assistant.retrieval import chroma
@@ -47,7 +53,13 @@ from assistant.retrieval.multilingual import (
     default_encoder,
     encode_pivots,
 )
-from assistant.retrieval.questions import GapIndex, IndexedQuestion, QuestionIndex, nearest_chunks
+from assistant.retrieval.questions import (
+    GapIndex,
+    IndexedQuestion,
+    QuestionIndex,
+    SituationIndex,
+    nearest_chunks,
+)
 
 logger = logging.getLogger("assistant.ingestion")
 
@@ -91,6 +103,34 @@ def _question_index(
     return QuestionIndex(questions, np.concatenate(rows) if rows else np.zeros((0, 0), dtype=np.float32))
 
 
+
+
+def _situation_index(
+    corpus: LoadedCorpus, chunks_by_doc: dict[str, list[Document]], vectors: dict[str, Matrix], dimension: int
+) -> tuple[SituationIndex, list[DocumentProblem]]:
+    """Each safety situation pointed at the first chunk of its section (the section's heading, or
+    one part of a heading path "Section > Subsection"); a situation whose article or section the
+    corpus lacks is left out and reported."""
+    kept: list[IndexedQuestion] = []
+    missing: dict[tuple[str, str], int] = {}
+    for situation in corpus.situations:
+        chunk = next(
+            (c for c in chunks_by_doc.get(situation.doc_id, [])
+             if situation.section in (str(c.metadata.get("section", "")), *str(c.metadata.get("section", "")).split(" > "))),
+            None,
+        )
+        if chunk is None:
+            missing[(situation.doc_id, situation.section)] = missing.get((situation.doc_id, situation.section), 0) + 1
+            continue
+        kept.append(IndexedQuestion(text=situation.text, doc_id=situation.doc_id, chunk_id=chunk.metadata["chunk_id"]))
+    problems = [
+        DocumentProblem(path=SITUATIONS_FILE, reason=f"{n} situation(s) point at {doc_id!r} > {section!r}, which the corpus does not have")
+        for (doc_id, section), n in missing.items()
+    ]
+    rows = np.asarray([vectors[q.text] for q in kept], dtype=np.float32).reshape(len(kept), dimension)
+    return SituationIndex(kept, rows), problems
+
+
 @dataclass(frozen=True)
 class _Previous:
     """The live generation whose vectors an ingest reuses: manifest, chunk store, questions,
@@ -101,6 +141,7 @@ class _Previous:
     questions: QuestionIndex
     pivots: PivotIndex | None
     gaps: GapIndex
+    situations: SituationIndex
 
 
 class Indexer:
@@ -145,9 +186,10 @@ class Indexer:
         all_chunks = [c for doc in corpus.documents for c in chunks_by_doc[doc.id]]
 
         gaps = gaps_fingerprint(corpus.gap_questions)
+        situations = gaps_fingerprint([f"{s.text}\t{s.doc_id}\t{s.section}" for s in corpus.situations])
         if (
             old is not None and not (added or updated or removed) and old.market_names == corpus.market_names
-            and old.gaps == gaps
+            and old.gaps == gaps and old.situations == situations
         ):
             return IngestReport(
                 unchanged=unchanged,
@@ -174,14 +216,15 @@ class Indexer:
             for cid in wanted:
                 if previous.store.get(cid) is not None and previous.store.units(cid) == units[cid]:
                     unit_vectors[cid] = previous.store.unit_vectors(cid)
-            question_vectors = previous.questions.vector_of() | previous.gaps.vector_of()
+            question_vectors = previous.questions.vector_of() | previous.gaps.vector_of() | previous.situations.vector_of()
             previous_pivots = previous.pivots
             previous_headings = previous.store.heading_vectors
         to_embed = [c for c in all_chunks if c.metadata["chunk_id"] not in reusable]
         unit_jobs = [cid for cid in units if cid not in unit_vectors and units[cid]]
         kept_docs = [doc for doc in corpus.documents if chunks_by_doc[doc.id]]
-        # the driver questions of the articles and the questions the corpus does not answer (gaps.yaml)
-        wanted = [*(q for d in kept_docs for q in d.questions), *corpus.gap_questions]
+        # the driver questions of the articles, the questions the corpus does not answer (gaps.yaml)
+        # and the situations of drivers in danger (safety-situations.yaml)
+        wanted = [*(q for d in kept_docs for q in d.questions), *corpus.gap_questions, *(s.text for s in corpus.situations)]
         question_jobs = list(dict.fromkeys(q for q in wanted if q not in question_vectors))
 
         sections = {c.metadata["chunk_id"]: c.metadata["section"] for c in all_chunks}
@@ -241,6 +284,9 @@ class Indexer:
         # the corpus's questions it does not answer (gaps.yaml), a feature of the answer's confidence
         gap_rows = np.asarray([question_vectors[q] for q in corpus.gap_questions], dtype=np.float32)
         GapIndex(corpus.gap_questions, gap_rows.reshape(len(corpus.gap_questions), dimension)).write(store_dir)
+        # which section's steps a driver escalated for safety is quoted (safety-situations.yaml)
+        situation_index, situation_problems = _situation_index(corpus, chunks_by_doc, question_vectors, dimension)
+        situation_index.write(store_dir)
         # the English guardrail classifiers are trained (or found in their cache) now, so no
         # driver's message waits for them
         for classifier in english_classifiers(self.embeddings, cache_dir=data_dir / "guardrails", model_id=self.model_id):
@@ -273,6 +319,7 @@ class Indexer:
             documents={doc.id: _doc_entry(doc, chunks_by_doc[doc.id]) for doc in corpus.documents},
             market_names=corpus.market_names,
             gaps=gaps,
+            situations=situations,
         )
         write_manifest(data_dir, manifest)  # the switch: from here on the new generation is live
 
@@ -285,7 +332,7 @@ class Indexer:
             updated=updated,
             removed=removed,
             unchanged=unchanged,
-            problems=corpus.problems,
+            problems=[*corpus.problems, *situation_problems],
             quarantined=quarantined,
             chunks_total=len(all_chunks),
             chunks_embedded=len(to_embed),
@@ -293,6 +340,7 @@ class Indexer:
             questions_total=len(questions),
             questions_embedded=len(question_jobs),
             gap_questions_total=len(corpus.gap_questions),
+            situations_total=len(situation_index),
             rebuilt=True,
             pivots_total=pivot_stats[0],
             pivots_embedded=pivot_stats[1],
@@ -362,7 +410,8 @@ class Indexer:
         try:  # a live generation whose files are unreadable is rebuilt, not reused
             Bm25Index.load(folder)
             return _Previous(
-                manifest, ChunkStore.read(folder), QuestionIndex.read(folder), PivotIndex.read(folder), GapIndex.read(folder)
+                manifest, ChunkStore.read(folder), QuestionIndex.read(folder), PivotIndex.read(folder), GapIndex.read(folder),
+                SituationIndex.read(folder),
             )
         except AssistantError as exc:
             logger.warning("the live index is unreadable, rebuilding it: %s", exc)

@@ -31,15 +31,22 @@ class IngestReport(BaseModel):
     chunks_embedded: int = 0
     units_embedded: int = 0
     questions_total: int = 0
-    questions_embedded: int = Field(0, description="Driver questions and unanswered questions embedded (the others were reused).")
+    questions_embedded: int = Field(
+        0, description="Driver questions, unanswered questions and safety situations embedded (the others were reused)."
+    )
     gap_questions_total: int = Field(0, description="Questions the corpus does not answer (its gaps.yaml).")
+    situations_total: int = Field(
+        0, description="Situations of drivers in danger indexed with the section of their steps (its safety-situations.yaml)."
+    )
     pivots_total: int = Field(0, description="Multilingual pivots (0 when Settings.multilingual is off).")
     pivots_embedded: int = 0
     pivot_seconds: float = Field(
         0.0, description="Of ``seconds``, the time spent on the multilingual model (pivots, the multilingual classifier's examples)."
     )
     generation: int = 0
-    rebuilt: bool = Field(False, description="A new generation was written (also when only markets.yaml or gaps.yaml changed).")
+    rebuilt: bool = Field(
+        False, description="A new generation was written (also when only markets.yaml, gaps.yaml or safety-situations.yaml changed)."
+    )
     seconds: float = 0.0
 
     @property

@@ -42,7 +42,7 @@ from assistant.retrieval.multilingual import (
     encode_pivots,
     pivots_of_store,
 )
-from assistant.retrieval.questions import GapIndex, QuestionIndex
+from assistant.retrieval.questions import GapIndex, QuestionIndex, SituationIndex
 
 if TYPE_CHECKING:
     from langchain_core.documents import Document
@@ -78,6 +78,7 @@ class HybridRetriever:
         self.dense = self._dense_search(folder)
         self.questions = QuestionIndex.read(folder)
         self.gaps = GapIndex.read(folder)
+        self.situations = SituationIndex.read(folder)
         # the document of each BM25 row: a request's document filter is a row mask
         self._bm25_masks = DocumentMasks([self._chunk_doc.get(cid, "") for cid in self.bm25.chunk_ids])
         # the documents open to a driver of each market, and those closed (computed once a market)
@@ -241,6 +242,20 @@ class HybridRetriever:
             agreement=self._agreement(passages, dense_hits, bm25_hits),
             excluded_doc_ids=excluded,
         )
+
+    def safety_steps(self, query: str, *, journey: JourneyContext | None = None) -> tuple[str, str] | None:
+        """(document, chunk) of the section whose steps a driver in danger who wrote ``query``
+        needs first: the one most of the nearest situations of the corpus's
+        ``safety-situations.yaml`` point to, among the documents that apply to the driver;
+        ``None`` for an index without situations."""
+        if not len(self.situations):
+            return None
+        signals = JourneySignals.from_journey(journey) if self.settings.use_journey else JourneySignals()
+        allowed, _ = self._documents_for(signals.with_market_named_in(query, self.manifest.market_names))
+        [vector] = embed_queries(self.embeddings, [query])
+        chunk = self.situations.steps(vector, doc_ids=allowed)
+        doc_id = self._chunk_doc.get(chunk) if chunk is not None else None
+        return (doc_id, chunk) if doc_id is not None and chunk is not None else None
 
     def _documents_for(self, signals: JourneySignals) -> tuple[list[str], list[str]]:
         """The documents that apply to this driver (they depend on the market alone) and the

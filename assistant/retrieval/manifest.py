@@ -64,6 +64,9 @@ class IndexManifest(BaseModel):
     #: sha256 of the corpus's questions it does not answer (``gaps.yaml``) as indexed; empty
     #: when it has none (see :func:`gaps_fingerprint`).
     gaps: str = ""
+    #: sha256 of the corpus's safety situations (``safety-situations.yaml``) as indexed; empty
+    #: when it has none.
+    situations: str = ""
 
     @property
     def superseded_ids(self) -> frozenset[str]:

@@ -218,3 +218,68 @@ class GapIndex:
             raise IndexNotReadyError(
                 f"the unanswered questions in {folder} are corrupt ({exc}); rebuild them with `assistant ingest --rebuild`"
             ) from exc
+
+
+SITUATIONS_FILE = "situations.jsonl"
+SITUATION_VECTORS_FILE = "situation_vectors.npy"
+#: How many of the nearest situations vote for the section a driver in danger is quoted.
+SITUATION_VOTES = 3
+
+
+class SituationIndex:
+    """Situations of drivers in danger (a corpus's ``safety-situations.yaml``), each pointing at
+    the first chunk of the section whose steps it needs first, with their vectors.
+
+    A message escalated for safety is quoted the section its nearest situations point to
+    (:meth:`steps`): retrieval and the section model read a driver's question, and a crash, a
+    knife or chest pain told in a few words is nearer to the generic steps of every safety
+    article than to the one for it; a driver in the same situation is nearer still."""
+
+    def __init__(self, situations: Sequence[IndexedQuestion], vectors: Matrix) -> None:
+        if len(situations) != len(vectors):
+            raise ValueError(f"{len(situations)} situations but {len(vectors)} vectors")
+        self.situations = list(situations)
+        self._vectors = normalised(vectors)
+        self._masks = DocumentMasks([q.doc_id for q in self.situations])
+
+    def __len__(self) -> int:
+        return len(self.situations)
+
+    def vector_of(self) -> dict[str, Matrix]:
+        """Each situation's text -> its (normalised) vector, for reuse by the next ingest."""
+        return {q.text: self._vectors[i] for i, q in enumerate(self.situations)}
+
+    def steps(self, vector: Sequence[float], *, doc_ids: Collection[str], votes: int = SITUATION_VOTES) -> str | None:
+        """The chunk that most of the ``votes`` situations nearest to ``vector`` point at (each
+        vote weighed by its similarity), among those of ``doc_ids``; ``None`` without any."""
+        if not self.situations:
+            return None
+        query = normalised(np.asarray([vector], dtype=np.float32))[0]
+        similarity = self._vectors @ query
+        masked = np.where(self._masks.mask(list(doc_ids)), similarity, -np.inf)
+        tally: dict[str, float] = {}
+        for index in top_rows(masked, votes):
+            if np.isfinite(masked[index]):
+                chunk = self.situations[index].chunk_id
+                tally[chunk] = tally.get(chunk, 0.0) + max(float(similarity[index]), 0.0)
+        return max(tally, key=lambda c: tally[c]) if tally else None
+
+    def write(self, folder: Path) -> None:
+        """Write the situations and their vectors into an index generation's folder."""
+        write_rows(
+            folder, SITUATIONS_FILE, SITUATION_VECTORS_FILE, (q.model_dump_json() for q in self.situations), self._vectors
+        )
+
+    @classmethod
+    def read(cls, folder: Path) -> SituationIndex:
+        """Load what :meth:`write` wrote; an index built without situations has none."""
+        rows = read_rows(folder, SITUATIONS_FILE, SITUATION_VECTORS_FILE, "safety situations")
+        if rows is None:
+            return cls([], np.zeros((0, 0), dtype=np.float32))
+        lines, vectors = rows
+        try:
+            return cls([IndexedQuestion.model_validate_json(line) for line in lines], vectors)
+        except ValueError as exc:
+            raise IndexNotReadyError(
+                f"the safety situations in {folder} are corrupt ({exc}); rebuild them with `assistant ingest --rebuild`"
+            ) from exc

@@ -157,14 +157,20 @@ def serving(
     env: dict[str, str] | None = None,
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Run a server on loopback until the block ends: start ``command`` (stdout and stderr to
-    ``output``, environment ``env``), wait until ``probe`` answers 200, then terminate it."""
+    ``output``, environment ``env``), wait until ``probe`` answers 200, then terminate it (and
+    kill it if it has not stopped after ``stop_seconds``: a llama.cpp server still generating for
+    a request its client gave up on finishes that first)."""
     process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=env)
     try:
         wait_until_serving(probe, process, seconds=seconds, what=what)
         yield process
     finally:
         process.terminate()
-        process.wait(timeout=stop_seconds)
+        try:
+            process.wait(timeout=stop_seconds)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=stop_seconds)
 
 
 # -- PostgreSQL on loopback (.ci/postgres; `make test` installs Debian's package) -------------

@@ -1,5 +1,6 @@
 """Search-only driver questions: the index of question vectors, and what they do to retrieval."""
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -79,6 +80,28 @@ def test_front_matter_questions_are_tidied(tmp_path: Path) -> None:
     assert single.questions == ["why"]
 
 
+def test_a_question_may_name_the_section_that_answers_it(tmp_path: Path) -> None:
+    raw = (
+        "---\nid: doc\ntitle: Doc\nversion: 1\neffective_date: 2025-01-01\nquestions:\n"
+        "  - {text: \"can my  wife see where i am\", section: Share trip}\n  - how do i add a contact\n---\n# Doc\nBody.\n"
+    )
+    doc = parse_document(tmp_path / "doc.md", raw.encode())
+    assert doc.questions == ["can my wife see where i am", "how do i add a contact"]
+    assert doc.question_sections == {"can my wife see where i am": "Share trip"}
+    with pytest.raises(ValueError, match="text"):
+        parse_document(tmp_path / "bad.md", raw.replace("{text: ", "{words: ").encode())
+
+
+def test_every_shipped_question_names_a_heading_of_its_article() -> None:
+    corpus = load_corpus(Path(__file__).resolve().parents[1] / "corpus")
+    wrong = []
+    for doc in corpus.documents:
+        headings = {doc.title, *re.findall(r"^#{1,3} (.+?)\s*$", doc.body, flags=re.MULTILINE)}
+        wrong += [(doc.id, q, s) for q, s in doc.question_sections.items() if s not in headings]
+    assert not wrong
+    assert sum(len(d.question_sections) for d in corpus.documents) == sum(len(d.questions) for d in corpus.documents)
+
+
 SHARING_BODY = """
     # Trip sharing
     ## Trusted contacts
@@ -104,6 +127,17 @@ def test_questions_are_indexed_apart_from_the_text_and_pointed_at_the_answering_
     assert set(pointed) == {"can my wife see where i am when im out late", "how do i let family follow me on shift"}
     assert all(chunk is not None and chunk.metadata["doc_id"] == "trip-sharing" for chunk in pointed.values())
     assert not any("wife" in chunk.page_content for chunk in retriever.store.chunks.values()), "questions are never quoted"
+
+    # A question that names its section points into that section, even where another is nearer.
+    path = small_corpus / "trip-sharing.md"
+    path.write_text(path.read_text().replace(
+        '"how do i let family follow me on shift"', '{text: "how do i let family follow me on shift", section: Trusted contacts}'
+    ))
+    named = Indexer(settings, embeddings).ingest(small_corpus)
+    assert named.updated == ["trip-sharing"] and named.questions_embedded == 0
+    retriever = HybridRetriever.open(settings, embeddings)
+    sections = {q.text: retriever.store.get(q.chunk_id).metadata["section"] for q in retriever.questions.questions}
+    assert sections["how do i let family follow me on shift"] == "Trusted contacts"
 
     # Editing only the questions re-embeds the new question, not the unchanged text or question.
     path = small_corpus / "trip-sharing.md"

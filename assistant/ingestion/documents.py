@@ -13,7 +13,7 @@ from pathlib import Path
 
 import frontmatter
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from assistant.request import Stage
 
@@ -38,6 +38,9 @@ class PolicyDocument(BaseModel):
     #: Questions the article answers, in drivers' words; searched, never shown or quoted
     #: (see :mod:`assistant.retrieval.questions`).
     questions: list[str] = Field(default_factory=list)
+    #: The section that answers a question, where the front matter names it (``- {text: ...,
+    #: section: ...}``): the heading as written, or the title for the introduction.
+    question_sections: dict[str, str] = Field(default_factory=dict)
     body: str
     path: str
     sha256: str
@@ -74,6 +77,26 @@ class PolicyDocument(BaseModel):
         if isinstance(value, list):  # YAML reads a tag such as 911 as a number
             return [str(v) if isinstance(v, int | float) else v for v in value]
         return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sections_of_questions(cls, data: object) -> object:
+        """A question written ``{text, section}`` is its text, and its section is remembered."""
+        if not isinstance(data, dict) or not isinstance(data.get("questions"), list):
+            return data
+        texts: list[object] = []
+        sections: dict[str, str] = {}
+        for item in data["questions"]:
+            if isinstance(item, dict):
+                if not isinstance(item.get("text"), str):
+                    raise ValueError(f"a question must be a string or have a text: {item!r}")
+                text = " ".join(item["text"].split())
+                if text and isinstance(item.get("section"), str) and item["section"].strip():
+                    sections.setdefault(text, " ".join(item["section"].split()))
+                texts.append(text)
+            else:
+                texts.append(item)
+        return {**data, "questions": texts, "question_sections": sections}
 
     @field_validator("questions", mode="before")
     @classmethod

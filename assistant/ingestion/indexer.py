@@ -58,7 +58,7 @@ from assistant.retrieval.questions import (
     IndexedQuestion,
     QuestionIndex,
     SituationIndex,
-    nearest_chunks,
+    normalised,
 )
 
 logger = logging.getLogger("assistant.ingestion")
@@ -87,15 +87,22 @@ def _question_index(
     chunk_vectors: dict[str, Matrix],
     question_vectors: dict[str, Matrix],
 ) -> QuestionIndex:
-    """Each document's questions, each pointed at the document's chunk nearest to it."""
+    """Each document's questions, each pointed at the document's chunk nearest to it: among the
+    chunks of the section the front matter names for it (:func:`_in_section`), else among all."""
     questions: list[IndexedQuestion] = []
     rows: list[Matrix] = []
     for doc in documents:
         if not doc.questions:
             continue
-        chunk_ids = [c.metadata["chunk_id"] for c in chunks_by_doc[doc.id]]
+        chunks = chunks_by_doc[doc.id]
+        chunk_ids = [c.metadata["chunk_id"] for c in chunks]
         matrix = np.asarray([question_vectors[q] for q in doc.questions], dtype=np.float32)
-        nearest = nearest_chunks(matrix, np.asarray([chunk_vectors[c] for c in chunk_ids], dtype=np.float32))
+        similarity = normalised(matrix) @ normalised(np.asarray([chunk_vectors[c] for c in chunk_ids], dtype=np.float32)).T
+        nearest = []
+        for row, q in enumerate(doc.questions):
+            named = doc.question_sections.get(q)
+            allowed = [i for i, c in enumerate(chunks) if named is not None and _in_section(c, named)] or range(len(chunks))
+            nearest.append(max(allowed, key=lambda i: (similarity[row, i], -i)))
         questions.extend(
             IndexedQuestion(text=q, doc_id=doc.id, chunk_id=chunk_ids[i]) for q, i in zip(doc.questions, nearest, strict=True)
         )
@@ -103,6 +110,13 @@ def _question_index(
     return QuestionIndex(questions, np.concatenate(rows) if rows else np.zeros((0, 0), dtype=np.float32))
 
 
+
+
+def _in_section(chunk: Document, heading: str) -> bool:
+    """Whether ``chunk`` is of the section ``heading`` names: its heading path, one part of it
+    ("Section > Subsection"), or the title for the introduction."""
+    path = str(chunk.metadata.get("section", ""))
+    return heading in (path, *path.split(" > "))
 
 
 def _situation_index(
@@ -114,11 +128,7 @@ def _situation_index(
     kept: list[IndexedQuestion] = []
     missing: dict[tuple[str, str], int] = {}
     for situation in corpus.situations:
-        chunk = next(
-            (c for c in chunks_by_doc.get(situation.doc_id, [])
-             if situation.section in (str(c.metadata.get("section", "")), *str(c.metadata.get("section", "")).split(" > "))),
-            None,
-        )
+        chunk = next((c for c in chunks_by_doc.get(situation.doc_id, []) if _in_section(c, situation.section)), None)
         if chunk is None:
             missing[(situation.doc_id, situation.section)] = missing.get((situation.doc_id, situation.section), 0) + 1
             continue

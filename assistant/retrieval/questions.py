@@ -2,9 +2,10 @@
 
 Drivers describe situations ("can my wife see where i am when i'm out late") in words the
 article never uses ("Share trip sends a link to trusted contacts"). An article's front matter may
-list ``questions:``, the questions it answers as drivers would type them. At ingest each question
-is embedded and pointed at the article's chunk nearest to it in meaning, the part that answers
-it. At query time the message is compared with the questions of the documents that apply; the
+list ``questions:``, the questions it answers as drivers would type them, each optionally with
+the section that answers it (``{text, section}``). At ingest each question is embedded and
+pointed at the chunk nearest to it in meaning of that section, else of the whole article: the
+part that answers it. At query time the message is compared with the questions of the documents that apply; the
 documents of the closest questions get one more vote when documents are ranked, and a document
 no other search found joins the candidates with the chunk its question points at (a
 doc2query-style expansion, kept beside the chunks instead of inside them).

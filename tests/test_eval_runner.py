@@ -23,7 +23,7 @@ CORPUS = ROOT / "corpus"
 def _small_dataset(folder: Path) -> Path:
     rows = [
         {"id": "fee", "message": "how much does fast pay cost", "expected_route": "answer",
-         "relevant_doc_ids": ["instant-cashout"], "must_include": ["$1.99"], "tags": ["pay"], "split": "sealed"},
+         "relevant_doc_ids": ["instant-cashout"], "must_include": ["$1.49"], "tags": ["pay"], "split": "sealed"},
         {"id": "wait", "message": "how long do i wait for a customer who doesnt answer",
          "journey": {"stage": "at_dropoff", "order": {"type": "food"}}, "expected_route": "answer",
          "relevant_doc_ids": ["customer-unavailable"], "must_include": ["$0.00 never"], "tags": ["dropoff"],
@@ -73,7 +73,7 @@ def test_run_writes_results_summary_and_resumes(tmp_path: Path, index_settings: 
     assert summary["by_split"]["sealed"]["cases"] == 1 and summary["by_split"]["tuning"]["cases"] == 2
     assert "pass_rate" in summary["gap"]
     assert summary["overall"]["calibration.ece"] is not None
-    assert results[0].outcome.draft_right is False  # the corpus says $0.99, the case wants $1.99
+    assert results[0].outcome.draft_right is False  # no article says $1.49: a draft without the wanted fact is not right
 
     md, html = write_reports(out)
     report = md.read_text(encoding="utf-8")

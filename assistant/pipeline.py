@@ -551,9 +551,9 @@ class Assistant:
 
     @staticmethod
     def _with_steps(p: _Prepared, steps: tuple[str, str], draft: Draft) -> Draft:
-        """The offline draft for a driver escalated for safety, quoting the section of the steps
-        for their situation (:meth:`HybridRetriever.safety_steps`) instead of the section model's
-        choice; unchanged when the composer cannot quote it."""
+        """The offline draft for a driver escalated for safety, quoting first the section of the
+        steps for their situation (:meth:`HybridRetriever.safety_steps`), then the section model's
+        first choice; unchanged when the composer cannot quote them."""
         composer = p.composer.fallback if _is_chat(p.composer) else p.composer
         if not isinstance(composer, ExtractiveComposer):
             return draft

@@ -46,7 +46,7 @@ def test_only_situations_of_documents_that_apply_vote() -> None:
 def test_situations_round_trip_and_damage_is_a_clear_error(tmp_path: Path) -> None:
     _index().write(tmp_path)
     again = SituationIndex.read(tmp_path)
-    assert [s.text for s in again.situations] == ["crash 1", "crash 2", "threat", "storm"]
+    assert [s.text for s in again.questions] == ["crash 1", "crash 2", "threat", "storm"]
     assert again.steps([0.0, 0.0, 1.0], doc_ids={"weather"}) == "weather:storm"
     assert len(SituationIndex.read(tmp_path / "none")) == 0, "an index built without situations has none"
     (tmp_path / "situations.jsonl").write_text("{not json\n", encoding="utf-8")

@@ -202,7 +202,7 @@ def load_gap_questions(folder: Path) -> tuple[list[str], DocumentProblem | None]
 def load_situations(folder: Path) -> tuple[list[Situation], DocumentProblem | None]:
     """``safety-situations.yaml`` of a corpus (``situations:``, each ``{text, doc_id, section}``),
     in file order, each text once: which section's steps a driver escalated for safety is quoted
-    (see :mod:`assistant.routing.situations`)."""
+    (see :class:`assistant.retrieval.questions.SituationIndex`)."""
     path = folder / SITUATIONS_FILE
     if not path.exists():
         return [], None

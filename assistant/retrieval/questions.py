@@ -20,7 +20,7 @@ import json
 import os
 from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
@@ -92,6 +92,11 @@ def nearest_chunks(question_vectors: Matrix, chunk_vectors: Matrix) -> list[int]
 class QuestionIndex:
     """Question vectors of one index generation, searched by brute-force cosine (they are few)."""
 
+    #: The index generation's files it is written to, and what they hold (for the repair message).
+    TEXT_FILE = QUESTIONS_FILE
+    VECTOR_FILE = QUESTION_VECTORS_FILE
+    WHAT = "driver questions"
+
     def __init__(self, questions: Sequence[IndexedQuestion], vectors: Matrix) -> None:
         if len(questions) != len(vectors):
             raise ValueError(f"{len(questions)} questions but {len(vectors)} vectors")
@@ -150,12 +155,12 @@ class QuestionIndex:
 
     def write(self, folder: Path) -> None:
         """Write the questions and their vectors into an index generation's folder."""
-        write_rows(folder, QUESTIONS_FILE, QUESTION_VECTORS_FILE, (q.model_dump_json() for q in self.questions), self._vectors)
+        write_rows(folder, self.TEXT_FILE, self.VECTOR_FILE, (q.model_dump_json() for q in self.questions), self._vectors)
 
     @classmethod
-    def read(cls, folder: Path) -> QuestionIndex:
+    def read(cls, folder: Path) -> Self:
         """Load what :meth:`write` wrote; an index built without questions has none."""
-        rows = read_rows(folder, QUESTIONS_FILE, QUESTION_VECTORS_FILE, "driver questions")
+        rows = read_rows(folder, cls.TEXT_FILE, cls.VECTOR_FILE, cls.WHAT)
         if rows is None:
             return cls([], np.zeros((0, 0), dtype=np.float32))
         lines, vectors = rows
@@ -163,8 +168,7 @@ class QuestionIndex:
             return cls([IndexedQuestion.model_validate_json(line) for line in lines], vectors)
         except ValueError as exc:
             raise IndexNotReadyError(
-                f"the question index in {folder} is missing or corrupt ({exc}); "
-                "rebuild it with `assistant ingest --rebuild`"
+                f"the {cls.WHAT} in {folder} are missing or corrupt ({exc}); rebuild them with `assistant ingest --rebuild`"
             ) from exc
 
 
@@ -227,7 +231,7 @@ SITUATION_VECTORS_FILE = "situation_vectors.npy"
 SITUATION_VOTES = 3
 
 
-class SituationIndex:
+class SituationIndex(QuestionIndex):
     """Situations of drivers in danger (a corpus's ``safety-situations.yaml``), each pointing at
     the first chunk of the section whose steps it needs first, with their vectors.
 
@@ -236,24 +240,14 @@ class SituationIndex:
     knife or chest pain told in a few words is nearer to the generic steps of every safety
     article than to the one for it; a driver in the same situation is nearer still."""
 
-    def __init__(self, situations: Sequence[IndexedQuestion], vectors: Matrix) -> None:
-        if len(situations) != len(vectors):
-            raise ValueError(f"{len(situations)} situations but {len(vectors)} vectors")
-        self.situations = list(situations)
-        self._vectors = normalised(vectors)
-        self._masks = DocumentMasks([q.doc_id for q in self.situations])
-
-    def __len__(self) -> int:
-        return len(self.situations)
-
-    def vector_of(self) -> dict[str, Matrix]:
-        """Each situation's text -> its (normalised) vector, for reuse by the next ingest."""
-        return {q.text: self._vectors[i] for i, q in enumerate(self.situations)}
+    TEXT_FILE = SITUATIONS_FILE
+    VECTOR_FILE = SITUATION_VECTORS_FILE
+    WHAT = "safety situations"
 
     def steps(self, vector: Sequence[float], *, doc_ids: Collection[str], votes: int = SITUATION_VOTES) -> str | None:
         """The chunk that most of the ``votes`` situations nearest to ``vector`` point at (each
         vote weighed by its similarity), among those of ``doc_ids``; ``None`` without any."""
-        if not self.situations:
+        if not self.questions:
             return None
         query = normalised(np.asarray([vector], dtype=np.float32))[0]
         similarity = self._vectors @ query
@@ -261,26 +255,6 @@ class SituationIndex:
         tally: dict[str, float] = {}
         for index in top_rows(masked, votes):
             if np.isfinite(masked[index]):
-                chunk = self.situations[index].chunk_id
+                chunk = self.questions[index].chunk_id
                 tally[chunk] = tally.get(chunk, 0.0) + max(float(similarity[index]), 0.0)
         return max(tally, key=lambda c: tally[c]) if tally else None
-
-    def write(self, folder: Path) -> None:
-        """Write the situations and their vectors into an index generation's folder."""
-        write_rows(
-            folder, SITUATIONS_FILE, SITUATION_VECTORS_FILE, (q.model_dump_json() for q in self.situations), self._vectors
-        )
-
-    @classmethod
-    def read(cls, folder: Path) -> SituationIndex:
-        """Load what :meth:`write` wrote; an index built without situations has none."""
-        rows = read_rows(folder, SITUATIONS_FILE, SITUATION_VECTORS_FILE, "safety situations")
-        if rows is None:
-            return cls([], np.zeros((0, 0), dtype=np.float32))
-        lines, vectors = rows
-        try:
-            return cls([IndexedQuestion.model_validate_json(line) for line in lines], vectors)
-        except ValueError as exc:
-            raise IndexNotReadyError(
-                f"the safety situations in {folder} are corrupt ({exc}); rebuild them with `assistant ingest --rebuild`"
-            ) from exc

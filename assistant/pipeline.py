@@ -558,7 +558,9 @@ class Assistant:
         if not isinstance(composer, ExtractiveComposer):
             return draft
         # the steps for the situation first, then the section the section model chose
-        quoted = composer.quote_sections([steps, *((c.doc_id, c.chunk_id) for c in draft.cited[:1])], p.question, p.signals)
+        quoted = composer.quote_sections(
+            [steps, *((c.doc_id, c.chunk_id) for c in draft.cited[:1])], p.question, p.signals, p.context
+        )
         if quoted is None:
             return draft
         text, cited = quoted

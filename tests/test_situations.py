@@ -129,6 +129,7 @@ def test_a_driver_in_danger_is_quoted_the_steps_for_their_situation(
         response = assistant.answer(request)
         assert response.route is Route.ESCALATE and [r.code.value for r in response.reasons] == ["safety"]
         assert response.citations[0].section == heading
+        assert response.citations[0].score > 0, "cited with its article's retrieval score"
         steps = response.answer.split("\n\n", 1)[1]
         assert steps.startswith(f"{heading}:"), "the situation's steps come first, after the safety message"
     # a question is answered as before: the situations are read only for a driver in danger

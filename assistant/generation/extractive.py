@@ -304,13 +304,14 @@ class ExtractiveComposer:
         )
 
     def quote_sections(
-        self, chosen: Sequence[tuple[str, str]], question: str, signals: JourneySignals
+        self, chosen: Sequence[tuple[str, str]], question: str, signals: JourneySignals, passages: Sequence[Passage] = ()
     ) -> tuple[str, list[Passage]] | None:
         """The sections that hold the chunks of ``chosen`` (document, chunk), each once, quoted
         for ``question`` as an answer quotes its sections ("Heading:\ntext [n]", the first within
         the best section's words, the rest within the answer's), with the passages they are
-        cited through; ``None`` when the index has none of them. For sections chosen by
-        something else than the section model (the steps for a driver's safety situation)."""
+        cited through (scored as their document's first retrieved passage in ``passages``);
+        ``None`` when the index has none of them. For sections chosen by something else than
+        the section model (the steps for a driver's safety situation)."""
         sections: list[Section] = []
         for doc_id, chunk_id in chosen:
             section = next((s for s in self._doc_sections(doc_id) if chunk_id in s.chunk_ids), None)
@@ -328,7 +329,8 @@ class ExtractiveComposer:
             units = self._quote(section, q, budget) if budget > 0 else []
             if units:
                 used += sum(len(u.split()) for u in units)
-                cited.append(_cite(None, section, self.source))
+                anchor = next((p for p in passages if p.doc_id == section.doc_id), None)
+                cited.append(_cite(anchor, section, self.source))
                 paragraphs.append(f"{section.heading}:\n{_render(units)} [{len(cited)}]")
         return ("\n\n".join(paragraphs), cited) if paragraphs else None
 

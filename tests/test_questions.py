@@ -45,6 +45,8 @@ def test_nearest_chunks_points_each_question_at_the_closest_chunk() -> None:
     chunks = np.asarray([[1.0, 0.0], [0.0, 2.0]])
     assert nearest_chunks(np.asarray([[0.1, 0.9], [3.0, 0.2]]), chunks) == [1, 0]
     assert nearest_chunks(np.zeros((0, 2)), chunks) == []
+    # a question whose section is named looks only at that section's rows
+    assert nearest_chunks(np.asarray([[0.1, 0.9], [3.0, 0.2]]), chunks, [[0], []]) == [0, 0]
 
 
 def test_write_and_read_round_trip(tmp_path: Path) -> None:

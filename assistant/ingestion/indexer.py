@@ -58,7 +58,7 @@ from assistant.retrieval.questions import (
     IndexedQuestion,
     QuestionIndex,
     SituationIndex,
-    normalised,
+    nearest_chunks,
 )
 
 logger = logging.getLogger("assistant.ingestion")
@@ -97,19 +97,14 @@ def _question_index(
         chunks = chunks_by_doc[doc.id]
         chunk_ids = [c.metadata["chunk_id"] for c in chunks]
         matrix = np.asarray([question_vectors[q] for q in doc.questions], dtype=np.float32)
-        similarity = normalised(matrix) @ normalised(np.asarray([chunk_vectors[c] for c in chunk_ids], dtype=np.float32)).T
-        nearest = []
-        for row, q in enumerate(doc.questions):
-            named = doc.question_sections.get(q)
-            allowed = [i for i, c in enumerate(chunks) if named is not None and _in_section(c, named)] or range(len(chunks))
-            nearest.append(max(allowed, key=lambda i: (similarity[row, i], -i)))
+        named = [doc.question_sections.get(q) for q in doc.questions]
+        allowed = [[i for i, c in enumerate(chunks) if _in_section(c, n)] if n is not None else [] for n in named]
+        nearest = nearest_chunks(matrix, np.asarray([chunk_vectors[c] for c in chunk_ids], dtype=np.float32), allowed)
         questions.extend(
             IndexedQuestion(text=q, doc_id=doc.id, chunk_id=chunk_ids[i]) for q, i in zip(doc.questions, nearest, strict=True)
         )
         rows.append(matrix)
     return QuestionIndex(questions, np.concatenate(rows) if rows else np.zeros((0, 0), dtype=np.float32))
-
-
 
 
 def _in_section(chunk: Document, heading: str) -> bool:

@@ -81,11 +81,20 @@ def read_rows(folder: Path, text_file: str, vector_file: str, what: str) -> tupl
         ) from exc
 
 
-def nearest_chunks(question_vectors: Matrix, chunk_vectors: Matrix) -> list[int]:
-    """For each question row, the index of the most similar chunk row (cosine)."""
+def nearest_chunks(
+    question_vectors: Matrix, chunk_vectors: Matrix, allowed: Sequence[Sequence[int]] | None = None
+) -> list[int]:
+    """For each question row, the index of the most similar chunk row (cosine), among the rows
+    ``allowed[question]`` lists when it lists any (the first of equals)."""
     if len(question_vectors) == 0 or len(chunk_vectors) == 0:
         return []
     similarity = normalised(question_vectors) @ normalised(chunk_vectors).T
+    if allowed is not None:
+        for row, rows in enumerate(allowed):
+            if rows:
+                keep = np.zeros(similarity.shape[1], dtype=bool)
+                keep[list(rows)] = True
+                similarity[row, ~keep] = -np.inf
     return [int(i) for i in np.argmax(similarity, axis=1)]
 
 

@@ -43,7 +43,7 @@ from assistant.retrieval.embeddings import embedding_model_id
 from assistant.retrieval.manifest import (
     DocEntry,
     IndexManifest,
-    gaps_fingerprint,
+    lines_fingerprint,
     read_manifest,
     write_manifest,
 )
@@ -190,8 +190,8 @@ class Indexer:
         removed = sorted(set(old_docs) - new_ids)
         all_chunks = [c for doc in corpus.documents for c in chunks_by_doc[doc.id]]
 
-        gaps = gaps_fingerprint(corpus.gap_questions)
-        situations = gaps_fingerprint([f"{s.text}\t{s.doc_id}\t{s.section}" for s in corpus.situations])
+        gaps = lines_fingerprint(corpus.gap_questions)
+        situations = lines_fingerprint([f"{s.text}\t{s.doc_id}\t{s.section}" for s in corpus.situations])
         if (
             old is not None and not (added or updated or removed) and old.market_names == corpus.market_names
             and old.gaps == gaps and old.situations == situations

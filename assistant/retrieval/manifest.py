@@ -62,10 +62,10 @@ class IndexManifest(BaseModel):
     documents: dict[str, DocEntry]
     market_names: dict[str, list[str]] = Field(default_factory=dict)
     #: sha256 of the corpus's questions it does not answer (``gaps.yaml``) as indexed; empty
-    #: when it has none (see :func:`gaps_fingerprint`).
+    #: when it has none (see :func:`lines_fingerprint`).
     gaps: str = ""
-    #: sha256 of the corpus's safety situations (``safety-situations.yaml``) as indexed; empty
-    #: when it has none.
+    #: sha256 of the corpus's safety situations (``safety-situations.yaml``) as indexed, each
+    #: "text<TAB>doc_id<TAB>section"; empty when it has none (see :func:`lines_fingerprint`).
     situations: str = ""
 
     @property
@@ -79,9 +79,11 @@ class IndexManifest(BaseModel):
         return sum(len(e.chunk_ids) for e in self.documents.values())
 
 
-def gaps_fingerprint(questions: list[str]) -> str:
-    """What :attr:`IndexManifest.gaps` records for a list of unanswered questions."""
-    return hashlib.sha256("\n".join(questions).encode()).hexdigest() if questions else ""
+def lines_fingerprint(lines: list[str]) -> str:
+    """What the manifest records for a list the corpus gives beside its articles (the unanswered
+    questions of :attr:`IndexManifest.gaps`, the situations of :attr:`IndexManifest.situations`):
+    the sha256 of its lines, empty for none."""
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest() if lines else ""
 
 
 def manifest_path(data_dir: Path) -> Path:

@@ -156,6 +156,13 @@ class _Prepared:
 
 
 
+def _own_words(safe: HelpRequest, language: QueryLanguage) -> str | None:
+    """The driver's own words a market they name is read from, when the search text is not
+    them (a message in another language searched through English pivots, whose places are the
+    pivots' own: "Ontario" in the pivot for a driver in California); ``None`` when it is."""
+    return retrieval_query(safe.message, safe.history) if language.english else None
+
+
 def _is_chat(composer: object) -> TypeGuard[ChatComposer]:
     """True for the chat-model composer (the chat module, and the openai client with it, is
     imported only when a chat model is configured)."""
@@ -476,9 +483,9 @@ class Assistant:
             language, question, query = self._search_text(safe_request, retriever)
             if early is not None and early.handling is Handling.SAFETY and guardrails.policy.safety.search_terms:
                 query = f"{query}\n{guardrails.policy.safety.search_terms}"
-            retrieval = retriever.retrieve(query, k=self.settings.top_k, journey=request.journey)
+            retrieval = self._retrieve(retriever, query, request.journey, _own_words(safe_request, language))
             steps = (
-                retriever.safety_steps(question, journey=request.journey)
+                retriever.safety_steps(question, journey=request.journey, market_text=_own_words(safe_request, language))
                 if early is not None and early.handling is Handling.SAFETY and isinstance(retriever, HybridRetriever)
                 else None
             )
@@ -650,8 +657,17 @@ class Assistant:
         cleaned = clean_message(request.message, max_chars=self.settings.max_message_chars)
         retriever, _ = self._stages()
         safe = redact_request(request, redact(cleaned.text).text)
-        _, _, query = self._search_text(safe, retriever)
-        return retriever.retrieve(query, k=self.settings.top_k, journey=request.journey)
+        language, _, query = self._search_text(safe, retriever)
+        return self._retrieve(retriever, query, request.journey, _own_words(safe, language))
+
+    def _retrieve(
+        self, retriever: Retriever, query: str, journey: JourneyContext | None, own_words: str | None
+    ) -> RetrievalResult:
+        """``retriever.retrieve`` for ``query``; a market the driver names is read from
+        ``own_words`` when given (:func:`_own_words`)."""
+        if own_words is not None and isinstance(retriever, HybridRetriever):
+            return retriever.retrieve(query, k=self.settings.top_k, journey=journey, market_text=own_words)
+        return retriever.retrieve(query, k=self.settings.top_k, journey=journey)
 
     def _query_texts(self, request: HelpRequest, redacted: str, history: list[Turn]) -> list[str]:
         """The texts retrieval will embed for this request, given its redacted message and

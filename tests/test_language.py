@@ -374,3 +374,22 @@ def test_threads_that_need_the_identifier_or_the_token_counter_at_once_load_each
         worker.join()
     assert language._load_identifier.cache_info().misses == 1 and tokens._load.cache_info().misses == 1
     assert len({id(identifier) for identifier, _ in results}) == 1 and len({id(enc) for _, enc in results}) == 1
+
+
+@pytest.mark.integration
+def test_the_market_of_a_message_in_another_language_is_the_drivers_not_the_pivots(shipped_assistant: Assistant) -> None:
+    # the closest pivots of a question about wait pay name Ontario; a driver in California asked
+    # in Tagalog, and is quoted California's rate without Ontario's aside
+    response = shipped_assistant.answer(HelpRequest(
+        message="magkano ang wait pay kada minuto pag matagal ang order sa restaurant?",
+        journey=JourneyContext(stage="at_pickup", market="us-ca"),
+    ))
+    assert response.route is Route.ANSWER, response.reasons
+    assert "$0.20 per minute" in response.answer
+    assert "CA$" not in response.answer and "Ontario" not in response.answer
+    assert not {c.doc_id for c in response.citations} & {"payout-schedule-ca-on", "alcohol-delivery-ca-on", "taxes-ca-on"}
+    # a place the driver names in their own words still decides
+    toronto = shipped_assistant.answer(HelpRequest(
+        message="magkano ang wait pay kada minuto sa Toronto?", journey=JourneyContext(stage="at_pickup", market="us-ca"),
+    ))
+    assert "CA$0.25" in toronto.answer

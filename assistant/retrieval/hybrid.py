@@ -147,11 +147,16 @@ class HybridRetriever:
     def _texts(query: str, phrase: str | None) -> list[str]:
         return [query, *([f"{query} ({phrase})"] if phrase else [])]
 
-    def retrieve(self, query: str, *, k: int, journey: JourneyContext | None = None) -> RetrievalResult:
-        """The ``k`` best passages (see the module docstring)."""
+    def retrieve(
+        self, query: str, *, k: int, journey: JourneyContext | None = None, market_text: str | None = None
+    ) -> RetrievalResult:
+        """The ``k`` best passages (see the module docstring). A market the driver names is read
+        from ``market_text`` when given (the driver's own words, for a ``query`` that is not: a
+        message in another language searched through English pivots names the places of the
+        pivots, not the driver's), else from ``query``."""
         use_journey = self.settings.use_journey
         signals = JourneySignals.from_journey(journey) if use_journey else JourneySignals()
-        signals = signals.with_market_named_in(query, self.manifest.market_names)
+        signals = signals.with_market_named_in(query if market_text is None else market_text, self.manifest.market_names)
         allowed, excluded = self._documents_for(signals)
         n = self.settings.candidates
 
@@ -243,15 +248,19 @@ class HybridRetriever:
             excluded_doc_ids=excluded,
         )
 
-    def safety_steps(self, query: str, *, journey: JourneyContext | None = None) -> tuple[str, str] | None:
+    def safety_steps(
+        self, query: str, *, journey: JourneyContext | None = None, market_text: str | None = None
+    ) -> tuple[str, str] | None:
         """(document, chunk) of the section whose steps a driver in danger who wrote ``query``
         needs first: the one most of the nearest situations of the corpus's
-        ``safety-situations.yaml`` point to, among the documents that apply to the driver;
-        ``None`` for an index without situations."""
+        ``safety-situations.yaml`` point to, among the documents that apply to the driver (the
+        market named in ``market_text``, as for :meth:`retrieve`); ``None`` for an index without
+        situations."""
         if not len(self.situations):
             return None
         signals = JourneySignals.from_journey(journey) if self.settings.use_journey else JourneySignals()
-        allowed, _ = self._documents_for(signals.with_market_named_in(query, self.manifest.market_names))
+        named = query if market_text is None else market_text
+        allowed, _ = self._documents_for(signals.with_market_named_in(named, self.manifest.market_names))
         [vector] = embed_queries(self.embeddings, [query])
         chunk = self.situations.steps(vector, doc_ids=allowed)
         doc_id = self._chunk_doc.get(chunk) if chunk is not None else None

@@ -483,9 +483,10 @@ class Assistant:
             language, question, query = self._search_text(safe_request, retriever)
             if early is not None and early.handling is Handling.SAFETY and guardrails.policy.safety.search_terms:
                 query = f"{query}\n{guardrails.policy.safety.search_terms}"
-            retrieval = self._retrieve(retriever, query, request.journey, _own_words(safe_request, language))
+            own_words = _own_words(safe_request, language)
+            retrieval = self._retrieve(retriever, query, request.journey, own_words)
             steps = (
-                retriever.safety_steps(question, journey=request.journey, market_text=_own_words(safe_request, language))
+                retriever.safety_steps(question, journey=request.journey, market_text=own_words)
                 if early is not None and early.handling is Handling.SAFETY and isinstance(retriever, HybridRetriever)
                 else None
             )

@@ -45,12 +45,13 @@ trained on the others, as the shipped one is (same embeddings, same regression).
   and every other driver message it is trained on): for each ``--danger-at``, the share of each
   group read as a present danger, split by whether a safety pattern matches
   (``safety.danger_pattern_probability`` gates the matches, ``safety.danger_probability`` reads
-  alone).
+  alone); and for each ``--past-at``, the share of each group ``detect_safety`` escalates with
+  that ``safety.past_probability`` (the gate for a message that places its incident in the past).
 
 This is how ``account_action.action_probability``, ``pattern_probability``,
 ``screen.authority_probability``, ``screen.misuse_probability``, ``safety.pattern_probability``,
-``defects.pattern_probability``, ``safety.danger_pattern_probability``, ``safety.danger_probability``
-and ``MISUSE_WORDS`` are chosen.
+``defects.pattern_probability``, ``safety.danger_pattern_probability``, ``safety.danger_probability``,
+``safety.past_probability`` and ``MISUSE_WORDS`` are chosen.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 from collections import defaultdict
+from itertools import pairwise
 
 import numpy as np
 from langchain_core.embeddings import Embeddings
@@ -116,6 +118,8 @@ def main() -> None:
     parser.add_argument("--safety-pattern-at", type=float, nargs="+", default=None)
     parser.add_argument("--defect-at", type=float, nargs="+", default=None)
     parser.add_argument("--danger-at", type=float, nargs="+", default=None)
+    parser.add_argument("--past-at", type=float, nargs="+", default=None,
+                        help="safety.past_probability values (0: no gate for an incident in the past)")
     parser.add_argument("--defect-words", type=float, nargs="+", default=None,
                         help="weights of the hashed words beside the sentence vector (as shipped: 0)")
     parser.add_argument("--authority-words", type=float, nargs="+", default=None,
@@ -301,6 +305,21 @@ def _danger(console: Console, args: argparse.Namespace, policy: GuardrailPolicy,
         f"danger_pattern_probability {rules.danger_pattern_probability}, danger_probability {rules.danger_probability})",
         "probability", groups, len(dangers), embeddings, args, words_list=[0.0], thresholds=thresholds,
     ))
+    # the whole check, on held-out probabilities, for each gate of an incident in the past
+    texts = [*dangers, *own, *others]
+    targets = np.asarray([1] * len(dangers) + [0] * (len(texts) - len(dangers)))
+    vectors = np.asarray(embeddings.embed_documents(texts), dtype=np.float64)
+    held = _held_out(vectors, targets, texts, folds=args.folds, c=args.c)[:, 1]
+    past = Table(title=f"past: share escalated by detect_safety ({sum(bool(rules.past and rules.past.search(t)) for t in own)} "
+                 f"messages about safety and {sum(bool(rules.past and rules.past.search(t)) for t in dangers)} dangers name a past time)")
+    for column in ("past_probability", "dangers", "about safety", "other driver messages"):
+        past.add_column(column)
+    for at in args.past_at or [rules.past_probability]:
+        gated = policy.model_copy(update={"safety": rules.model_copy(update={"past_probability": at})})
+        escalated = np.asarray([checks.detect_safety(t, {"danger": float(p)}, gated) is not None for t, p in zip(texts, held, strict=True)])
+        bounds = np.cumsum([0, len(dangers), len(own), len(others)])
+        past.add_row(f"{at:.2f}", *(f"{escalated[a:b].mean():.3f}" for a, b in pairwise(bounds)))
+    console.print(past)
 
 
 def _sweep(title: str, threshold_name: str, groups: dict[str, list[str]], positive: int, embeddings: Embeddings,

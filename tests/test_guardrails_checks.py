@@ -117,6 +117,20 @@ def test_a_driver_who_speaks_of_ending_their_life_goes_to_the_safety_team():
     assert ReasonCode.SAFETY not in _codes("my phone alarm did not go off and i overslept my shift")
 
 
+def test_an_incident_placed_in_the_past_needs_a_surer_reading_unless_it_is_still_happening():
+    rules = POLICY.safety
+    assert rules.past is not None and rules.danger_pattern_probability < rules.past_probability < rules.danger_probability
+    between = {**QUIET, "danger": (rules.danger_pattern_probability + rules.past_probability) / 2}
+    above = {**QUIET, "danger": (rules.past_probability + rules.danger_probability) / 2}
+    over = "reported an assault 2 days ago and nobody has contacted me yet. who do i follow up with"
+    assert checks.danger_match(over, POLICY)[0] is not None
+    assert ReasonCode.SAFETY not in _codes(over, between)  # an incident that is over: its report is answered
+    assert ReasonCode.SAFETY in _codes(over, above)  # the classifier reads it as a danger after all
+    # the same reading without a past time, or with a sign that it is happening now, escalates
+    assert ReasonCode.SAFETY in _codes("i was just assaulted by a customer, who do i follow up with", between)
+    assert ReasonCode.SAFETY in _codes("the guy who assaulted me last week is outside right now", between)
+
+
 def test_a_confident_classifier_flags_danger_the_patterns_miss():
     assert ReasonCode.SAFETY in _codes("something is really wrong out here", {**QUIET, "safety": 0.9})
     # but a look-alike phrase needs more confidence

@@ -151,8 +151,10 @@ def detect_safety(
     A pattern match counts unless a look-alike phrase explains it away, or the message asks about
     the policy or an incident that is over: an English message the present-danger classifier
     (``probs["danger"]``) reads under ``safety.danger_pattern_probability``, or, without a sign of
-    a present emergency, a hypothetical ("if i ever get in a crash") or, when that classifier did
-    not read it, a message the screen's safety label reads under ``safety.pattern_probability``.
+    a present emergency, a hypothetical ("if i ever get in a crash"), an incident the message places
+    in the past ("last week") that the present-danger classifier reads under
+    ``safety.past_probability``, or, when that classifier did not read it, a message the screen's
+    safety label reads under ``safety.pattern_probability``.
     The present-danger classifier also flags a danger on its own from ``safety.danger_probability``.
     ``other_language``: the probabilities are the multilingual classifier's, which reads the
     message alone (the patterns and look-alike phrases are English)."""
@@ -172,6 +174,8 @@ def detect_safety(
     elif match and not rules.present_emergency.search(text):
         if rules.hypothetical.search(text):
             match = None  # "if i ever get in a crash, ..." asks about the policy, not for help now
+        elif danger_p is not None and rules.past is not None and rules.past.search(text) and danger_p < rules.past_probability:
+            match = None  # "reported an assault 2 days ago, who do i follow up with": an incident that is over
         elif danger_p is None and not other_language and "safety" in probs and safety_p < rules.pattern_probability:
             match = None  # the screen's safety label reads it as nothing like an emergency
     if match:

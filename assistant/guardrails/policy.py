@@ -155,6 +155,15 @@ class SafetyPolicy(_Model):
         "message has. Below it the match reads as a question about the policy or an incident that is over ('had a "
         "fender bender yesterday, nobody hurt, do I tell Courio').",
     )
+    past: Regex | None = Field(
+        None,
+        description="A time the message places its incident in the past ('last week', '2 days ago', 'yesterday'): "
+        "with no sign of a present emergency, a pattern match in it counts only from past_probability.",
+    )
+    past_probability: float = Field(
+        0.0, ge=0, le=1,
+        description="danger_pattern_probability for a message about an incident in the past (``past``).",
+    )
     danger_probability: float = Field(
         1.01, ge=0, le=1.01,
         description="English messages: the present-danger classifier's probability at or above which a message is a "

@@ -545,6 +545,7 @@ class Assistant:
                     p.guardrails.policy.screen.covered_confidence if p.language.english is None else math.inf
                 ),
                 offtopic_sure_probability=p.guardrails.policy.screen.offtopic_sure_probability,
+                offtopic_confidence=p.guardrails.policy.screen.offtopic_answer_confidence,
                 injection_sure_probability=p.guardrails.policy.screen.injection_sure_probability,
             )
         if p.language.note and draft.text and draft.prompt_version is None and decision.route is Route.ANSWER:

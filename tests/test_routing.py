@@ -78,6 +78,20 @@ def test_off_topic_declines_when_unsupported_or_when_the_classifier_is_sure():
     assert route(0.9, 0.62, 0.6) is Route.ANSWER  # clearly covered
 
 
+def test_off_topic_needs_a_confident_answer_to_be_answered():
+    def route(offtopic: float, confidence: float) -> Route:
+        inputs = InputCheck(redaction=redact("x"), probabilities={"offtopic": offtopic})
+        return decide_with_context(
+            _result(0.5, 1.0), Draft(text="a [1]", support=0.5, confidence=confidence), min_confidence=0.3,
+            inputs=inputs, offtopic_probability=0.5, offtopic_sure_probability=0.8, covered_confidence=0.75,
+            offtopic_confidence=0.5,
+        ).route
+
+    assert route(0.6, 0.45) is Route.DECLINE  # answered, but not confidently: "best pizza spot in austin"
+    assert route(0.6, 0.55) is Route.ANSWER  # a confident answer to a message that reads off-topic
+    assert route(0.4, 0.45) is Route.ANSWER  # the classifier does not read it as off-topic
+
+
 def test_a_decisive_finding_is_declined_even_when_a_policy_covers_the_action_it_asks_for():
     def route(decisive: bool) -> Route:
         finding = Finding(code=ReasonCode.PROMPT_INJECTION, detail="claims authority", by_classifier=True, decisive=decisive)

@@ -86,6 +86,11 @@ class ScreenPolicy(_Model):
     offtopic_sure_probability: float = Field(
         0.8, ge=0, le=1, description="Off-topic probability that declines unless a policy clearly covers the question."
     )
+    offtopic_answer_confidence: float = Field(
+        0.0, ge=0, le=1,
+        description="A message read as off-topic (offtopic_probability) is declined unless the answer's confidence "
+        "reaches this (0: unless it is answered at all).",
+    )
     authority_probability: float = Field(
         1.01, ge=0, le=1.01,
         description="The authority classifier's probability that a message claims authority (a staff role, a staff "

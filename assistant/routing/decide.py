@@ -167,11 +167,15 @@ def decide_with_context(
     covered_confidence: float = 0.0,
     offtopic_sure_probability: float = 1.01,
     injection_sure_probability: float = 1.01,
+    offtopic_confidence: float = 0.0,
 ) -> Decision:
     """Rules 5-10 for a message the input checks let through.
 
     A message only the classifier flagged (injection, harmful or off-topic) is declined unless
-    the answer's confidence reaches ``covered_confidence``: a policy that clearly covers it.
+    the answer's confidence reaches ``covered_confidence``: a policy that clearly covers it. A
+    message read as off-topic at ``offtopic_probability`` is declined unless it is answered at
+    ``offtopic_confidence`` or more ("best pizza spot in austin" is not answered from the produce
+    rules of shopping orders).
     """
     base = decide(retrieval, draft, min_confidence=min_confidence)
     pii = pii_reasons(inputs)
@@ -222,7 +226,8 @@ def decide_with_context(
     if repeat:
         return escalate(ReasonCode.REPEAT_CONTACT, Handling.REPEAT)
     offtopic = inputs.probabilities.get("offtopic", 0.0) if inputs else 0.0
-    if (offtopic >= offtopic_probability and not answered) or (offtopic >= offtopic_sure_probability and not covered):
+    weakly_answered = not answered or base.confidence < offtopic_confidence
+    if (offtopic >= offtopic_probability and weakly_answered) or (offtopic >= offtopic_sure_probability and not covered):
         return Decision(
             route=Route.DECLINE,
             reasons=[_reason(ReasonCode.OUT_OF_SCOPE,

@@ -12,7 +12,10 @@ the share of safety, harmful and injection examples flagged as such, and the sha
 off-topic examples not flagged at all. This is how the classifier's ``C`` and those thresholds are
 chosen. Then the claim-of-authority classifier (:func:`~assistant.guardrails.multilingual.authority_classifier`),
 one language of ``examples-authority-multilingual.yaml`` left out at a time, at each
-``--authority-at``: how ``screen.other_language_authority_probability`` is chosen.
+``--authority-at``: how ``screen.other_language_authority_probability`` is chosen. Last, the
+held-out languages' messages a danger pattern matches, at each ``--pattern-at``: how many
+emergencies the multilingual classifier's safety reading keeps and how many other messages it
+drops (``safety.other_language_pattern_probability``).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from assistant.guardrails import checks
 from assistant.guardrails.classifier import (
     AUTHORITY_EXAMPLES,
     load_examples,
@@ -52,6 +56,9 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=Path(".assistant") / "guardrails")
     parser.add_argument("--authority-at", type=float, nargs="+", default=None,
                         help="thresholds for the claim-of-authority table (default: the policy's)")
+    parser.add_argument("--pattern-at", type=float, nargs="+", default=None,
+                        help="gates for a danger pattern's match in another language (default: the policy's "
+                        "safety.other_language_pattern_probability)")
     args = parser.parse_args()
     classifier = MultilingualClassifier(cache_dir=args.cache)
     vectors = classifier.vectors().astype(np.float64)
@@ -94,6 +101,32 @@ def main() -> None:
             table.add_row(label, str(len(hits[label])), f"{np.mean(hits[label]):.3f}")
         console.print(table)
     _authority(console, args.authority_at or [screen.other_language_authority_probability], args.c[-1])
+    _pattern_gate(console, vectors, targets, labels, classifier.texts, language, groups, args)
+
+
+def _pattern_gate(console: Console, vectors: np.ndarray, targets: np.ndarray, labels: list[str], texts: list[str],
+                  language: np.ndarray, groups: list[str], args: argparse.Namespace) -> None:
+    """The held-out languages' messages a danger pattern matches: how many emergencies each
+    ``--pattern-at`` keeps (the multilingual classifier's safety reading at least that) and how
+    many other messages (claims, past incidents, harmful requests in danger words) it drops."""
+    policy = load_policy()
+    safety = labels.index("safety")
+    emergencies: list[float] = []
+    others: list[float] = []
+    for group in groups:
+        held = language == group
+        weights, bias = fit_softmax(vectors[~held], targets[~held], n_labels=len(labels), c=args.c[-1])
+        rows = softmax(vectors[held] @ weights.T + bias)
+        for text, target, row in zip(np.asarray(texts, dtype=object)[held], targets[held], rows, strict=True):
+            if checks.danger_match(str(text), policy)[0] is not None:
+                (emergencies if target == safety else others).append(float(row[safety]))
+    table = Table(title=f"danger patterns in a held-out language, C = {args.c[-1]:g}: {len(emergencies)} emergencies "
+                  f"and {len(others)} other messages match (lowest emergency reading {min(emergencies, default=0):.3f})")
+    for column in ("other_language_pattern_probability", "emergencies kept", "other matches dropped"):
+        table.add_column(column)
+    for at in args.pattern_at or [policy.safety.other_language_pattern_probability]:
+        table.add_row(f"{at:.2f}", f"{np.mean([p >= at for p in emergencies]):.3f}", f"{np.mean([p < at for p in others]):.3f}")
+    console.print(table)
 
 
 def _authority(console: Console, thresholds: list[float], c: float) -> None:

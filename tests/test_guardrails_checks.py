@@ -69,9 +69,12 @@ def test_a_danger_word_the_classifier_reads_as_no_emergency_asks_about_the_polic
     assert ReasonCode.SAFETY not in _codes(question, QUIET)  # under the gate: a question, answered
     # a sign of a present emergency keeps the match, whatever the classifier reads
     assert ReasonCode.SAFETY in _codes("crashed on the bridge and my leg is bleeding, help me", QUIET)
-    # the patterns of other languages are not gated (the gate was chosen on English examples)
-    found = checks.detect_safety("tuve un accidente, estoy herido", QUIET, POLICY, other_language=True)
-    assert found is not None
+    # the patterns of other languages are gated by the multilingual classifier's own safety reading
+    assert POLICY.safety.other_language_pattern_probability > QUIET["safety"]
+    assert checks.detect_safety("tuve un accidente, estoy herido", UNSURE, POLICY, other_language=True) is not None
+    claim = "车祸理赔被拒了，我不同意保险专员的决定，可以申请重新审核吗"  # a denied claim: no emergency
+    assert checks.danger_match(claim, POLICY)[0] is not None
+    assert checks.detect_safety(claim, QUIET, POLICY, other_language=True) is None
     # nor is a driver speaking of ending their life
     found = checks.detect_safety("how many pills until i never wake up", QUIET, POLICY)
     assert found is not None and found.self_harm

@@ -154,7 +154,8 @@ def detect_safety(
     a present emergency, a hypothetical ("if i ever get in a crash"), an incident the message places
     in the past ("last week") that the present-danger classifier reads under
     ``safety.past_probability``, or, when that classifier did not read it, a message the screen's
-    safety label reads under ``safety.pattern_probability``.
+    safety label reads under ``safety.pattern_probability`` (a message in another language: the
+    multilingual classifier's, under ``safety.other_language_pattern_probability``).
     The present-danger classifier also flags a danger on its own from ``safety.danger_probability``.
     ``other_language``: the probabilities are the multilingual classifier's, which reads the
     message alone (the patterns and look-alike phrases are English)."""
@@ -178,6 +179,8 @@ def detect_safety(
             match = None  # "reported an assault 2 days ago, who do i follow up with": an incident that is over
         elif danger_p is None and not other_language and "safety" in probs and safety_p < rules.pattern_probability:
             match = None  # the screen's safety label reads it as nothing like an emergency
+        elif other_language and "safety" in probs and safety_p < rules.other_language_pattern_probability:
+            match = None  # "车祸理赔被拒了" (a claim denied): the multilingual classifier reads no emergency
     if match:
         return Finding(
             code=ReasonCode.SAFETY,

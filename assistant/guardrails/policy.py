@@ -160,6 +160,11 @@ class SafetyPolicy(_Model):
         "message has. Below it the match reads as a question about the policy or an incident that is over ('had a "
         "fender bender yesterday, nobody hurt, do I tell Courio').",
     )
+    other_language_pattern_probability: float = Field(
+        0.0, ge=0, le=1,
+        description="A message in another language: a pattern match counts when the multilingual classifier's safety "
+        "probability is at least this, or the message has a sign of a present emergency (0: every match counts).",
+    )
     past: Regex | None = Field(
         None,
         description="A time the message places its incident in the past ('last week', '2 days ago', 'yesterday'): "

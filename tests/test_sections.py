@@ -170,10 +170,18 @@ def test_a_table_row_keeps_the_drivers_market_column_and_an_aside_for_another_ma
     assert quoted(row, None) == row
     aside = "Return pay is $3.00 plus $0.50 per mile (Ontario: CA$3.50 plus CA$0.35 per km)."
     assert quoted(aside, "us-ca") == "Return pay is $3.00 plus $0.50 per mile."
-    assert quoted(aside, "ca-on") == aside
+    # the driver's own market's amounts take the place of the ones they are an aside to
+    assert quoted(aside, "ca-on") == "Return pay is CA$3.50 plus CA$0.35 per km."
     inline = "Wait pay is $0.20 per minute (CA$0.25 in Ontario), up to 30 minutes."
     assert quoted(inline, "us-ca") == "Wait pay is $0.20 per minute, up to 30 minutes."
-    assert quoted(inline, "ca-on") == inline
+    assert quoted(inline, "ca-on") == "Wait pay is CA$0.25 per minute, up to 30 minutes."
+    lead_in = "You get $3.00 plus $0.50 per mile to the store (in Ontario, CA$3.50 plus CA$0.35 per km)."
+    assert quoted(lead_in, "ca-on") == "You get CA$3.50 plus CA$0.35 per km to the store."
+    assert quoted(lead_in, "us-ca") == "You get $3.00 plus $0.50 per mile to the store."
+    # an aside of several parts loses only the parts that state another market's value
+    parts = "Return pay ($3.00 + $0.50 per mile; ca-on CA$3.50 + CA$0.35/km) is added."
+    assert quoted(parts, "us-ca") == "Return pay ($3.00 + $0.50 per mile) is added."
+    assert quoted(parts, "ca-on") == parts, "no amount before it in its clause: left as written"
     both = "The legal age (21 in US markets, 19 in Ontario) applies."
     assert quoted(both, "us-ca") == both and quoted(both, "ca-on") == both, "an aside naming the driver's market stays"
     plain = "Tips (all of them, always) go to you."

@@ -89,6 +89,9 @@ _TROUBLESHOOTING = re.compile(
 MARKET_LEAD_CHARS = 24
 #: A parenthesis without nested ones, with the space before it.
 _ASIDE = re.compile(r"\s?\(([^()]*)\)")
+#: An amount of money ("$0.20", "CA$3.50", "$1,200"), and the unit that may follow it ("per mile", "/km").
+_MONEY = re.compile(r"(?:CA)?\$\d[\d,]*(?:\.\d+)?")
+_MONEY_UNIT = re.compile(r"(?:\s*/\s*\w+|\s+per\s+\w+|\s+an?\s+(?:mile|minute|hour|km|order|delivery|day|week))?")
 #: A unit ending in a parenthesis of labelled parts: "Rate (US markets: $0.20; Ontario (ca-on): CA$0.25)"
 #: (a table row as :func:`assistant.ingestion.units.split_units` renders it) or "... (Ontario: CA$3.50)".
 _LABELLED_PARTS = re.compile(r"^(?P<head>.*?\S)\s\((?P<body>(?:[^()]|\([^()]*\))+)\)(?P<tail>[.;,]?)$", re.S)
@@ -312,22 +315,72 @@ class Question:
             return unit
         row = _LABELLED_PARTS.match(unit)
         if row is None:
-            return self._without_other_asides(unit)
+            return self._own_amounts(self._without_other_asides(unit))
         parts = row["body"].split("; ")
         labelled = [part.partition(": ") for part in parts]
         if not all(sep and label.strip() for label, sep, _ in labelled):
-            return self._without_other_asides(unit)
+            return self._own_amounts(self._without_other_asides(unit))
         kept = [part for part, (label, _, _) in zip(parts, labelled, strict=True) if not self.names_other_market(label)]
         if len(kept) == len(parts):
-            return unit
+            return self._own_amounts(unit)
         if not kept:  # an aside on a sentence goes; a table row's label alone would say nothing
             return f"{row['head']}{row['tail'] or ''}" if len(row["head"].split()) >= 4 else unit
         return f"{row['head']} ({'; '.join(kept)}){row['tail']}"
 
+    def _own_amounts(self, unit: str) -> str:
+        """``unit`` with the amounts an aside gives for the driver's own market in place of the
+        ones it follows: "at $0.20 per minute (CA$0.25 in Ontario), up to 30 minutes" reads "at
+        CA$0.25 per minute, up to 30 minutes" for a driver in Ontario, "$3.00 + $0.50 per mile
+        (Ontario: CA$3.50 + CA$0.35/km)" reads "CA$3.50 + CA$0.35/km". Only an aside that names the
+        driver's market and no other, states an amount, and follows an amount in the same clause;
+        one that gives fewer units than it replaces takes the unit of the amount before it, and any
+        other is left as written."""
+        if self.own_market is None:
+            return unit
+        name = re.compile(r"(?:\bin\s+)?" + self.own_market.pattern + r"\s*[:,]?", re.I)
+        for aside in reversed(list(_ASIDE.finditer(unit))):
+            text = aside.group(1)
+            if not self.own_market.search(text) or (self.other_markets and self.other_markets.search(text)):
+                continue
+            values = name.sub(" ", text).strip(" ,;:")
+            new = _MONEY.findall(values)
+            before = unit[: aside.start()]
+            clause = max(before.rfind(mark) for mark in ",;:") + 1
+            old = list(_MONEY.finditer(before, clause))
+            if not new or not old:
+                continue
+            unit_after = _MONEY_UNIT.match(before, old[-1].end())
+            end = unit_after.end() if unit_after else old[-1].end()
+            if re.search(r"[A-Za-z/]", values[values.rfind(new[-1]) + len(new[-1]):]):
+                replacement = values  # it states its own unit ("CA$3.50 + CA$0.35/km")
+            elif len(new) == len(old) == 1:
+                replacement = values + before[old[0].end():end]  # "CA$0.25" + " per minute"
+            else:
+                continue
+            unit = before[: old[0].start()] + replacement + before[end:] + unit[aside.end():]
+        return unit
+
     def _without_other_asides(self, unit: str) -> str:
         """``unit`` without its parentheses that name another market and not the driver's
-        ("$0.20 per minute (CA$0.25 in Ontario)" for a driver in New York)."""
-        return _ASIDE.sub(lambda m: "" if self.names_other_market(m.group(1)) else m.group(0), unit)
+        ("$0.20 per minute (CA$0.25 in Ontario)" for a driver in New York), or, in an aside of
+        several parts ("($3.00 + $0.50 per mile; ca-on CA$3.50 + CA$0.35/km)"), without the parts
+        that do."""
+
+        def kept(aside: re.Match[str]) -> str:
+            text = aside.group(1)
+            if not self.names_other_market(text):
+                return aside.group(0)
+            for separator in ("; ", ", "):
+                parts = text.split(separator)
+                mine = [part for part in parts if not self.names_other_market(part)]
+                # each part that names another market states its own value ("ca-on CA$0.25"), not
+                # a lead-in for the next part ("in Ontario, CA$3.50 ...")
+                own_values = all(re.search(r"\d", part) for part in parts if self.names_other_market(part))
+                if len(parts) > 1 and mine and own_values:
+                    return aside.group(0).replace(text, separator.join(mine))
+            return ""
+
+        return _ASIDE.sub(kept, unit)
 
     @classmethod
     def of(

@@ -269,7 +269,7 @@ def test_a_driver_in_danger_now_is_escalated_and_a_question_about_a_crash_is_ans
 
 def test_a_request_to_act_on_the_driver_s_case_in_words_no_pattern_lists_goes_to_a_person(shipped_assistant: Assistant):
     rules = shipped_assistant._guardrails().policy.account_action
-    request = "the peak pay from saturday night never got added to my earnings, get it added today"
+    request = "the peak pay from saturday night never got added to my earnings, sort it out today"
     assert not rules.patterns.search(request)
     response = shipped_assistant.answer(HelpRequest(message=request, journey=JourneyContext(stage="account")))
     assert response.route is Route.ESCALATE and ReasonCode.ACCOUNT_ACTION in response.reason_codes

@@ -181,7 +181,10 @@ def test_a_table_row_keeps_the_drivers_market_column_and_an_aside_for_another_ma
     # an aside of several parts loses only the parts that state another market's value
     parts = "Return pay ($3.00 + $0.50 per mile; ca-on CA$3.50 + CA$0.35/km) is added."
     assert quoted(parts, "us-ca") == "Return pay ($3.00 + $0.50 per mile) is added."
-    assert quoted(parts, "ca-on") == parts, "no amount before it in its clause: left as written"
+    assert quoted(parts, "ca-on") == "Return pay (CA$3.50 + CA$0.35/km) is added."
+    listed = "Wait pay ($0.20 per minute, ca-on CA$0.25, starting 8 minutes in) is added."
+    assert quoted(listed, "ca-on") == "Wait pay (CA$0.25 per minute, starting 8 minutes in) is added."
+    assert quoted(listed, "us-ca") == "Wait pay ($0.20 per minute, starting 8 minutes in) is added."
     both = "The legal age (21 in US markets, 19 in Ontario) applies."
     assert quoted(both, "us-ca") == both and quoted(both, "ca-on") == both, "an aside naming the driver's market stays"
     plain = "Tips (all of them, always) go to you."

@@ -331,33 +331,40 @@ class Question:
         """``unit`` with the amounts an aside gives for the driver's own market in place of the
         ones it follows: "at $0.20 per minute (CA$0.25 in Ontario), up to 30 minutes" reads "at
         CA$0.25 per minute, up to 30 minutes" for a driver in Ontario, "$3.00 + $0.50 per mile
-        (Ontario: CA$3.50 + CA$0.35/km)" reads "CA$3.50 + CA$0.35/km". Only an aside that names the
-        driver's market and no other, states an amount, and follows an amount in the same clause;
-        one that gives fewer units than it replaces takes the unit of the amount before it, and any
-        other is left as written."""
+        (Ontario: CA$3.50 + CA$0.35/km)" reads "CA$3.50 + CA$0.35/km", and in an aside of several
+        parts "($0.20 per minute, ca-on CA$0.25, starting ...)" reads "(CA$0.25 per minute, starting
+        ...)". Only an aside (or part) that names the driver's market and no other, states an
+        amount, and follows an amount in the same clause; one that gives fewer units than it
+        replaces takes the unit of the amount before it, and any other is left as written."""
         if self.own_market is None:
             return unit
-        name = re.compile(r"(?:\bin\s+)?" + self.own_market.pattern + r"\s*[:,]?", re.I)
+        own = self.own_market
+        name = re.compile(r"(?:\bin\s+)?" + own.pattern + r"\s*[:,]?", re.I)
         for aside in reversed(list(_ASIDE.finditer(unit))):
             text = aside.group(1)
-            if not self.own_market.search(text) or (self.other_markets and self.other_markets.search(text)):
+            if not own.search(text) or (self.other_markets and self.other_markets.search(text)):
                 continue
-            values = name.sub(" ", text).strip(" ,;:")
-            new = _MONEY.findall(values)
             before = unit[: aside.start()]
             clause = max(before.rfind(mark) for mark in ",;:") + 1
-            old = list(_MONEY.finditer(before, clause))
-            if not new or not old:
+            replaced = _in_place_of(before, clause, name.sub(" ", text).strip(" ,;:"))
+            if replaced is not None:
+                unit = replaced + unit[aside.end():]
                 continue
-            unit_after = _MONEY_UNIT.match(before, old[-1].end())
-            end = unit_after.end() if unit_after else old[-1].end()
-            if re.search(r"[A-Za-z/]", values[values.rfind(new[-1]) + len(new[-1]):]):
-                replacement = values  # it states its own unit ("CA$3.50 + CA$0.35/km")
-            elif len(new) == len(old) == 1:
-                replacement = values + before[old[0].end():end]  # "CA$0.25" + " per minute"
-            else:
-                continue
-            unit = before[: old[0].start()] + replacement + before[end:] + unit[aside.end():]
+            for separator in ("; ", ", "):  # the driver's market's part after the general one
+                parts = text.split(separator)
+                changed = False
+                i = 1
+                while i < len(parts):
+                    if own.search(parts[i]) and not own.search(parts[i - 1]):
+                        previous = _in_place_of(parts[i - 1], 0, name.sub(" ", parts[i]).strip(" ,;:"))
+                        if previous is not None:
+                            parts[i - 1 : i + 1] = [previous]
+                            changed = True
+                            continue
+                    i += 1
+                if changed:
+                    unit = unit[: aside.start()] + aside.group(0).replace(text, separator.join(parts)) + unit[aside.end():]
+                    break
         return unit
 
     def _without_other_asides(self, unit: str) -> str:
@@ -406,6 +413,26 @@ def _names(market_names: dict[str, list[str]], market: str | None, *, own: bool)
 @lru_cache(maxsize=256)
 def _alternation(names: tuple[str, ...]) -> re.Pattern[str]:
     return re.compile(r"\b(" + "|".join(re.escape(n) for n in names) + r")\b", re.I)
+
+
+def _in_place_of(before: str, clause: int, values: str) -> str | None:
+    """``before`` with the amounts of its last clause (from ``clause``) replaced by ``values`` (an
+    aside's amounts for the driver's market), or ``None`` when either states none or they do not
+    line up: ``values`` that state their own unit replace the amounts and their unit; a single
+    bare amount replaces a single amount and keeps its unit."""
+    new = _MONEY.findall(values)
+    old = list(_MONEY.finditer(before, clause))
+    if not new or not old:
+        return None
+    unit_after = _MONEY_UNIT.match(before, old[-1].end())
+    end = unit_after.end() if unit_after else old[-1].end()
+    if re.search(r"[A-Za-z/]", values[values.rfind(new[-1]) + len(new[-1]):]):
+        replacement = values  # it states its own unit ("CA$3.50 + CA$0.35/km")
+    elif len(new) == len(old) == 1:
+        replacement = values + before[old[0].end():end]  # "CA$0.25" + " per minute"
+    else:
+        return None
+    return before[: old[0].start()] + replacement + before[end:]
 
 
 def features(

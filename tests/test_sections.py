@@ -185,6 +185,8 @@ def test_a_table_row_keeps_the_drivers_market_column_and_an_aside_for_another_ma
     listed = "Wait pay ($0.20 per minute, ca-on CA$0.25, starting 8 minutes in) is added."
     assert quoted(listed, "ca-on") == "Wait pay (CA$0.25 per minute, starting 8 minutes in) is added."
     assert quoted(listed, "us-ca") == "Wait pay ($0.20 per minute, starting 8 minutes in) is added."
+    sentence = "Fee: $0.99 per cash-out (in Ontario, the fee is CA$1.29)."
+    assert quoted(sentence, "ca-on") == sentence, "an aside that is a sentence about the amount is quoted as written"
     both = "The legal age (21 in US markets, 19 in Ontario) applies."
     assert quoted(both, "us-ca") == both and quoted(both, "ca-on") == both, "an aside naming the driver's market stays"
     plain = "Tips (all of them, always) go to you."

@@ -422,7 +422,7 @@ def _in_place_of(before: str, clause: int, values: str) -> str | None:
     bare amount replaces a single amount and keeps its unit."""
     new = _MONEY.findall(values)
     old = list(_MONEY.finditer(before, clause))
-    if not new or not old:
+    if not new or not old or not _MONEY.match(values):  # amounts, not a sentence about them
         return None
     unit_after = _MONEY_UNIT.match(before, old[-1].end())
     end = unit_after.end() if unit_after else old[-1].end()

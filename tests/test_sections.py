@@ -185,6 +185,9 @@ def test_a_table_row_keeps_the_drivers_market_column_and_an_aside_for_another_ma
     listed = "Wait pay ($0.20 per minute, ca-on CA$0.25, starting 8 minutes in) is added."
     assert quoted(listed, "ca-on") == "Wait pay (CA$0.25 per minute, starting 8 minutes in) is added."
     assert quoted(listed, "us-ca") == "Wait pay ($0.20 per minute, starting 8 minutes in) is added."
+    item = "- Fee: $0.99 per cash-out. In Ontario (ca-on), the fee is CA$1.29. It is taken from the cash-out."
+    assert quoted(item, "us-ca") == "- Fee: $0.99 per cash-out. It is taken from the cash-out."
+    assert quoted(item, "ca-on") == item
     sentence = "Fee: $0.99 per cash-out (in Ontario, the fee is CA$1.29)."
     assert quoted(sentence, "ca-on") == sentence, "an aside that is a sentence about the amount is quoted as written"
     both = "The legal age (21 in US markets, 19 in Ontario) applies."

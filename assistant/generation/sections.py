@@ -89,6 +89,8 @@ _TROUBLESHOOTING = re.compile(
 MARKET_LEAD_CHARS = 24
 #: A parenthesis without nested ones, with the space before it.
 _ASIDE = re.compile(r"\s?\(([^()]*)\)")
+#: Where one sentence of a unit ends and the next begins.
+_SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
 #: An amount of money ("$0.20", "CA$3.50", "$1,200"), and the unit that may follow it ("per mile", "/km").
 _MONEY = re.compile(r"(?:CA)?\$\d[\d,]*(?:\.\d+)?")
 _MONEY_UNIT = re.compile(r"(?:\s*/\s*\w+|\s+per\s+\w+|\s+an?\s+(?:mile|minute|hour|km|order|delivery|day|week))?")
@@ -311,7 +313,10 @@ class Question:
         that names another market and not the driver's ("(CA$0.25 in Ontario)"). Unchanged when
         the market is unknown or nothing names another market; a table row whose every cell is
         another market's is left whole."""
-        if self.other_markets is None or "(" not in unit:
+        if self.other_markets is None:
+            return unit
+        unit = self._without_other_sentences(unit)
+        if "(" not in unit:
             return unit
         row = _LABELLED_PARTS.match(unit)
         if row is None:
@@ -326,6 +331,16 @@ class Question:
         if not kept:  # an aside on a sentence goes; a table row's label alone would say nothing
             return f"{row['head']}{row['tail'] or ''}" if len(row["head"].split()) >= 4 else unit
         return f"{row['head']} ({'; '.join(kept)}){row['tail']}"
+
+    def _without_other_sentences(self, unit: str) -> str:
+        """``unit`` (a list item of several sentences) without the sentences that open with another
+        market than the driver's ("- Fee: $0.99 per cash-out. In Ontario (ca-on), the fee is
+        CA$1.29." for a driver in California); unchanged when none or all of them do."""
+        sentences = _SENTENCE_BREAK.split(unit)
+        if len(sentences) < 2:
+            return unit
+        kept = [sentence for sentence in sentences if not self.about_other_market(sentence)]
+        return " ".join(kept) if kept and len(kept) < len(sentences) else unit
 
     def _own_amounts(self, unit: str) -> str:
         """``unit`` with the amounts an aside gives for the driver's own market in place of the

@@ -227,6 +227,18 @@ def test_a_hypothetical_about_a_policy_needs_a_surer_reading_to_be_an_account_ac
     assert checks.detect_account_action("if they deactivate me how long do i have to appeal", POLICY, {"action": between}) is None
     sure = checks.detect_account_action("if they deactivate me i will appeal it", POLICY, {"action": 0.9})
     assert sure is not None and sure.code is ReasonCode.ACCOUNT_ACTION
+    # a directive asks for an action; the same words asking where or how ask for the steps
+    assert checks.detect_account_action("the 1099 has my old name. reissue it", POLICY, {"action": between})
+    assert checks.detect_account_action("get my 1099 where?", POLICY, {"action": between}) is None
+    assert checks.detect_account_action("how do i get that rating removed", POLICY, {"action": between}) is None
+
+
+def test_a_directive_to_support_is_an_account_action():
+    for request in ("cali top up is short this week. recalculate it", "acct flagged by mistake, clear the flag",
+                    "cx lowered my tip after the fact, i want my $10 back", "courio needs to fix that form"):
+        assert checks.detect_account_action(request, POLICY, {"action": 0.3}), request
+    # "and" is no clause start: the app put the driver on a waitlist
+    assert checks.detect_account_action("it says zone full and put me on a waitlist", POLICY, {"action": 0.3}) is None
 
 
 def test_a_request_that_staff_change_the_drivers_record_is_an_account_action():

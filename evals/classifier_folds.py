@@ -88,6 +88,16 @@ from assistant.guardrails.linear import fit_softmax, softmax
 from assistant.guardrails.policy import GuardrailPolicy, load_policy
 from assistant.retrieval.embeddings import make_embeddings
 
+_EMBEDDED: dict[str, list[float]] = {}
+
+
+def _vectors(embeddings: Embeddings, texts: list[str]) -> np.ndarray:
+    """The texts' sentence vectors, each text embedded once per run (the tables share many)."""
+    missing = list(dict.fromkeys(t for t in texts if t not in _EMBEDDED))
+    if missing:
+        _EMBEDDED.update(zip(missing, embeddings.embed_documents(missing), strict=True))
+    return np.asarray([_EMBEDDED[t] for t in texts], dtype=np.float64)
+
 
 def _fold(text: str, folds: int) -> int:
     return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16) % folds
@@ -134,7 +144,7 @@ def main() -> None:
     texts = [t for label in labels for t in screen_examples[label]]
     targets = np.asarray([labels.index(label) for label in labels for _ in screen_examples[label]])
     embeddings = make_embeddings(Settings())
-    vectors = np.asarray(embeddings.embed_documents(texts), dtype=np.float64)
+    vectors = _vectors(embeddings, texts)
     probs = _held_out(vectors, targets, texts, folds=args.folds, c=args.c)
     screen = policy.screen
     flag_at = {"injection": screen.injection_probability, "harmful": screen.harmful_probability,
@@ -163,7 +173,7 @@ def main() -> None:
     extra = load_examples(ACTION_EXAMPLES)
     texts = [*extra["action"], *extra["driver"], *examples["driver"]]
     targets = np.asarray([1] * len(extra["action"]) + [0] * (len(texts) - len(extra["action"])))
-    vectors = np.asarray(embeddings.embed_documents(texts), dtype=np.float64)
+    vectors = _vectors(embeddings, texts)
     probs = _held_out(vectors, targets, texts, folds=args.folds, c=args.c)
     a = 1
     action_rows, driver_rows = targets == 1, targets == 0
@@ -308,7 +318,7 @@ def _danger(console: Console, args: argparse.Namespace, policy: GuardrailPolicy,
     # the whole check, on held-out probabilities, for each gate of an incident in the past
     texts = [*dangers, *own, *others]
     targets = np.asarray([1] * len(dangers) + [0] * (len(texts) - len(dangers)))
-    vectors = np.asarray(embeddings.embed_documents(texts), dtype=np.float64)
+    vectors = _vectors(embeddings, texts)
     held = _held_out(vectors, targets, texts, folds=args.folds, c=args.c)[:, 1]
     past = Table(title=f"past: share escalated by detect_safety ({sum(bool(rules.past and rules.past.search(t)) for t in own)} "
                  f"messages about safety and {sum(bool(rules.past and rules.past.search(t)) for t in dangers)} dangers name a past time)")
@@ -329,7 +339,7 @@ def _sweep(title: str, threshold_name: str, groups: dict[str, list[str]], positi
     each threshold, the share of each group read as positive."""
     texts = [t for group in groups.values() for t in group]
     targets = np.asarray([1] * positive + [0] * (len(texts) - positive))
-    vectors = np.asarray(embeddings.embed_documents(texts), dtype=np.float64)
+    vectors = _vectors(embeddings, texts)
     table = Table(title=title)
     for column in ("words", threshold_name, *groups):
         table.add_column(column)

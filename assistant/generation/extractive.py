@@ -289,7 +289,7 @@ class ExtractiveComposer:
         paragraphs = []
         cited: list[Passage] = []
         for number, (candidate, units) in enumerate(parts, start=1):
-            paragraphs.append(f"{candidate.section.heading}:\n{_render(units)} [{number}]")
+            paragraphs.append(_paragraph(candidate.section, units, number))
             cited.append(candidate.passage)
         read = list(dict.fromkeys(cid for c in ranking.candidates for cid in c.section.chunk_ids))
         lead = _lead_in(signals, cited)
@@ -331,7 +331,7 @@ class ExtractiveComposer:
                 used += sum(len(u.split()) for u in units)
                 anchor = next((p for p in passages if p.doc_id == section.doc_id), None)
                 cited.append(_cite(anchor, section, self.source))
-                paragraphs.append(f"{section.heading}:\n{_render(units)} [{len(cited)}]")
+                paragraphs.append(_paragraph(section, units, len(cited)))
         return ("\n\n".join(paragraphs), cited) if paragraphs else None
 
     def excerpt(self, section: Section, question: Question, budget: int) -> str:
@@ -385,6 +385,11 @@ class ExtractiveComposer:
                 kept.append(unit)
             units = kept
         return units
+
+
+def _paragraph(section: Section, units: list[str], number: int) -> str:
+    """How an answer quotes a section: "Heading:", its units, and the citation number."""
+    return f"{section.heading}:\n{_render(units)} [{number}]"
 
 
 def _cite(anchor: Passage | None, section: Section, source: SectionSource | None) -> Passage:

@@ -45,8 +45,11 @@ trained on the others, as the shipped one is (same embeddings, same regression).
   and every other driver message it is trained on): for each ``--danger-at``, the share of each
   group read as a present danger, split by whether a safety pattern matches
   (``safety.danger_pattern_probability`` gates the matches, ``safety.danger_probability`` reads
-  alone); and for each ``--past-at``, the share of each group ``detect_safety`` escalates with
-  that ``safety.past_probability`` (the gate for a message that places its incident in the past).
+  alone, over the sentence vector and, with ``--danger-words``, the hashed words); the share of
+  each group the whole check (``detect_safety``: patterns, their gates and the classifier)
+  escalates at each ``--danger-at`` as ``safety.danger_probability``; and for each ``--past-at``,
+  the share it escalates with that ``safety.past_probability`` (the gate for a message that
+  places its incident in the past).
 
 This is how ``account_action.action_probability``, ``pattern_probability``,
 ``screen.authority_probability``, ``screen.misuse_probability``, ``safety.pattern_probability``,
@@ -134,6 +137,9 @@ def main() -> None:
                         help="weights of the hashed words beside the sentence vector (as shipped: 0)")
     parser.add_argument("--authority-words", type=float, nargs="+", default=None,
                         help="weights of the hashed words beside the sentence vector (as shipped: AUTHORITY_WORDS)")
+    parser.add_argument("--danger-words", type=float, nargs="+", default=None,
+                        help="weights of the hashed words beside the sentence vector (as shipped: 0); "
+                        "the whole-check tables read the first")
     parser.add_argument("--misuse-words", type=float, nargs="+", default=None,
                         help="weights of the hashed words beside the sentence vector (as shipped: MISUSE_WORDS)")
     args = parser.parse_args()
@@ -309,17 +315,31 @@ def _danger(console: Console, args: argparse.Namespace, policy: GuardrailPolicy,
               "about safety, no pattern": [t for t in own if not matched(t)],
               "other driver messages": others}
     rules = policy.safety
+    words_list = args.danger_words or [0.0]
     thresholds = args.danger_at or sorted({rules.danger_pattern_probability, min(rules.danger_probability, 1.0)})
     console.print(_sweep(
         "danger: share read as a present danger, by whether a safety pattern matches (as configured: "
         f"danger_pattern_probability {rules.danger_pattern_probability}, danger_probability {rules.danger_probability})",
-        "probability", groups, len(dangers), embeddings, args, words_list=[0.0], thresholds=thresholds,
+        "probability", groups, len(dangers), embeddings, args, words_list=words_list, thresholds=thresholds,
     ))
-    # the whole check, on held-out probabilities, for each gate of an incident in the past
+    # the whole check, on held-out probabilities, for each gate of an incident in the past and
+    # each threshold of the classifier alone
     texts = [*dangers, *own, *others]
     targets = np.asarray([1] * len(dangers) + [0] * (len(texts) - len(dangers)))
     vectors = _vectors(embeddings, texts)
+    if words_list[0]:
+        vectors = np.hstack([vectors, word_features(texts, words_list[0])])
     held = _held_out(vectors, targets, texts, folds=args.folds, c=args.c)[:, 1]
+    bounds = np.cumsum([0, len(dangers), len(own), len(others)])
+    whole = Table(title=f"danger_probability: share escalated by detect_safety (words {words_list[0]:g}, "
+                  f"past_probability {rules.past_probability})")
+    for column in ("danger_probability", "dangers", "about safety", "other driver messages"):
+        whole.add_column(column)
+    for at in sorted({*(args.danger_at or []), rules.danger_probability}):
+        gated = policy.model_copy(update={"safety": rules.model_copy(update={"danger_probability": at})})
+        escalated = np.asarray([checks.detect_safety(t, {"danger": float(p)}, gated) is not None for t, p in zip(texts, held, strict=True)])
+        whole.add_row(f"{at:.2f}", *(f"{escalated[a:b].mean():.3f}" for a, b in pairwise(bounds)))
+    console.print(whole)
     past = Table(title=f"past: share escalated by detect_safety ({sum(bool(rules.past and rules.past.search(t)) for t in own)} "
                  f"messages about safety and {sum(bool(rules.past and rules.past.search(t)) for t in dangers)} dangers name a past time)")
     for column in ("past_probability", "dangers", "about safety", "other driver messages"):
@@ -327,7 +347,6 @@ def _danger(console: Console, args: argparse.Namespace, policy: GuardrailPolicy,
     for at in args.past_at or [rules.past_probability]:
         gated = policy.model_copy(update={"safety": rules.model_copy(update={"past_probability": at})})
         escalated = np.asarray([checks.detect_safety(t, {"danger": float(p)}, gated) is not None for t, p in zip(texts, held, strict=True)])
-        bounds = np.cumsum([0, len(dangers), len(own), len(others)])
         past.add_row(f"{at:.2f}", *(f"{escalated[a:b].mean():.3f}" for a, b in pairwise(bounds)))
     console.print(past)
 

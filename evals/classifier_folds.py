@@ -47,7 +47,10 @@ trained on the others, as the shipped one is (same embeddings, same regression).
   (``safety.danger_pattern_probability`` gates the matches, ``safety.danger_probability`` reads
   alone, over the sentence vector and, with ``--danger-words``, the hashed words); the share of
   each group the whole check (``detect_safety``: patterns, their gates and the classifier)
-  escalates at each ``--danger-at`` as ``safety.danger_probability``; and for each ``--past-at``,
+  escalates at each ``--danger-at`` as ``safety.danger_probability``, with two more groups made
+  of held-out examples: each danger, and each message about safety, followed by an everyday
+  question of the same fold (a driver often tells the danger, then asks about the errand); and
+  for each ``--past-at``,
   the share it escalates with that ``safety.past_probability`` (the gate for a message that
   places its incident in the past).
 
@@ -116,6 +119,21 @@ def _held_out(vectors: np.ndarray, targets: np.ndarray, texts: list[str], *, fol
         weights, bias = fit_softmax(vectors[~held], targets[~held], n_labels=n_labels, c=c)
         probs[held] = softmax(vectors[held] @ np.asarray(weights).T + np.asarray(bias))
     return probs
+
+
+def _held_out_with(x: np.ndarray, targets: np.ndarray, fold: np.ndarray, extra: np.ndarray, extra_fold: np.ndarray, *,
+                   c: float) -> tuple[np.ndarray, np.ndarray]:
+    """The positive label's held-out probability of each row of ``x`` and of each row of
+    ``extra`` (texts made from held-out examples, never trained on), each from the classifier
+    trained on the other folds."""
+    held, held_extra = np.zeros(len(x)), np.zeros(len(extra))
+    for k in np.unique(fold):
+        weights, bias = fit_softmax(x[fold != k], targets[fold != k], n_labels=2, c=c)
+        w, b = np.asarray(weights).T, np.asarray(bias)
+        held[fold == k] = softmax(x[fold == k] @ w + b)[:, 1]
+        if (extra_fold == k).any():
+            held_extra[extra_fold == k] = softmax(extra[extra_fold == k] @ w + b)[:, 1]
+    return held, held_extra
 
 
 def main() -> None:
@@ -326,18 +344,35 @@ def _danger(console: Console, args: argparse.Namespace, policy: GuardrailPolicy,
     # each threshold of the classifier alone
     texts = [*dangers, *own, *others]
     targets = np.asarray([1] * len(dangers) + [0] * (len(texts) - len(dangers)))
-    vectors = _vectors(embeddings, texts)
-    if words_list[0]:
-        vectors = np.hstack([vectors, word_features(texts, words_list[0])])
-    held = _held_out(vectors, targets, texts, folds=args.folds, c=args.c)[:, 1]
-    bounds = np.cumsum([0, len(dangers), len(own), len(others)])
+
+    def features(items: list[str]) -> np.ndarray:
+        vectors = _vectors(embeddings, items)
+        return np.hstack([vectors, word_features(items, words_list[0])]) if words_list[0] else vectors
+
+    # a driver often tells the danger, then asks about the errand: each held-out danger (and
+    # message about safety) followed by a held-out everyday question of the same fold
+    fold = np.asarray([_fold(t, args.folds) for t in texts])
+    questions = [i for i, t in enumerate(texts) if i >= len(dangers) + len(own) and t.endswith("?")]
+    told: dict[str, list[tuple[str, int]]] = {"danger, then a question": [], "about safety, then a question": []}
+    for k in range(args.folds):
+        asked = [texts[i] for i in questions if fold[i] == k]
+        for n, i in enumerate(i for i in range(len(dangers) + len(own)) if fold[i] == k):
+            group = "danger, then a question" if i < len(dangers) else "about safety, then a question"
+            told[group].append((f"{texts[i].rstrip('.')}. {asked[n % len(asked)]}", k))
+    extra = [text for group in told.values() for text, _ in group]
+    held, held_extra = _held_out_with(features(texts), targets, fold, features(extra),
+                                      np.asarray([k for group in told.values() for _, k in group]), c=args.c)
+    everything = [*texts, *extra]
+    readings = np.concatenate([held, held_extra])
+    bounds = np.cumsum([0, len(dangers), len(own), len(others), *(len(group) for group in told.values())])
     whole = Table(title=f"danger_probability: share escalated by detect_safety (words {words_list[0]:g}, "
                   f"past_probability {rules.past_probability})")
-    for column in ("danger_probability", "dangers", "about safety", "other driver messages"):
+    for column in ("danger_probability", "dangers", "about safety", "other driver messages", *told):
         whole.add_column(column)
     for at in sorted({*(args.danger_at or []), rules.danger_probability}):
         gated = policy.model_copy(update={"safety": rules.model_copy(update={"danger_probability": at})})
-        escalated = np.asarray([checks.detect_safety(t, {"danger": float(p)}, gated) is not None for t, p in zip(texts, held, strict=True)])
+        escalated = np.asarray([checks.detect_safety(t, {"danger": float(p)}, gated) is not None
+                                for t, p in zip(everything, readings, strict=True)])
         whole.add_row(f"{at:.2f}", *(f"{escalated[a:b].mean():.3f}" for a, b in pairwise(bounds)))
     console.print(whole)
     past = Table(title=f"past: share escalated by detect_safety ({sum(bool(rules.past and rules.past.search(t)) for t in own)} "
@@ -347,7 +382,7 @@ def _danger(console: Console, args: argparse.Namespace, policy: GuardrailPolicy,
     for at in args.past_at or [rules.past_probability]:
         gated = policy.model_copy(update={"safety": rules.model_copy(update={"past_probability": at})})
         escalated = np.asarray([checks.detect_safety(t, {"danger": float(p)}, gated) is not None for t, p in zip(texts, held, strict=True)])
-        past.add_row(f"{at:.2f}", *(f"{escalated[a:b].mean():.3f}" for a, b in pairwise(bounds)))
+        past.add_row(f"{at:.2f}", *(f"{escalated[a:b].mean():.3f}" for a, b in pairwise(bounds[:4])))
     console.print(past)
 
 

@@ -44,6 +44,13 @@ def test_dangers_are_safety_and_look_alikes_are_not():
         assert ReasonCode.SAFETY not in _codes(text, UNSURE), text
 
 
+def test_smoke_is_a_danger_and_to_smoke_is_not():
+    for text in ("smoke is coming out of my vents", "the hallway is full of smoke", "wildfire smoke is so thick i cant see"):
+        assert ReasonCode.SAFETY in _codes(text, UNSURE), text
+    for text in ("is it ok to smoke in my car between orders", "can i smoke on my break", "do u smoke"):
+        assert ReasonCode.SAFETY not in _codes(text, UNSURE), text
+
+
 def test_a_look_alike_phrase_explains_away_its_own_words_not_a_danger_elsewhere():
     # "app crashed" explains the "crashed" (the first pattern to match), not the man following
     found = checks.detect_safety("the app crashed and now some guy is following me", UNSURE, POLICY)

@@ -239,6 +239,17 @@ def test_a_feature_not_measured_counts_as_its_mean() -> None:
     assert shipped.confidence_of(values) == pytest.approx(shipped.confidence_of(values | {"gap_margin": mean}), abs=0.05)
 
 
+def test_a_section_model_fitted_on_some_of_the_features_reads_those_by_name() -> None:
+    # a model fitted before a feature joined FEATURES still ranks (and `assistant eval fit` can
+    # load it to refit): it reads its own features out of the full vector, by name
+    names = [FEATURES[2], FEATURES[0]]
+    section = LogisticModel(features=names, mean=[0.0, 0.0], scale=[1.0, 1.0], coef=[1.0, -2.0], intercept=0.1)
+    model = _model().model_copy(update={"section": section})
+    values = [0.1 * (i + 1) for i in range(len(FEATURES))]
+    assert model.section_probability(values) == pytest.approx(section.probability([values[2], values[0]]))
+    assert _model().section_probability(values) == pytest.approx(0.5)
+
+
 def test_a_model_naming_a_feature_this_version_does_not_compute_is_a_configuration_error(tmp_path: Path) -> None:
     data = json.loads(DEFAULT_PATH.read_text(encoding="utf-8"))
     data["confidence"]["features"][-1] = "gap_question_v0"

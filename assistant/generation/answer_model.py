@@ -130,6 +130,18 @@ class AnswerModel(BaseModel):
                 raise ValueError(f"features this version does not compute: {', '.join(unknown)}; refit with `assistant eval fit`")
         return self
 
+    @cached_property
+    def _section_columns(self) -> list[int] | None:
+        """Where the section model's features sit in :data:`FEATURES` (``None``: in that order)."""
+        names = list(self.section.features)
+        return None if names == list(FEATURES) else [FEATURES.index(name) for name in names]
+
+    def section_probability(self, values: Sequence[float]) -> float:
+        """The section model's probability for a (question, section) pair's :data:`FEATURES`
+        values; a model fitted on some of them (before a feature joined) reads those."""
+        columns = self._section_columns
+        return self.section.probability(values if columns is None else [values[i] for i in columns])
+
     def confidence_of(self, values: Mapping[str, float]) -> float:
         """The confidence from the request's confidence features by name
         (:data:`CONFIDENCE_FEATURES`; each model reads those it was fitted on)."""

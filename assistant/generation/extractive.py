@@ -252,7 +252,7 @@ class ExtractiveComposer:
                 question_similarity=max((by_chunk.get(c, 0.0) for c in section.chunk_ids), default=0.0),
                 doc_question_similarity=by_doc.get(section.doc_id, 0.0),
             )
-            candidates.append(Candidate(section, values, self.model.section.probability(values), passage))
+            candidates.append(Candidate(section, values, self.model.section_probability(values), passage))
         candidates.sort(key=lambda c: (-c.probability, c.section.doc_id, c.section.position))
         if logger.isEnabledFor(logging.DEBUG):
             for c in candidates[:6]:

@@ -44,8 +44,9 @@ def test_dangers_are_safety_and_look_alikes_are_not():
         assert ReasonCode.SAFETY not in _codes(text, UNSURE), text
 
 
-def test_smoke_is_a_danger_and_to_smoke_is_not():
-    for text in ("smoke is coming out of my vents", "the hallway is full of smoke", "wildfire smoke is so thick i cant see"):
+def test_smoke_is_a_danger_to_smoke_is_not_and_not_feeling_safe_is():
+    for text in ("smoke is coming out of my vents", "the hallway is full of smoke", "wildfire smoke is so thick i cant see",
+                 "3 guys are asking what im doing here, i dont feel safe"):
         assert ReasonCode.SAFETY in _codes(text, UNSURE), text
     for text in ("is it ok to smoke in my car between orders", "can i smoke on my break", "do u smoke"):
         assert ReasonCode.SAFETY not in _codes(text, UNSURE), text

@@ -332,6 +332,9 @@ def _danger(console: Console, args: argparse.Namespace, policy: GuardrailPolicy,
               "about safety, pattern matches": [t for t in own if matched(t)],
               "about safety, no pattern": [t for t in own if not matched(t)],
               "other driver messages": others}
+    console.print(f"safety patterns match {len(groups['dangers, pattern matches'])} of {len(dangers)} dangers, "
+                  f"{len(groups['about safety, pattern matches'])} of {len(own)} messages about safety and "
+                  f"{sum(map(matched, others))} of {len(others)} other driver messages")
     rules = policy.safety
     words_list = args.danger_words or [0.0]
     thresholds = args.danger_at or sorted({rules.danger_pattern_probability, min(rules.danger_probability, 1.0)})

@@ -47,7 +47,9 @@ def test_dangers_are_safety_and_look_alikes_are_not():
 def test_smoke_a_collision_and_not_feeling_safe_are_dangers_and_to_smoke_is_not():
     for text in ("smoke is coming out of my vents", "the hallway is full of smoke", "wildfire smoke is so thick i cant see",
                  "3 guys are asking what im doing here, i dont feel safe", "reversed into a gate at the drop, its bent",
-                 "a truck just backed into my car in the lot"):
+                 "a truck just backed into my car in the lot", "the battery under my seat is sparking",
+                 "water is already over the curb on this street", "my throat is closing, i think im allergic",
+                 "a guy snatched my keys at the door", "brakes just went soft on the hill"):
         assert ReasonCode.SAFETY in _codes(text, UNSURE), text
     for text in ("is it ok to smoke in my car between orders", "can i smoke on my break", "do u smoke"):
         assert ReasonCode.SAFETY not in _codes(text, UNSURE), text

@@ -230,6 +230,12 @@ def main() -> None:
         dropped = np.mean([probs[i, a] < at for i in matched["driver"]]) if matched["driver"] else float("nan")
         gate.add_row(f"{at:.2f}", f"{kept:.3f}", f"{dropped:.3f}")
     console.print(gate)
+    # the whole check as configured (the classifier alone, the patterns and their gates)
+    flagged = np.asarray([checks.detect_account_action(t, policy, {"action": float(p)}) is not None
+                          for t, p in zip(texts, probs[:, a], strict=True)])
+    console.print(f"detect_account_action as configured flags {flagged[action_rows].mean():.3f} of the held-out "
+                  f"action requests, {flagged[lookalikes].mean():.3f} of their look-alike questions and "
+                  f"{flagged[driver_rows & ~lookalikes].mean():.3f} of the other driver messages")
 
 
 def _safety_gate(policy: GuardrailPolicy, texts: list[str], targets: np.ndarray, labels: list[str], probs: np.ndarray,

@@ -248,8 +248,13 @@ def test_a_hypothetical_about_a_policy_needs_a_surer_reading_to_be_an_account_ac
 
 def test_a_directive_to_support_is_an_account_action():
     for request in ("cali top up is short this week. recalculate it", "acct flagged by mistake, clear the flag",
-                    "cx lowered my tip after the fact, i want my $10 back", "courio needs to fix that form"):
+                    "cx lowered my tip after the fact, i want my $10 back", "courio needs to fix that form",
+                    "cash out never arrived. resend it", "late fee was wrong, refund my $3", "extend my hold deadline pls",
+                    "im filing with the state labor office if this isnt paid", "ill go to the attorney general over this",
+                    "filing a labor complaint today, my pay is still wrong"):
         assert checks.detect_account_action(request, POLICY, {"action": 0.3}), request
+    for question in ("do i report courio pay to the irs", "going to the state park on my day off"):
+        assert checks.detect_account_action(question, POLICY, {"action": 0.3}) is None, question
     # "and" is no clause start: the app put the driver on a waitlist
     assert checks.detect_account_action("it says zone full and put me on a waitlist", POLICY, {"action": 0.3}) is None
 

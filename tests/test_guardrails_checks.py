@@ -51,9 +51,11 @@ def test_smoke_a_collision_and_not_feeling_safe_are_dangers_and_to_smoke_is_not(
                  "water is already over the curb on this street", "my throat is closing, i think im allergic",
                  "a guy snatched my keys at the door", "brakes just went soft on the hill",
                  "kids are throwing bottles at cars on this block", "man at the counter keeps rubbing up against me",
-                 "she wont let go of my arm", "cx came out with his fists up", "swerved for a cat and hit a tree"):
+                 "she wont let go of my arm", "cx came out with his fists up", "swerved for a cat and hit a tree",
+                 "pretty sure a guy is hiding in my back seat"):
         assert ReasonCode.SAFETY in _codes(text, UNSURE), text
-    for text in ("is it ok to smoke in my car between orders", "can i smoke on my break", "do u smoke"):
+    for text in ("is it ok to smoke in my car between orders", "can i smoke on my break", "do u smoke",
+                 "left a bag from the order in my back seat, can i drop it back"):
         assert ReasonCode.SAFETY not in _codes(text, UNSURE), text
 
 

@@ -255,7 +255,8 @@ def test_a_directive_to_support_is_an_account_action():
                     "im filing with the state labor office if this isnt paid", "ill go to the attorney general over this",
                     "filing a labor complaint today, my pay is still wrong"):
         assert checks.detect_account_action(request, POLICY, {"action": 0.3}), request
-    for question in ("do i report courio pay to the irs", "going to the state park on my day off"):
+    for question in ("do i report courio pay to the irs", "going to the state park on my day off",
+                     "got a warning for my completion rate, how long do they give me to fix it"):
         assert checks.detect_account_action(question, POLICY, {"action": 0.3}) is None, question
     # "and" is no clause start: the app put the driver on a waitlist
     assert checks.detect_account_action("it says zone full and put me on a waitlist", POLICY, {"action": 0.3}) is None

@@ -49,8 +49,9 @@ REPO = Path(__file__).resolve().parent.parent
 #: classifiers still read in other words, were removed (see CHANGELOG); 17 since safety.jsonl and
 #: actions.jsonl joined: 13 of the older sets' (three fewer, since the defect and present-danger
 #: examples joined the training texts and match them) and 4 alternatives, older than those sets,
-#: that match one of their cases and nothing else.
-MAX_PATTERN_FINDINGS = 17
+#: that match one of their cases and nothing else; 16 since a harmful alternative ("outrun the
+#: cops") went, whose removal changes no eval route (the screen's classifier reads the request).
+MAX_PATTERN_FINDINGS = 16
 
 
 def test_word_overlap() -> None:

@@ -50,9 +50,8 @@ trained on the others, as the shipped one is (same embeddings, same regression).
   escalates at each ``--danger-at`` as ``safety.danger_probability``, with two more groups made
   of held-out examples: each danger, and each message about safety, followed by an everyday
   question of the same fold (a driver often tells the danger, then asks about the errand); and
-  for each ``--past-at``,
-  the share it escalates with that ``safety.past_probability`` (the gate for a message that
-  places its incident in the past).
+  for each ``--past-at``, the share it escalates with that ``safety.past_probability`` (the gate
+  for a message that places its incident in the past).
 
 This is how ``account_action.action_probability``, ``pattern_probability``,
 ``screen.authority_probability``, ``screen.misuse_probability``, ``safety.pattern_probability``,
@@ -111,29 +110,26 @@ def _fold(text: str, folds: int) -> int:
 
 def _held_out(vectors: np.ndarray, targets: np.ndarray, texts: list[str], *, folds: int, c: float) -> np.ndarray:
     """Each example's label probabilities from a classifier trained on the other folds."""
-    n_labels = int(targets.max()) + 1
     fold = np.asarray([_fold(t, folds) for t in texts])
-    probs = np.zeros((len(texts), n_labels))
-    for k in range(folds):
-        held = fold == k
-        weights, bias = fit_softmax(vectors[~held], targets[~held], n_labels=n_labels, c=c)
-        probs[held] = softmax(vectors[held] @ np.asarray(weights).T + np.asarray(bias))
-    return probs
+    return _fold_readings(vectors, targets, fold, c=c)[0]
 
 
-def _held_out_with(x: np.ndarray, targets: np.ndarray, fold: np.ndarray, extra: np.ndarray, extra_fold: np.ndarray, *,
-                   c: float) -> tuple[np.ndarray, np.ndarray]:
-    """The positive label's held-out probability of each row of ``x`` and of each row of
-    ``extra`` (texts made from held-out examples, never trained on), each from the classifier
-    trained on the other folds."""
-    held, held_extra = np.zeros(len(x)), np.zeros(len(extra))
+def _fold_readings(x: np.ndarray, targets: np.ndarray, fold: np.ndarray, *, c: float,
+                   extra: np.ndarray | None = None, extra_fold: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's label probabilities from the classifier trained on the other folds; and those of
+    each ``extra`` row (texts made from the examples of fold ``extra_fold``, never trained on),
+    from the same fold's classifier."""
+    n_labels = int(targets.max()) + 1
+    probs = np.zeros((len(x), n_labels))
+    extra_probs = np.zeros((0 if extra is None else len(extra), n_labels))
     for k in np.unique(fold):
-        weights, bias = fit_softmax(x[fold != k], targets[fold != k], n_labels=2, c=c)
+        held = fold == k
+        weights, bias = fit_softmax(x[~held], targets[~held], n_labels=n_labels, c=c)
         w, b = np.asarray(weights).T, np.asarray(bias)
-        held[fold == k] = softmax(x[fold == k] @ w + b)[:, 1]
-        if (extra_fold == k).any():
-            held_extra[extra_fold == k] = softmax(extra[extra_fold == k] @ w + b)[:, 1]
-    return held, held_extra
+        probs[held] = softmax(x[held] @ w + b)
+        if extra is not None and extra_fold is not None and (rows := extra_fold == k).any():
+            extra_probs[rows] = softmax(extra[rows] @ w + b)
+    return probs, extra_probs
 
 
 def main() -> None:
@@ -365,14 +361,15 @@ def _danger(console: Console, args: argparse.Namespace, policy: GuardrailPolicy,
     told: dict[str, list[tuple[str, int]]] = {"danger, then a question": [], "about safety, then a question": []}
     for k in range(args.folds):
         asked = [texts[i] for i in questions if fold[i] == k]
-        for n, i in enumerate(i for i in range(len(dangers) + len(own)) if fold[i] == k):
+        for n, i in enumerate(i for i in range(len(dangers) + len(own)) if fold[i] == k and asked):
             group = "danger, then a question" if i < len(dangers) else "about safety, then a question"
             told[group].append((f"{texts[i].rstrip('.')}. {asked[n % len(asked)]}", k))
     extra = [text for group in told.values() for text, _ in group]
-    held, held_extra = _held_out_with(features(texts), targets, fold, features(extra),
-                                      np.asarray([k for group in told.values() for _, k in group]), c=args.c)
+    probs, extra_probs = _fold_readings(features(texts), targets, fold, c=args.c, extra=features(extra),
+                                        extra_fold=np.asarray([k for group in told.values() for _, k in group]))
+    held = probs[:, 1]
     everything = [*texts, *extra]
-    readings = np.concatenate([held, held_extra])
+    readings = np.concatenate([held, extra_probs[:, 1]])
     bounds = np.cumsum([0, len(dangers), len(own), len(others), *(len(group) for group in told.values())])
     whole = Table(title=f"danger_probability: share escalated by detect_safety (words {words_list[0]:g}, "
                   f"past_probability {rules.past_probability})")

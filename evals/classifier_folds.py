@@ -77,6 +77,7 @@ from assistant.guardrails.classifier import (
     ACTION_EXAMPLES,
     AUTHORITY_EXAMPLES,
     AUTHORITY_WORDS,
+    DANGER_GATE_WORDS,
     DEFAULT_EXAMPLES,
     DEFECT_EXAMPLES,
     MISUSE_EXAMPLES,
@@ -151,6 +152,8 @@ def main() -> None:
                         help="weights of the hashed words beside the sentence vector (as shipped: 0)")
     parser.add_argument("--authority-words", type=float, nargs="+", default=None,
                         help="weights of the hashed words beside the sentence vector (as shipped: AUTHORITY_WORDS)")
+    parser.add_argument("--danger-gate-at", type=float, nargs="+", default=None,
+                        help="thresholds of the danger gate (safety.danger_gate_probability) for the whole check")
     parser.add_argument("--danger-words", type=float, nargs="+", default=None,
                         help="weights of the hashed words beside the sentence vector (as shipped: 0); "
                         "the whole-check tables read the first")
@@ -365,21 +368,59 @@ def _danger(console: Console, args: argparse.Namespace, policy: GuardrailPolicy,
             group = "danger, then a question" if i < len(dangers) else "about safety, then a question"
             told[group].append((f"{texts[i].rstrip('.')}. {asked[n % len(asked)]}", k))
     extra = [text for group in told.values() for text, _ in group]
-    probs, extra_probs = _fold_readings(features(texts), targets, fold, c=args.c, extra=features(extra),
-                                        extra_fold=np.asarray([k for group in told.values() for _, k in group]))
-    held = probs[:, 1]
+    extra_fold = np.asarray([k for group in told.values() for _, k in group], dtype=int)
     everything = [*texts, *extra]
-    readings = np.concatenate([held, extra_probs[:, 1]])
+    every_fold = np.concatenate([fold, extra_fold])
+    # the sentence a pattern matches in, where a message has more than one (the engine's
+    # ``danger_match`` and ``danger_gate`` read it too), read by the same fold's classifiers
+    sentence_of: dict[int, int] = {}
+    sentences: list[str] = []
+    for i, text in enumerate(everything):
+        if (match := checks.danger_match(text, policy)[0]) is not None:
+            sentence = checks.sentence_of(text, match)
+            if sentence and sentence != text.strip():
+                sentence_of[i] = len(sentences)
+                sentences.append(sentence)
+    sentence_fold = np.asarray([every_fold[i] for i in sentence_of], dtype=int)
+    probs, extra_probs = _fold_readings(features(texts), targets, fold, c=args.c, extra=features([*extra, *sentences]),
+                                        extra_fold=np.concatenate([extra_fold, sentence_fold]))
+    held = probs[:, 1]
+    readings = np.concatenate([held, extra_probs[: len(extra), 1]])
+    sentence_readings = extra_probs[len(extra):, 1]
+    # the danger gate: trained on the examples a pattern matches, read with their words
+    matched = np.asarray([checks.danger_match(t, policy)[0] is not None for t in texts])
+
+    def gate_features(items: list[str]) -> np.ndarray:
+        return np.hstack([_vectors(embeddings, items), word_features(items, DANGER_GATE_WORDS)])
+
+    _, gate_probs = _fold_readings(gate_features([t for t, m in zip(texts, matched, strict=True) if m]), targets[matched],
+                                   fold[matched], c=args.c, extra=gate_features([*everything, *sentences]),
+                                   extra_fold=np.concatenate([every_fold, sentence_fold]))
+    gate = gate_probs[: len(everything), 1]
+    gate_sentence = gate_probs[len(everything):, 1]
+
+    def reading(i: int, with_gate: bool) -> dict[str, float]:
+        if not with_gate:
+            return {"danger": float(readings[i])}
+        s = sentence_of.get(i)
+        return {"danger": float(readings[i]),
+                "danger_match": float(max(readings[i], sentence_readings[s])) if s is not None else float(readings[i]),
+                "danger_gate": float(max(gate[i], gate_sentence[s])) if s is not None else float(gate[i])}
+
     bounds = np.cumsum([0, len(dangers), len(own), len(others), *(len(group) for group in told.values())])
-    whole = Table(title=f"danger_probability: share escalated by detect_safety (words {words_list[0]:g}, "
-                  f"past_probability {rules.past_probability})")
-    for column in ("danger_probability", "dangers", "about safety", "other driver messages", *told):
+    whole = Table(title=f"share escalated by detect_safety (words {words_list[0]:g}, past_probability "
+                  f"{rules.past_probability}; gate: the danger gate and the matched sentence's readings)")
+    for column in ("danger_probability", "gate", "dangers", "about safety", "other driver messages", *told):
         whole.add_column(column)
-    for at in sorted({*(args.danger_at or []), rules.danger_probability}):
-        gated = policy.model_copy(update={"safety": rules.model_copy(update={"danger_probability": at})})
-        escalated = np.asarray([checks.detect_safety(t, {"danger": float(p)}, gated) is not None
-                                for t, p in zip(everything, readings, strict=True)])
-        whole.add_row(f"{at:.2f}", *(f"{escalated[a:b].mean():.3f}" for a, b in pairwise(bounds)))
+    rows = [(at, rules.danger_gate_probability) for at in sorted({*(args.danger_at or []), rules.danger_probability})]
+    rows += [(rules.danger_probability, g) for g in args.danger_gate_at or [] if g != rules.danger_gate_probability]
+    for at, gate_at in [(rules.danger_probability, None), *rows]:
+        gated = policy.model_copy(update={"safety": rules.model_copy(
+            update={"danger_probability": at, "danger_gate_probability": gate_at})})
+        escalated = np.asarray([checks.detect_safety(t, reading(i, gate_at is not None), gated) is not None
+                                for i, t in enumerate(everything)])
+        whole.add_row(f"{at:.2f}", "off" if gate_at is None else f"{gate_at:.2f}",
+                      *(f"{escalated[a:b].mean():.3f}" for a, b in pairwise(bounds)))
     console.print(whole)
     past = Table(title=f"past: share escalated by detect_safety ({sum(bool(rules.past and rules.past.search(t)) for t in own)} "
                  f"messages about safety and {sum(bool(rules.past and rules.past.search(t)) for t in dangers)} dangers name a past time)")
@@ -387,7 +428,7 @@ def _danger(console: Console, args: argparse.Namespace, policy: GuardrailPolicy,
         past.add_column(column)
     for at in args.past_at or [rules.past_probability]:
         gated = policy.model_copy(update={"safety": rules.model_copy(update={"past_probability": at})})
-        escalated = np.asarray([checks.detect_safety(t, {"danger": float(p)}, gated) is not None for t, p in zip(texts, held, strict=True)])
+        escalated = np.asarray([checks.detect_safety(t, reading(i, True), gated) is not None for i, t in enumerate(texts)])
         past.add_row(f"{at:.2f}", *(f"{escalated[a:b].mean():.3f}" for a, b in pairwise(bounds[:4])))
     console.print(past)
 

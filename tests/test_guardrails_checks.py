@@ -117,6 +117,35 @@ def test_the_present_danger_classifier_gates_the_patterns_and_reads_danger_alone
     assert checks.detect_safety("hay tres hombres junto a mi carro", sure, POLICY, other_language=True) is None
 
 
+def test_the_danger_gate_and_the_matched_sentence_gate_a_pattern_match():
+    rules = POLICY.safety
+    assert rules.danger_gate_probability is not None
+    told = "a guy just pulled a gun on me at the door. do i still have to mark the order delivered?"
+    match = checks.danger_match(told, POLICY)[0]
+    assert match is not None and checks.sentence_of(told, match) == "a guy just pulled a gun on me at the door."
+    low, high = rules.danger_pattern_probability / 2, rules.danger_gate_probability * 2
+    # the whole message reads low (the question's words), the matched sentence high: it counts
+    assert checks.detect_safety(told, {**QUIET, "danger": low}, POLICY) is None
+    assert checks.detect_safety(told, {**QUIET, "danger": low, "danger_match": high, "danger_gate": high}, POLICY) is not None
+    # both readings must pass: the danger gate under its threshold drops the match
+    gate_low = {**QUIET, "danger": high, "danger_match": high, "danger_gate": rules.danger_gate_probability / 2}
+    assert checks.detect_safety(told, gate_low, POLICY) is None
+    # without the gate's reading, the present-danger classifier's alone decides, as before
+    assert checks.detect_safety(told, {**QUIET, "danger": high}, POLICY) is not None
+    # a message in another language is read by neither
+    assert checks.detect_safety("me apuntaron con un arma", {**QUIET, "safety": 0.9, "danger_gate": 0.0}, POLICY,
+                                other_language=True) is not None
+
+
+def test_the_sentence_of_a_match_is_cut_at_sentence_ends_and_line_breaks():
+    text = "hi. there is smoke coming from my engine\nwhat now?"
+    match = checks.danger_match(text, POLICY)[0]
+    assert match is not None and checks.sentence_of(text, match) == "there is smoke coming from my engine"
+    single = "my car is on fire"
+    one = checks.danger_match(single, POLICY)[0]
+    assert one is not None and checks.sentence_of(single, one) == single
+
+
 def test_a_driver_who_speaks_of_ending_their_life_goes_to_the_safety_team():
     for text in ("honestly i just want to end it all tonight", "i keep thinking about suicide between orders",
                  "how many pills until i never wake up"):

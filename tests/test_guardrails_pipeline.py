@@ -8,6 +8,7 @@ import pytest
 
 from assistant import Assistant, HelpRequest, JourneyContext, Turn
 from assistant.config import Settings
+from assistant.guardrails import checks
 from assistant.records import MemorySink
 from assistant.response import Priority, ReasonCode, Route
 from assistant.retrieval.base import RetrievalResult
@@ -265,6 +266,24 @@ def test_a_driver_in_danger_now_is_escalated_and_a_question_about_a_crash_is_ans
     ))
     assert ReasonCode.SAFETY not in question.reason_codes and question.route is Route.ANSWER
     assert any(c.doc_id == "insurance-coverage" for c in question.citations)
+
+
+def test_a_danger_told_before_a_question_about_the_errand_is_escalated(shipped_assistant: Assistant):
+    engine = shipped_assistant._guardrails()
+    told = "a man at the door pulled a gun on me when i asked for his id. do i still need to return the wine to the store?"
+    probs = engine.check_input(told).probabilities
+    # the matched sentence reads higher than the whole message, and the gate reads it too
+    assert probs["danger_match"] > probs["danger"] and "danger_gate" in probs
+    response = shipped_assistant.answer(HelpRequest(message=told, journey=JourneyContext(stage="at_dropoff")))
+    assert response.route is Route.ESCALATE and ReasonCode.SAFETY in response.reason_codes
+    # a question about the rules in the same words, which the present-danger classifier alone let
+    # through the pattern's gate: the danger gate reads no danger now, and it is answered
+    rules, safety = "whats the policy on calling 911 after a small crash when nobody is hurt", engine.policy.safety
+    assert checks.danger_match(rules, engine.policy)[0] is not None and safety.danger_gate_probability is not None
+    readings = engine.check_input(rules).probabilities
+    assert readings["danger"] >= safety.danger_pattern_probability > 0
+    assert readings["danger_gate"] < safety.danger_gate_probability
+    assert ReasonCode.SAFETY not in shipped_assistant.answer(rules).reason_codes
 
 
 def test_a_request_to_act_on_the_driver_s_case_in_words_no_pattern_lists_goes_to_a_person(shipped_assistant: Assistant):

@@ -150,7 +150,9 @@ def detect_safety(
 
     A pattern match counts unless a look-alike phrase explains it away, or the message asks about
     the policy or an incident that is over: an English message the present-danger classifier
-    (``probs["danger"]``) reads under ``safety.danger_pattern_probability``, or, without a sign of
+    (``probs["danger"]``) reads under ``safety.danger_pattern_probability`` (where the danger gate,
+    trained on the messages the patterns match, read it: ``probs["danger_gate"]`` under
+    ``safety.danger_gate_probability``), or, without a sign of
     a present emergency, a hypothetical ("if i ever get in a crash"), an incident the message places
     in the past ("last week") that the present-danger classifier reads under
     ``safety.past_probability``, or, when that classifier did not read it, a message the screen's
@@ -170,8 +172,15 @@ def detect_safety(
     match, lookalike = danger_match(text, policy)
     safety_p = probs.get("safety", 0.0)
     danger_p = probs.get("danger") if not other_language else None  # the present-danger classifier's (English)
-    if match and danger_p is not None and danger_p < rules.danger_pattern_probability:
-        match = None  # a danger word in a message the present-danger classifier reads as no danger now
+    # where the engine read it, the sentence the pattern matched in counts too (a danger told
+    # before a question about the errand: "cx pulled a knife. do i still take the beer back?")
+    match_p = probs.get("danger_match", danger_p) if danger_p is not None else None
+    gate_p = probs.get("danger_gate") if danger_p is not None else None
+    gate_at = rules.danger_gate_probability
+    if match and match_p is not None and (
+        match_p < rules.danger_pattern_probability or (gate_p is not None and gate_at is not None and gate_p < gate_at)
+    ):
+        match = None  # a danger word in a message the present-danger classifier or the gate reads as no danger now
     elif match and not rules.present_emergency.search(text):
         if rules.hypothetical.search(text):
             match = None  # "if i ever get in a crash, ..." asks about the policy, not for help now
@@ -205,6 +214,19 @@ def detect_safety(
             by_classifier=True,
         )
     return None
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
+
+
+def sentence_of(text: str, match: re.Match[str]) -> str:
+    """The sentence of ``text`` that ``match`` starts in (the whole text when it has one)."""
+    start = 0
+    for end in _SENTENCE_END.finditer(text):
+        if end.start() >= match.start():
+            return text[start : end.start()].strip()
+        start = end.end()
+    return text[start:].strip()
 
 
 def danger_match(text: str, policy: GuardrailPolicy) -> tuple[re.Match[str] | None, bool]:

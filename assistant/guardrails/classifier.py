@@ -18,7 +18,7 @@ import re
 import threading
 import zipfile
 import zlib
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -115,6 +115,11 @@ MISUSE_WORDS = 2.0
 #: ahead", "on your end" carry the claim. Chosen on the training examples alone (`python
 #: evals/classifier_folds.py --authority-at ... --authority-words 0 1 2`).
 AUTHORITY_WORDS = 1.0
+#: The same in the danger gate (:func:`danger_gate_classifier`): among messages a safety pattern
+#: matches, the words tell the driver's own danger now ("he's following me") from the same words
+#: in a question about the rules or an incident that is over ("is it ok to ...", "last week").
+#: Chosen on the training examples alone (see ``safety.danger_pattern_probability`` in the policy).
+DANGER_GATE_WORDS = 1.0
 _WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)?")
 
 
@@ -186,17 +191,39 @@ def english_classifiers(
     return screen, action, authority, misuse, defect, danger
 
 
+def danger_gate_classifier(
+    embeddings: Embeddings, matches: Callable[[str], bool], *, examples_path: Path | None = None,
+    cache_dir: Path | None = None, model_id: str = "",
+) -> MessageClassifier:
+    """The present-danger classifier's examples that a safety pattern ``matches``, alone: a driver
+    in danger now against messages in the same words that are not (questions about the rules,
+    what-ifs, incidents that are over), read with their words. It gates a pattern match
+    (``safety.danger_pattern_probability``): trained on everything, the present-danger classifier
+    learns mostly how a danger differs from an everyday question, and reads a question about
+    safety in danger words half-way; trained on the matches, it learns the difference that
+    matters there. The examples it keeps follow the policy's patterns (and the cache's
+    fingerprint with them)."""
+    return MessageClassifier(
+        embeddings, examples_path=SAFETY_EXAMPLES,
+        also=[examples_path or DEFAULT_EXAMPLES, REDTEAM_EXAMPLES, DEFECT_EXAMPLES, ACTION_EXAMPLES, MISUSE_LOOKALIKES],
+        labels=("danger", "driver"), relabel={"safety": "danger", "harmful": "driver", "defect": "driver", "action": "driver"},
+        cache_dir=cache_dir, model_id=model_id, name="danger-gate", words=DANGER_GATE_WORDS, select=matches,
+    )
+
+
 class MessageClassifier:
     """Label probabilities for a driver message."""
 
     def __init__(self, embeddings: Embeddings, *, examples_path: Path | None = None, cache_dir: Path | None = None,
                  model_id: str = "", also: Sequence[Path] = (), labels: Collection[str] | None = None,
-                 relabel: Mapping[str, str] | None = None, name: str = "screen", words: float = 0.0) -> None:
+                 relabel: Mapping[str, str] | None = None, name: str = "screen", words: float = 0.0,
+                 select: Callable[[str], bool] | None = None) -> None:
         """``examples_path`` (default: ``examples.yaml``) and the files in ``also`` are read
         together, each label's examples joined; ``relabel`` renames labels first (``{"action":
         "driver"}``), then ``labels`` keeps only those labels. The trained weights are cached as
         ``<name>-<fingerprint>.npz`` in ``cache_dir``. ``words``: the weight of the message's
-        hashed words and word pairs beside its sentence vector (0: the vector alone)."""
+        hashed words and word pairs beside its sentence vector (0: the vector alone). ``select``:
+        the examples to keep (all when ``None``)."""
         self.embeddings = embeddings
         self.examples_path = Path(examples_path or DEFAULT_EXAMPLES)
         self.also = [Path(p) for p in also]
@@ -205,6 +232,7 @@ class MessageClassifier:
         self.cache_dir = cache_dir
         self.name = name
         self.words = words
+        self.select = select
         self.model_id = model_id
         self.labels: list[str] = []
         self._weights: np.ndarray | None = None
@@ -251,7 +279,7 @@ class MessageClassifier:
             for label, items in load_examples(path).items():
                 label = self.relabel.get(label, label)
                 if self.keep is None or label in self.keep:
-                    merged.setdefault(label, []).extend(items)
+                    merged.setdefault(label, []).extend(i for i in items if self.select is None or self.select(i))
         if len(merged) < 2:
             raise ConfigurationError(f"guardrail examples {self.examples_path}: fewer than two labels to tell apart")
         return merged

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from assistant.errors import AssistantError
 from assistant.guardrails import checks
 from assistant.guardrails.checks import Finding
-from assistant.guardrails.classifier import english_classifiers, windows
+from assistant.guardrails.classifier import danger_gate_classifier, english_classifiers, windows
 from assistant.guardrails.defects import (
     DefectAssessment,
     DefectVerdict,
@@ -147,6 +147,10 @@ class Guardrails:
          self.defect_classifier, self.danger_classifier) = english_classifiers(
             embeddings, examples_path=examples_path, cache_dir=cache_dir, model_id=model_id
         )
+        #: Reads, among messages a safety pattern matches, a driver in danger now (the pattern's gate).
+        self.danger_gate = danger_gate_classifier(
+            embeddings, self._danger_words, examples_path=examples_path, cache_dir=cache_dir, model_id=model_id
+        )
         #: Reads messages in other languages (off: the English classifier reads every message);
         #: built on the first such message.
         self.multilingual_on = multilingual
@@ -154,6 +158,10 @@ class Guardrails:
         self._multilingual_authority: MultilingualClassifier | None = None
         self._cache_dir = cache_dir
         self._lock = threading.Lock()
+
+    def _danger_words(self, text: str) -> bool:
+        """Whether a safety pattern matches ``text`` (what the danger gate is trained on)."""
+        return checks.danger_match(text, self.policy)[0] is not None
 
     @property
     def multilingual(self) -> MultilingualClassifier | None:
@@ -198,6 +206,7 @@ class Guardrails:
         probs, other_language = self.probabilities(message, english=english)
         if english:  # the account-action, authority and misuse readings; the message's embedding is cached
             probs = {**probs, **self._case_readings(message)}
+            probs |= self._danger_sentence(message, probs)
         if (decoded := readable(message)) is not None:  # obfuscated text is screened as it reads, too
             decoded = plain(redact(decoded).text)  # what was encoded is redacted like the rest
             probs = self._read_decoded(decoded, probs)
@@ -221,20 +230,45 @@ class Guardrails:
         text's alone (the letters of a reversed or encoded request read like anything, a pipe bomb
         spelt backwards like a driver in danger). Only an obfuscated message pays for this."""
         decoded_probs = {**self.classifier.probabilities(decoded), **self._case_readings(decoded)}
-        danger = {"danger": decoded_probs["danger"]} if "danger" in probs and "danger" in decoded_probs else {}
+        danger: dict[str, float] = {
+            label: decoded_probs[label] for label in ("danger", "danger_gate") if label in probs and label in decoded_probs
+        }
+        if "danger_match" in probs and "danger" in decoded_probs:
+            danger["danger_match"] = decoded_probs["danger"]
         return {**probs, **danger, **{label: max(probs.get(label, 0.0), decoded_probs.get(label, 0.0))
                                       for label in ("injection", "harmful", "authority", "misuse")}}
 
     def _case_readings(self, text: str) -> dict[str, float]:
         """The English account-action, authority, misuse, defect-report and present-danger
-        classifiers' readings of ``text`` (its windows and their vectors looked up once, for all five)."""
+        classifiers' and the danger gate's readings of ``text`` (its windows and their vectors
+        looked up once, for all six)."""
         parts = windows(text)
         vectors = np.asarray(embed_queries(self.embeddings, parts), dtype=np.float32)
         return {"action": self.action_classifier.read(parts, vectors)["action"],
                 "authority": self.authority_classifier.read(parts, vectors)["authority"],
                 "misuse": self.misuse_classifier.read(parts, vectors)["misuse"],
                 "defect": self.defect_classifier.read(parts, vectors)["defect"],
-                "danger": self.danger_classifier.read(parts, vectors)["danger"]}
+                "danger": self.danger_classifier.read(parts, vectors)["danger"],
+                "danger_gate": self.danger_gate.read(parts, vectors)["danger"]}
+
+    def _danger_sentence(self, message: str, probs: dict[str, float]) -> dict[str, float]:
+        """Where a safety pattern matches in one sentence of a longer message, the present-danger
+        classifier's and the danger gate's readings of the message or of that sentence, whichever
+        is higher (``danger_match``, ``danger_gate``): a driver often tells the danger, then asks
+        about the errand, and the question's words pull the whole message's reading down. Only
+        the pattern's gate reads them; the classifier alone reads the whole message."""
+        match, _ = checks.danger_match(message, self.policy)
+        if match is None or "danger" not in probs:
+            return {}
+        sentence = checks.sentence_of(message, match)
+        if not sentence or sentence == message.strip():
+            return {}
+        parts = windows(sentence)
+        vectors = np.asarray(embed_queries(self.embeddings, parts), dtype=np.float32)
+        readings = {"danger_match": max(probs["danger"], self.danger_classifier.read(parts, vectors)["danger"])}
+        if "danger_gate" in probs:
+            readings["danger_gate"] = max(probs["danger_gate"], self.danger_gate.read(parts, vectors)["danger"])
+        return readings
 
     def _similarity(self, a: str, b: str) -> float:
         va = np.asarray(self.embeddings.embed_query(a), dtype=np.float32)

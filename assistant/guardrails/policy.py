@@ -160,6 +160,12 @@ class SafetyPolicy(_Model):
         "message has. Below it the match reads as a question about the policy or an incident that is over ('had a "
         "fender bender yesterday, nobody hurt, do I tell Courio').",
     )
+    danger_gate_probability: float | None = Field(
+        None, ge=0, le=1,
+        description="English messages: a pattern match counts when the danger gate (the present-danger "
+        "classifier's examples a pattern matches, read with their words) reads at least this; it replaces "
+        "danger_pattern_probability wherever the gate read the message (None: never).",
+    )
     other_language_pattern_probability: float = Field(
         0.0, ge=0, le=1,
         description="A message in another language: a pattern match counts when the multilingual classifier's safety "

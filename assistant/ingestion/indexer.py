@@ -22,7 +22,8 @@ from langchain_core.embeddings import Embeddings
 from assistant.config import Settings
 from assistant.errors import AssistantError, BackendError, CorpusError
 from assistant.generation.extractive import heading_texts
-from assistant.guardrails.classifier import english_classifiers
+from assistant.guardrails.checks import danger_match
+from assistant.guardrails.classifier import danger_gate_classifier, english_classifiers
 from assistant.guardrails.corpus_scan import QuarantinedChunk, scan_chunk
 from assistant.guardrails.multilingual import MultilingualClassifier, authority_classifier
 from assistant.guardrails.policy import load_policy
@@ -294,7 +295,12 @@ class Indexer:
         situation_index.write(store_dir)
         # the English guardrail classifiers are trained (or found in their cache) now, so no
         # driver's message waits for them
-        for classifier in english_classifiers(self.embeddings, cache_dir=data_dir / "guardrails", model_id=self.model_id):
+        policy = load_policy(self.settings.guardrail_policy)
+        gate = danger_gate_classifier(
+            self.embeddings, lambda text: danger_match(text, policy)[0] is not None,
+            cache_dir=data_dir / "guardrails", model_id=self.model_id,
+        )
+        for classifier in (*english_classifiers(self.embeddings, cache_dir=data_dir / "guardrails", model_id=self.model_id), gate):
             classifier.ready()
         pivot_stats: tuple[int, int, float] = (0, 0, 0.0)
         if self.settings.multilingual:

@@ -162,9 +162,9 @@ class SafetyPolicy(_Model):
     )
     danger_gate_probability: float | None = Field(
         None, ge=0, le=1,
-        description="English messages: a pattern match counts when the danger gate (the present-danger "
-        "classifier's examples a pattern matches, read with their words) reads at least this; it replaces "
-        "danger_pattern_probability wherever the gate read the message (None: never).",
+        description="English messages: where the danger gate (trained on the present-danger classifier's examples "
+        "a pattern matches, read with their words) read the message, a pattern match counts only when it reads at "
+        "least this, besides danger_pattern_probability (None: the gate is not read).",
     )
     other_language_pattern_probability: float = Field(
         0.0, ge=0, le=1,

@@ -12,7 +12,11 @@ the share of safety, harmful and injection examples flagged as such, and the sha
 off-topic examples not flagged at all. This is how the classifier's ``C`` and those thresholds are
 chosen. Then the claim-of-authority classifier (:func:`~assistant.guardrails.multilingual.authority_classifier`),
 one language of ``examples-authority-multilingual.yaml`` left out at a time, at each
-``--authority-at``: how ``screen.other_language_authority_probability`` is chosen. Last, the
+``--authority-at``: how ``screen.other_language_authority_probability`` is chosen; and the
+account-action classifier (:func:`~assistant.guardrails.multilingual.action_classifier`), one
+language of ``examples-action-multilingual.yaml`` and ``examples-multilingual.yaml`` left out at a
+time, at each ``--action-at``: how ``account_action.other_language_action_probability`` is
+chosen. Last, the
 held-out languages' messages a danger pattern matches, at each ``--pattern-at``: how many
 emergencies the multilingual classifier's safety reading keeps and how many other messages it
 drops (``safety.other_language_pattern_probability``).
@@ -30,17 +34,20 @@ from rich.table import Table
 
 from assistant.guardrails import checks
 from assistant.guardrails.classifier import (
+    ACTION_EXAMPLES,
     AUTHORITY_EXAMPLES,
     load_examples,
 )
 from assistant.guardrails.linear import fit_softmax, softmax
 from assistant.guardrails.multilingual import (
     ENGLISH_EXAMPLES,
+    MULTILINGUAL_ACTION_EXAMPLES,
     MULTILINGUAL_AUTHORITY_EXAMPLES,
     MULTILINGUAL_EXAMPLES,
     MULTILINGUAL_MISUSE_EXAMPLES,
     OTHER_LANGUAGE_EXAMPLES,
     MultilingualClassifier,
+    action_classifier,
     authority_classifier,
 )
 from assistant.guardrails.policy import load_policy
@@ -56,6 +63,8 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=Path(".assistant") / "guardrails")
     parser.add_argument("--authority-at", type=float, nargs="+", default=None,
                         help="thresholds for the claim-of-authority table (default: the policy's)")
+    parser.add_argument("--action-at", type=float, nargs="+", default=None,
+                        help="thresholds for the account-action table (default: the policy's)")
     parser.add_argument("--pattern-at", type=float, nargs="+", default=None,
                         help="gates for a danger pattern's match in another language (default: the policy's "
                         "safety.other_language_pattern_probability)")
@@ -101,6 +110,7 @@ def main() -> None:
             table.add_row(label, str(len(hits[label])), f"{np.mean(hits[label]):.3f}")
         console.print(table)
     _authority(console, args.authority_at or [screen.other_language_authority_probability], args.c[-1])
+    _action(console, args.action_at or [min(load_policy().account_action.other_language_action_probability, 1.0)], args.c[-1])
     _pattern_gate(console, vectors, targets, labels, classifier.texts, language, groups, args)
 
 
@@ -165,6 +175,42 @@ def _authority(console: Console, thresholds: list[float], c: float) -> None:
     for at in thresholds:
         table.add_row(f"{at:.2f}", f"{np.mean(claims[at]):.3f} of {len(claims[at])}",
                       f"{np.mean(lookalikes[at]):.3f} of {len(lookalikes[at])}")
+    console.print(table)
+
+
+def _action(console: Console, thresholds: list[float], c: float) -> None:
+    """The account-action classifier, leaving one language out (its requests and look-alikes of
+    ``examples-action-multilingual.yaml`` and its messages of ``examples-multilingual.yaml``): the
+    share of that language's requests read as requests, of its look-alike questions, and of its
+    other messages."""
+    classifier = action_classifier(cache_dir=None)
+    vectors = classifier.vectors().astype(np.float64)
+    targets = np.asarray([int(label == "action") for label in classifier.example_labels])
+
+    def rows(path: Path) -> int:
+        return sum(len(v) for v in load_examples(path).values())
+
+    start = rows(ACTION_EXAMPLES)  # rows in file order: English, then the two other-language files
+    middle = start + rows(MULTILINGUAL_ACTION_EXAMPLES)
+    language = np.asarray(["(english)"] * start + [query_language(t).code for t in classifier.texts[start:]], dtype=object)
+    groups = [code for code, n in Counter(language[start:middle]).most_common() if n >= 5]
+    found: dict[str, dict[float, list[bool]]] = defaultdict(lambda: defaultdict(list))
+    for group in groups:
+        held = language == group
+        weights, bias = fit_softmax(vectors[~held], targets[~held], n_labels=2, c=c)
+        probs = softmax(vectors[held] @ weights.T + bias)[:, 1]
+        index = np.flatnonzero(held)
+        kinds = np.where(targets[held] == 1, "requests", np.where(index < middle, "look-alike questions", "other messages"))
+        for at in thresholds:
+            for kind in ("requests", "look-alike questions", "other messages"):
+                found[kind][at].extend(probs[kinds == kind] >= at)
+    table = Table(title=f"account action, C = {c:g}, leave one language out ({', '.join(groups)})")
+    for column in ("other_language_action_probability", "requests read as requests", "look-alike questions read so",
+                   "other messages read so"):
+        table.add_column(column)
+    for at in thresholds:
+        table.add_row(f"{at:.2f}", *(f"{np.mean(found[k][at]):.3f} of {len(found[k][at])}"
+                                     for k in ("requests", "look-alike questions", "other messages")))
     console.print(table)
 
 

@@ -215,6 +215,15 @@ def test_asking_for_a_person():
     assert ReasonCode.DRIVER_REQUESTED not in _codes("the customer wants to talk about the order")
 
 
+def test_a_request_in_another_language_is_an_account_action_from_the_multilingual_reading():
+    at = POLICY.account_action.other_language_action_probability
+    assert 0 < at <= 1
+    request = "por favor reactiven mi cuenta hoy mismo"
+    found = checks.detect_account_action(request, POLICY, {"other_language_action": at})
+    assert found is not None and found.code is ReasonCode.ACCOUNT_ACTION and found.by_classifier
+    assert checks.detect_account_action(request, POLICY, {"other_language_action": at / 2}) is None
+
+
 def test_account_actions_need_topic_and_stance():
     assert checks.detect_account_action("i want to appeal my deactivation", POLICY)
     assert checks.detect_account_action("background check shows a DUI that is not mine", POLICY)

@@ -299,6 +299,17 @@ def test_a_request_to_act_on_the_driver_s_case_in_words_no_pattern_lists_goes_to
     assert question.route is Route.ANSWER and ReasonCode.ACCOUNT_ACTION not in question.reason_codes
 
 
+def test_a_request_to_act_on_the_driver_s_case_in_another_language_goes_to_a_person(shipped_assistant: Assistant):
+    journey = JourneyContext(stage="account", market="us-tx")
+    request = "Me quitaron el bono de la semana pasada sin razón, devuélvanmelo a mis ganancias ya"
+    response = shipped_assistant.answer(HelpRequest(message=request, journey=journey))
+    assert response.route is Route.ESCALATE and ReasonCode.ACCOUNT_ACTION in response.reason_codes
+    assert response.handoff is not None
+    # a question about the same kind of pay is answered
+    question = shipped_assistant.answer(HelpRequest(message="¿Cómo funciona el pago por espera en la tienda?", journey=journey))
+    assert question.route is Route.ANSWER and ReasonCode.ACCOUNT_ACTION not in question.reason_codes
+
+
 def test_thanks_and_acknowledgements_get_a_short_reply_without_a_search(shipped_assistant: Assistant):
     policy = shipped_assistant._guardrails().policy
     for message in ("ok thanks", "cool ty 👍", "got it, appreciate it"):

@@ -45,6 +45,7 @@ from assistant.guardrails.classifier import (
     load_examples,
 )
 from assistant.guardrails.multilingual import (
+    MULTILINGUAL_ACTION_EXAMPLES,
     MULTILINGUAL_AUTHORITY_EXAMPLES,
     MULTILINGUAL_EXAMPLES,
     MULTILINGUAL_MISUSE_EXAMPLES,
@@ -113,7 +114,7 @@ def guardrail_examples(
     paths: Sequence[Path] = (
         DEFAULT_EXAMPLES, ACTION_EXAMPLES, AUTHORITY_EXAMPLES, MISUSE_EXAMPLES, MISUSE_LOOKALIKES, MISUSE_SCHEMES,
         REDTEAM_EXAMPLES, DEFECT_EXAMPLES, SAFETY_EXAMPLES,
-        MULTILINGUAL_EXAMPLES, MULTILINGUAL_AUTHORITY_EXAMPLES, MULTILINGUAL_MISUSE_EXAMPLES,
+        MULTILINGUAL_EXAMPLES, MULTILINGUAL_AUTHORITY_EXAMPLES, MULTILINGUAL_MISUSE_EXAMPLES, MULTILINGUAL_ACTION_EXAMPLES,
     ),
 ) -> list[TrainingText]:
     """The guardrail classifiers' labelled examples (the screen's, the account-action, authority,

@@ -258,7 +258,9 @@ def detect_driver_request(text: str, policy: GuardrailPolicy) -> Finding | None:
 def detect_account_action(text: str, policy: GuardrailPolicy, probs: Mapping[str, float] | None = None) -> Finding | None:
     """An appeal, dispute, legal matter or request about the driver's own case that a person must
     act on. With the account-action classifier's probability (``probs["action"]``, English
-    messages): from ``action_probability`` a message is one in any wording (off by default), and
+    messages; ``probs["other_language_action"]``, the multilingual classifier's, from
+    ``other_language_action_probability``): from ``action_probability`` a message is one in any
+    wording (off by default), and
     a pattern match under ``pattern_probability`` reads as a question about how the policy works
     and is not (the policy then answers)."""
     rules = policy.account_action
@@ -267,6 +269,13 @@ def detect_account_action(text: str, policy: GuardrailPolicy, probs: Mapping[str
         return Finding(
             code=ReasonCode.ACCOUNT_ACTION,
             detail=f"asks support to act on the driver's own case (classifier {action_p:.2f})",
+            by_classifier=True,
+        )
+    other_p = probs.get("other_language_action") if probs is not None else None
+    if other_p is not None and other_p >= rules.other_language_action_probability:
+        return Finding(
+            code=ReasonCode.ACCOUNT_ACTION,
+            detail=f"asks support to act on the driver's own case (multilingual classifier {other_p:.2f})",
             by_classifier=True,
         )
     if action_p is not None:

@@ -37,6 +37,7 @@ from assistant.guardrails.defects import (
 )
 from assistant.guardrails.hygiene import readable
 from assistant.guardrails.multilingual import MultilingualClassifier
+from assistant.guardrails.multilingual import action_classifier as multilingual_action
 from assistant.guardrails.multilingual import authority_classifier as multilingual_authority
 from assistant.guardrails.pii import Redaction, plain, redact
 from assistant.guardrails.policy import GuardrailPolicy, load_policy
@@ -156,6 +157,7 @@ class Guardrails:
         self.multilingual_on = multilingual
         self._multilingual: MultilingualClassifier | None = None
         self._multilingual_authority: MultilingualClassifier | None = None
+        self._multilingual_action: MultilingualClassifier | None = None
         self._cache_dir = cache_dir
         self._lock = threading.Lock()
 
@@ -172,6 +174,7 @@ class Guardrails:
             if self._multilingual is None:
                 self._multilingual = MultilingualClassifier(cache_dir=self._cache_dir)
                 self._multilingual_authority = multilingual_authority(cache_dir=self._cache_dir)
+                self._multilingual_action = multilingual_action(cache_dir=self._cache_dir)
             return self._multilingual
 
     def probabilities(self, message: str, *, english: bool | None = None) -> tuple[dict[str, float], bool]:
@@ -187,6 +190,8 @@ class Guardrails:
                 probs = classifier.read(vectors)
                 if self._multilingual_authority is not None:
                     probs["authority"] = self._multilingual_authority.read(vectors)["authority"]
+                if self._multilingual_action is not None:  # the account-action check's reading
+                    probs["other_language_action"] = self._multilingual_action.read(vectors)["action"]
                 return probs, True
             except AssistantError as exc:
                 logger.warning("multilingual classifier unavailable, the English one reads the message: %s", exc)

@@ -10,7 +10,9 @@ in other languages). The model maps a sentence and its translation to
 nearby vectors, so what is learnt from the examples in one language carries to the others. Its
 probabilities take the English classifier's place in the message screen, under the same policy
 thresholds: one mechanism, in any language. A second one (:func:`authority_classifier`) reads a
-claim of authority to make the assistant act, as the English authority classifier does.
+claim of authority to make the assistant act, as the English authority classifier does, and a
+third (:func:`action_classifier`) a driver asking support to act on their own case, as the
+English account-action classifier does.
 
 The examples' vectors are computed once (at ingest) and cached in the guardrails cache folder,
 keyed by the examples' content; training on them takes a fraction of a second.
@@ -47,6 +49,8 @@ logger = logging.getLogger("assistant.guardrails")
 MULTILINGUAL_EXAMPLES = Path(__file__).with_name("examples-multilingual.yaml")
 #: Claims of authority to make the assistant act, and their look-alikes, in other languages.
 MULTILINGUAL_AUTHORITY_EXAMPLES = Path(__file__).with_name("examples-authority-multilingual.yaml")
+#: Drivers asking support to act on their own case, and look-alike questions, in other languages.
+MULTILINGUAL_ACTION_EXAMPLES = Path(__file__).with_name("examples-action-multilingual.yaml")
 #: Requests for help to cheat or harm in the delivery work, and look-alikes, in other languages.
 MULTILINGUAL_MISUSE_EXAMPLES = Path(__file__).with_name("examples-misuse-multilingual.yaml")
 #: The screen's examples in English (the labelled examples, and the misuse requests as ``harmful``
@@ -158,4 +162,17 @@ def authority_classifier(*, cache_dir: Path | None = None, encoder: Multilingual
     return MultilingualClassifier(
         examples_paths=(AUTHORITY_EXAMPLES, MULTILINGUAL_AUTHORITY_EXAMPLES, ACTION_EXAMPLES, MULTILINGUAL_EXAMPLES),
         cache_dir=cache_dir, encoder=encoder, relabel=others, name="multilingual-authority",
+    )
+
+
+def action_classifier(*, cache_dir: Path | None = None, encoder: MultilingualEncoder | None = None) -> MultilingualClassifier:
+    """The account-action reading in any language: ``action``, a driver asking support to act on
+    their own case (``examples-action.yaml`` and ``examples-action-multilingual.yaml``), against
+    their look-alike questions and every message of ``examples-multilingual.yaml`` (all read as
+    ``driver``), over the multilingual model. The English classifier reads English messages; the
+    account-action patterns are English, so in another language this reading is the check."""
+    others = {label: "driver" for label in ("safety", "injection", "harmful", "offtopic")}
+    return MultilingualClassifier(
+        examples_paths=(ACTION_EXAMPLES, MULTILINGUAL_ACTION_EXAMPLES, MULTILINGUAL_EXAMPLES),
+        cache_dir=cache_dir, encoder=encoder, relabel=others, name="multilingual-action",
     )

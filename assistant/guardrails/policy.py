@@ -269,6 +269,11 @@ class AccountPolicy(_Model):
         1.0, ge=0, le=1,
         description="The classifier's action probability from which a message alone is an account action (1: off).",
     )
+    other_language_action_probability: float = Field(
+        1.01, ge=0, le=1.01,
+        description="A message in another language: the multilingual account-action classifier's probability from "
+        "which it is an account action (over 1: off).",
+    )
     pattern_probability: float = Field(
         0.0, ge=0, le=1,
         description="A pattern match is an account action only when the classifier's action probability is at "

@@ -25,7 +25,11 @@ from assistant.guardrails.classifier import (
     danger_gate_classifier,
     english_classifiers,
 )
-from assistant.guardrails.multilingual import MultilingualClassifier, authority_classifier
+from assistant.guardrails.multilingual import (
+    MultilingualClassifier,
+    action_classifier,
+    authority_classifier,
+)
 from assistant.guardrails.policy import load_policy
 from assistant.retrieval.embeddings import DIMENSION, LOCAL_MODEL_ID, LocalMiniLMEmbeddings
 
@@ -43,7 +47,8 @@ def expected_files() -> set[str]:
     """The file names the shipped examples call for (no model is loaded)."""
     names_only = FakeEmbeddings(size=DIMENSION)  # the names come from the examples and the model id
     names = {c.cache_name() for c in _english(names_only)}
-    return names | {c.cache_name() for c in (MultilingualClassifier(cache_dir=None), authority_classifier(cache_dir=None))}
+    multilingual = (MultilingualClassifier(cache_dir=None), authority_classifier(cache_dir=None), action_classifier(cache_dir=None))
+    return names | {c.cache_name() for c in multilingual}
 
 
 def write_shipped(folder: Path = SHIPPED_DIR) -> list[str]:
@@ -54,7 +59,8 @@ def write_shipped(folder: Path = SHIPPED_DIR) -> list[str]:
         embeddings = LocalMiniLMEmbeddings()
         for classifier in _english(embeddings, cache_dir=scratch):
             classifier._train(classifier._examples(), scratch / classifier.cache_name())
-        for multilingual in (MultilingualClassifier(cache_dir=scratch), authority_classifier(cache_dir=scratch)):
+        for multilingual in (MultilingualClassifier(cache_dir=scratch), authority_classifier(cache_dir=scratch),
+                             action_classifier(cache_dir=scratch)):
             vectors = multilingual.encoder.encode(multilingual.texts)  # computed, not read from the package
             np.save(scratch / multilingual.cache_name(), vectors.astype(np.float16))
         wanted = expected_files()

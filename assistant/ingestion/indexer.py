@@ -25,7 +25,11 @@ from assistant.generation.extractive import heading_texts
 from assistant.guardrails.checks import danger_match
 from assistant.guardrails.classifier import danger_gate_classifier, english_classifiers
 from assistant.guardrails.corpus_scan import QuarantinedChunk, scan_chunk
-from assistant.guardrails.multilingual import MultilingualClassifier, authority_classifier
+from assistant.guardrails.multilingual import (
+    MultilingualClassifier,
+    action_classifier,
+    authority_classifier,
+)
 from assistant.guardrails.policy import load_policy
 from assistant.ingestion.chunking import Chunker, embedding_text, unit_embedding_text
 from assistant.ingestion.documents import (
@@ -314,7 +318,8 @@ class Indexer:
             encode_pivots(pivots, default_encoder(), known=known, progress=progress).write(store_dir)
             # the multilingual classifier's example vectors too, so no driver's message waits for them
             for multilingual in (MultilingualClassifier(cache_dir=data_dir / "guardrails"),
-                                 authority_classifier(cache_dir=data_dir / "guardrails")):
+                                 authority_classifier(cache_dir=data_dir / "guardrails"),
+                                 action_classifier(cache_dir=data_dir / "guardrails")):
                 multilingual.vectors()
             pivot_stats = (len(pivots), len({p.text for p in pivots} - set(known)), time.perf_counter() - pivot_started)
 

@@ -264,20 +264,17 @@ def detect_account_action(text: str, policy: GuardrailPolicy, probs: Mapping[str
     a pattern match under ``pattern_probability`` reads as a question about how the policy works
     and is not (the policy then answers)."""
     rules = policy.account_action
+    readings = (("action", rules.action_probability, "classifier"),
+                ("other_language_action", rules.other_language_action_probability, "multilingual classifier"))
+    for key, at, reader in readings:
+        reading = probs.get(key) if probs is not None else None
+        if reading is not None and reading >= at:
+            return Finding(
+                code=ReasonCode.ACCOUNT_ACTION,
+                detail=f"asks support to act on the driver's own case ({reader} {reading:.2f})",
+                by_classifier=True,
+            )
     action_p = probs.get("action") if probs is not None else None
-    if action_p is not None and action_p >= rules.action_probability:
-        return Finding(
-            code=ReasonCode.ACCOUNT_ACTION,
-            detail=f"asks support to act on the driver's own case (classifier {action_p:.2f})",
-            by_classifier=True,
-        )
-    other_p = probs.get("other_language_action") if probs is not None else None
-    if other_p is not None and other_p >= rules.other_language_action_probability:
-        return Finding(
-            code=ReasonCode.ACCOUNT_ACTION,
-            detail=f"asks support to act on the driver's own case (multilingual classifier {other_p:.2f})",
-            by_classifier=True,
-        )
     if action_p is not None:
         hypothetical = rules.hypothetical is not None and rules.hypothetical.search(text)
         if action_p < max(rules.pattern_probability, rules.hypothetical_probability if hypothetical else 0.0):

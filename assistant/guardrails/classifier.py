@@ -29,7 +29,9 @@ from langchain_core.embeddings import Embeddings
 
 from assistant.config import safe_load_yaml
 from assistant.errors import ConfigurationError
+from assistant.guardrails.checks import danger_match
 from assistant.guardrails.linear import fit_softmax
+from assistant.guardrails.policy import GuardrailPolicy
 from assistant.retrieval.embeddings import embed_queries
 
 DEFAULT_EXAMPLES = Path(__file__).with_name("examples.yaml")
@@ -183,19 +185,27 @@ def english_classifiers(
         model_id=model_id, name="defect",
     )
     danger = MessageClassifier(
-        embeddings, examples_path=SAFETY_EXAMPLES,
-        also=[examples_path or DEFAULT_EXAMPLES, REDTEAM_EXAMPLES, DEFECT_EXAMPLES, ACTION_EXAMPLES, MISUSE_LOOKALIKES],
-        labels=("danger", "driver"), relabel={"safety": "danger", "harmful": "driver", "defect": "driver", "action": "driver"},
-        cache_dir=cache_dir, model_id=model_id, name="danger",
+        embeddings, examples_path=SAFETY_EXAMPLES, also=_danger_also(examples_path), labels=DANGER_LABELS,
+        relabel=DANGER_RELABEL, cache_dir=cache_dir, model_id=model_id, name="danger",
     )
     return screen, action, authority, misuse, defect, danger
 
 
+#: The present-danger classifiers' labels and how the example files' labels map to them.
+DANGER_LABELS = ("danger", "driver")
+DANGER_RELABEL = {"safety": "danger", "harmful": "driver", "defect": "driver", "action": "driver"}
+
+
+def _danger_also(examples_path: Path | None) -> list[Path]:
+    """The files the present-danger classifiers read beside ``examples-safety.yaml``."""
+    return [examples_path or DEFAULT_EXAMPLES, REDTEAM_EXAMPLES, DEFECT_EXAMPLES, ACTION_EXAMPLES, MISUSE_LOOKALIKES]
+
+
 def danger_gate_classifier(
-    embeddings: Embeddings, matches: Callable[[str], bool], *, examples_path: Path | None = None,
+    embeddings: Embeddings, policy: GuardrailPolicy, *, examples_path: Path | None = None,
     cache_dir: Path | None = None, model_id: str = "",
 ) -> MessageClassifier:
-    """The present-danger classifier's examples that a safety pattern ``matches``, alone: a driver
+    """The present-danger classifier's examples that a safety pattern of ``policy`` matches, alone: a driver
     in danger now against messages in the same words that are not (questions about the rules,
     what-ifs, incidents that are over), read with their words. It gates a pattern match
     (``safety.danger_pattern_probability``): trained on everything, the present-danger classifier
@@ -203,11 +213,13 @@ def danger_gate_classifier(
     safety in danger words half-way; trained on the matches, it learns the difference that
     matters there. The examples it keeps follow the policy's patterns (and the cache's
     fingerprint with them)."""
+    def matches(text: str) -> bool:
+        return danger_match(text, policy)[0] is not None
+
     return MessageClassifier(
-        embeddings, examples_path=SAFETY_EXAMPLES,
-        also=[examples_path or DEFAULT_EXAMPLES, REDTEAM_EXAMPLES, DEFECT_EXAMPLES, ACTION_EXAMPLES, MISUSE_LOOKALIKES],
-        labels=("danger", "driver"), relabel={"safety": "danger", "harmful": "driver", "defect": "driver", "action": "driver"},
-        cache_dir=cache_dir, model_id=model_id, name="danger-gate", words=DANGER_GATE_WORDS, select=matches,
+        embeddings, examples_path=SAFETY_EXAMPLES, also=_danger_also(examples_path), labels=DANGER_LABELS,
+        relabel=DANGER_RELABEL, cache_dir=cache_dir, model_id=model_id, name="danger-gate", words=DANGER_GATE_WORDS,
+        select=matches,
     )
 
 

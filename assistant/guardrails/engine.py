@@ -150,7 +150,7 @@ class Guardrails:
         )
         #: Reads, among messages a safety pattern matches, a driver in danger now (the pattern's gate).
         self.danger_gate = danger_gate_classifier(
-            embeddings, self._danger_words, examples_path=examples_path, cache_dir=cache_dir, model_id=model_id
+            embeddings, self.policy, examples_path=examples_path, cache_dir=cache_dir, model_id=model_id
         )
         #: Reads messages in other languages (off: the English classifier reads every message);
         #: built on the first such message.
@@ -160,10 +160,6 @@ class Guardrails:
         self._multilingual_action: MultilingualClassifier | None = None
         self._cache_dir = cache_dir
         self._lock = threading.Lock()
-
-    def _danger_words(self, text: str) -> bool:
-        """Whether a safety pattern matches ``text`` (what the danger gate is trained on)."""
-        return checks.danger_match(text, self.policy)[0] is not None
 
     @property
     def multilingual(self) -> MultilingualClassifier | None:

@@ -176,3 +176,8 @@ def action_classifier(*, cache_dir: Path | None = None, encoder: MultilingualEnc
         examples_paths=(ACTION_EXAMPLES, MULTILINGUAL_ACTION_EXAMPLES, MULTILINGUAL_EXAMPLES),
         cache_dir=cache_dir, encoder=encoder, relabel=others, name="multilingual-action",
     )
+
+
+def multilingual_classifiers(cache_dir: Path | None) -> tuple[MultilingualClassifier, ...]:
+    """The message screen's, the authority and the account-action classifiers in any language."""
+    return MultilingualClassifier(cache_dir=cache_dir), authority_classifier(cache_dir=cache_dir), action_classifier(cache_dir=cache_dir)

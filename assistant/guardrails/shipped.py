@@ -18,28 +18,20 @@ from pathlib import Path
 import numpy as np
 from langchain_core.embeddings import Embeddings, FakeEmbeddings
 
-from assistant.guardrails.checks import danger_match
 from assistant.guardrails.classifier import (
     SHIPPED_DIR,
     MessageClassifier,
     danger_gate_classifier,
     english_classifiers,
 )
-from assistant.guardrails.multilingual import (
-    MultilingualClassifier,
-    action_classifier,
-    authority_classifier,
-)
+from assistant.guardrails.multilingual import multilingual_classifiers
 from assistant.guardrails.policy import load_policy
 from assistant.retrieval.embeddings import DIMENSION, LOCAL_MODEL_ID, LocalMiniLMEmbeddings
 
 
 def _english(embeddings: Embeddings, cache_dir: Path | None = None) -> list[MessageClassifier]:
     """The English classifiers, with the danger gate of the shipped policy's patterns."""
-    policy = load_policy()
-    gate = danger_gate_classifier(
-        embeddings, lambda text: danger_match(text, policy)[0] is not None, cache_dir=cache_dir, model_id=LOCAL_MODEL_ID
-    )
+    gate = danger_gate_classifier(embeddings, load_policy(), cache_dir=cache_dir, model_id=LOCAL_MODEL_ID)
     return [*english_classifiers(embeddings, cache_dir=cache_dir, model_id=LOCAL_MODEL_ID), gate]
 
 
@@ -47,8 +39,7 @@ def expected_files() -> set[str]:
     """The file names the shipped examples call for (no model is loaded)."""
     names_only = FakeEmbeddings(size=DIMENSION)  # the names come from the examples and the model id
     names = {c.cache_name() for c in _english(names_only)}
-    multilingual = (MultilingualClassifier(cache_dir=None), authority_classifier(cache_dir=None), action_classifier(cache_dir=None))
-    return names | {c.cache_name() for c in multilingual}
+    return names | {c.cache_name() for c in multilingual_classifiers(None)}
 
 
 def write_shipped(folder: Path = SHIPPED_DIR) -> list[str]:
@@ -59,8 +50,7 @@ def write_shipped(folder: Path = SHIPPED_DIR) -> list[str]:
         embeddings = LocalMiniLMEmbeddings()
         for classifier in _english(embeddings, cache_dir=scratch):
             classifier._train(classifier._examples(), scratch / classifier.cache_name())
-        for multilingual in (MultilingualClassifier(cache_dir=scratch), authority_classifier(cache_dir=scratch),
-                             action_classifier(cache_dir=scratch)):
+        for multilingual in multilingual_classifiers(scratch):
             vectors = multilingual.encoder.encode(multilingual.texts)  # computed, not read from the package
             np.save(scratch / multilingual.cache_name(), vectors.astype(np.float16))
         wanted = expected_files()

@@ -22,14 +22,9 @@ from langchain_core.embeddings import Embeddings
 from assistant.config import Settings
 from assistant.errors import AssistantError, BackendError, CorpusError
 from assistant.generation.extractive import heading_texts
-from assistant.guardrails.checks import danger_match
 from assistant.guardrails.classifier import danger_gate_classifier, english_classifiers
 from assistant.guardrails.corpus_scan import QuarantinedChunk, scan_chunk
-from assistant.guardrails.multilingual import (
-    MultilingualClassifier,
-    action_classifier,
-    authority_classifier,
-)
+from assistant.guardrails.multilingual import multilingual_classifiers
 from assistant.guardrails.policy import load_policy
 from assistant.ingestion.chunking import Chunker, embedding_text, unit_embedding_text
 from assistant.ingestion.documents import (
@@ -300,10 +295,7 @@ class Indexer:
         # the English guardrail classifiers are trained (or found in their cache) now, so no
         # driver's message waits for them
         policy = load_policy(self.settings.guardrail_policy)
-        gate = danger_gate_classifier(
-            self.embeddings, lambda text: danger_match(text, policy)[0] is not None,
-            cache_dir=data_dir / "guardrails", model_id=self.model_id,
-        )
+        gate = danger_gate_classifier(self.embeddings, policy, cache_dir=data_dir / "guardrails", model_id=self.model_id)
         for classifier in (*english_classifiers(self.embeddings, cache_dir=data_dir / "guardrails", model_id=self.model_id), gate):
             classifier.ready()
         pivot_stats: tuple[int, int, float] = (0, 0, 0.0)
@@ -317,9 +309,7 @@ class Indexer:
             pivot_started = time.perf_counter()
             encode_pivots(pivots, default_encoder(), known=known, progress=progress).write(store_dir)
             # the multilingual classifier's example vectors too, so no driver's message waits for them
-            for multilingual in (MultilingualClassifier(cache_dir=data_dir / "guardrails"),
-                                 authority_classifier(cache_dir=data_dir / "guardrails"),
-                                 action_classifier(cache_dir=data_dir / "guardrails")):
+            for multilingual in multilingual_classifiers(data_dir / "guardrails"):
                 multilingual.vectors()
             pivot_stats = (len(pivots), len({p.text for p in pivots} - set(known)), time.perf_counter() - pivot_started)
 

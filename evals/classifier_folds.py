@@ -76,6 +76,7 @@ from assistant.guardrails import checks
 from assistant.guardrails.classifier import (
     ACTION_EXAMPLES,
     AUTHORITY_EXAMPLES,
+    AUTHORITY_LOOKALIKES,
     AUTHORITY_WORDS,
     DANGER_GATE_WORDS,
     DEFAULT_EXAMPLES,
@@ -264,7 +265,9 @@ def _authority(console: Console, args: argparse.Namespace, threshold: float, emb
     for each ``--authority-at``, the share of held-out claims read as claims, and of drivers' own
     requests for an action, the look-alikes and the other driver messages read so (declined)."""
     claims = load_examples(AUTHORITY_EXAMPLES)
+    registers = load_examples(AUTHORITY_LOOKALIKES)["driver"]
     groups = {"authority examples": claims["authority"], "action requests (escalated, not declined)": action["action"],
+              "action requests in claims' registers": registers,
               "look-alikes": [*claims["driver"], *action["driver"]], "any other driver message": questions}
     console.print(_sweep(
         "authority: share read as a claim of authority (declined) by the classifier alone", "authority_probability",

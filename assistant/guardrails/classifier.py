@@ -37,6 +37,10 @@ from assistant.retrieval.embeddings import embed_queries
 DEFAULT_EXAMPLES = Path(__file__).with_name("examples.yaml")
 #: Requests for support to act on the driver's own case (``action``) and look-alike questions.
 ACTION_EXAMPLES = Path(__file__).with_name("examples-action.yaml")
+#: Drivers' own requests for an action, in the registers claims of authority are written in (formal
+#: letters, curt orders, an outside party's finding as the reason): look-alikes for the authority
+#: classifier (``driver``) only (see the file's header).
+AUTHORITY_LOOKALIKES = Path(__file__).with_name("examples-authority-lookalikes.yaml")
 #: Claims of authority to make the assistant act (``authority``) and their look-alikes.
 AUTHORITY_EXAMPLES = Path(__file__).with_name("examples-authority.yaml")
 #: Requests for help misusing the delivery work (``harmful``: fake proof of delivery, location
@@ -149,7 +153,8 @@ def english_classifiers(
     and the screen's ``driver`` examples; the authority one: ``authority``
     (``examples-authority.yaml``: a claim of a staff role, a staff member's approval or an
     override code to make the assistant act) against its look-alikes and every other driver
-    message, the account-action requests included (a driver's own request is no claim); and the
+    message, the account-action requests included (a driver's own request is no claim, in whatever
+    register it is written: ``examples-authority-lookalikes.yaml``); and the
     misuse one: ``misuse``, every request for harmful help (``examples-misuse.yaml``'s and
     ``examples-misuse-schemes.yaml``'s requests to cheat, defraud or harm within the delivery work
     and the screen's ``harmful`` examples)
@@ -170,7 +175,8 @@ def english_classifiers(
         labels=("action", "driver"), cache_dir=cache_dir, model_id=model_id, name="action",
     )
     authority = MessageClassifier(
-        embeddings, examples_path=AUTHORITY_EXAMPLES, also=[ACTION_EXAMPLES, examples_path or DEFAULT_EXAMPLES],
+        embeddings, examples_path=AUTHORITY_EXAMPLES,
+        also=[ACTION_EXAMPLES, AUTHORITY_LOOKALIKES, examples_path or DEFAULT_EXAMPLES],
         labels=("authority", "driver"), relabel={"action": "driver"}, cache_dir=cache_dir, model_id=model_id,
         name="authority", words=AUTHORITY_WORDS,
     )

@@ -11,7 +11,14 @@ from assistant.errors import BackendError, IndexNotReadyError
 from assistant.guardrails.multilingual import MultilingualClassifier, authority_classifier
 from assistant.guardrails.policy import load_policy
 from assistant.response import ReasonCode, Route
-from assistant.retrieval.language import CANDIDATE_LANGUAGES, NOTES, detect_language, query_language
+from assistant.retrieval.language import (
+    CANDIDATE_LANGUAGES,
+    NOTES,
+    UNDETERMINED,
+    detect_language,
+    non_latin_share,
+    query_language,
+)
 from assistant.retrieval.manifest import read_manifest
 from assistant.retrieval.multilingual import (
     PIVOT_VECTORS_FILE,
@@ -40,6 +47,34 @@ from tests.conftest import write_doc
 )
 def test_detects_the_language_of_driver_messages(text: str, code: str) -> None:
     assert detect_language(text)[0] == code
+
+
+@pytest.mark.parametrize(
+    ("text", "code"),
+    [
+        # languages outside the candidates, in scripts English is not written in, with app words:
+        # the restricted detector is sure of no candidate, and the message used to count as English
+        ("ਮੇਰੀ wait pay ਕਿੱਥੇ ਗਈ? ਰੈਸਟੋਰੈਂਟ ਤੇ ਅੱਧਾ ਘੰਟਾ ਖੜ੍ਹਾ ਰਿਹਾ", {"pa"}),
+        ("میری Fast Pay کی فیس دو بار کٹ گئی ہے، واپس کر دیں", {"ur", "ar"}),  # Arabic letters: either
+        ("আমার টিপ কোথায় গেল? অফারে দেখাচ্ছিল", {"bn"}),
+        ("ክፍያዬ ለምን አልደረሰም? ትናንት ነው የሰራሁት", {"am"}),
+        # a candidate language the restricted detector is unsure of, in its own script
+        ("ارجو فك القفل عن Courio Card تبعي، انقفل", {"ar"}),
+        # Latin letters with accents stay English unless the detector is sure
+        ("the café gave me the wrong order, do i get paid", {"en"}),
+    ],
+)
+def test_a_message_mostly_in_another_script_is_never_english(text: str, code: set[str]) -> None:
+    assert detect_language(text)[0] in code
+    assert query_language(text).is_english == (code == {"en"})
+
+
+def test_the_share_of_letters_outside_the_latin_script_counts_vowel_signs_and_ignores_the_rest() -> None:
+    assert non_latin_share("") == 0.0 and non_latin_share("12 $ !! 😀") == 0.0
+    assert non_latin_share("résumé naïve") == 0.0
+    assert non_latin_share("ਕਿੱਥੇ") == 1.0  # consonants and their vowel signs
+    assert non_latin_share("ab ਕਿ") == 0.5
+    assert UNDETERMINED not in NOTES
 
 
 def test_every_language_detected_has_a_note_for_the_english_answer_and_english_has_none() -> None:

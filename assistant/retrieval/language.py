@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import threading
+import unicodedata
 from dataclasses import dataclass
 from functools import cache, lru_cache
 
@@ -24,6 +25,14 @@ MIN_PROBABILITY = 0.9
 MIN_WORDS = 2
 _WORD = re.compile(r"[\w'$%.-]+")
 _UNSPACED = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff]")
+#: The share of a message's letters outside the Latin script from which it is not English,
+#: whatever the detector says: a message in Gurmukhi, Arabic or Devanagari letters is no English,
+#: even with app words ("wait pay", "Courio Card") in it, and in a language outside
+#: :data:`CANDIDATE_LANGUAGES` (Punjabi, Urdu, Farsi, Bengali, ...) the detector is never sure of
+#: any candidate.
+NON_LATIN_SHARE = 0.5
+#: The code of a message in a script the unrestricted detector cannot place.
+UNDETERMINED = "und"
 #: The line that opens an offline (English) answer, in the driver's language.
 NOTES: dict[str, str] = {
     "es": "Esta respuesta viene de nuestro centro de ayuda en inglés.",
@@ -81,16 +90,37 @@ def _load_identifier() -> LanguageIdentifier:
     return identifier
 
 
+@cache
+def _any_language_identifier() -> LanguageIdentifier:
+    """The detector over all of its languages (for a message in a script English is not written in)."""
+    with _IDENTIFIER_LOCK:
+        return LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+
+
+def non_latin_share(text: str) -> float:
+    """The share of ``text``'s letters (their vowel signs and other marks included) that are not
+    Latin (0.0 without letters)."""
+    letters = [ch for ch in text if unicodedata.category(ch)[0] in "LM"]
+    if not letters:
+        return 0.0
+    return sum(not unicodedata.name(ch, "").startswith("LATIN") for ch in letters) / len(letters)
+
+
 @lru_cache(maxsize=1024)
 def detect_language(text: str) -> tuple[str, float]:
-    """``(code, probability)``; English unless the detector is sure (short texts count as English).
-    Memoised: one request asks it of the same message at the screen, the search and the reply."""
+    """``(code, probability)``; English unless the detector is sure (short texts count as English)
+    or most of the letters are not Latin (then the language the detector finds among all of its
+    languages, :data:`UNDETERMINED` if it finds English). Memoised: one request asks it of the
+    same message at the screen, the search and the reply."""
     words = len(_WORD.findall(text)) + len(_UNSPACED.findall(text))  # Chinese and Japanese use no spaces
     if words < MIN_WORDS:
         return "en", 1.0
     code, probability = _identifier().classify(text)
     if code != "en" and probability >= MIN_PROBABILITY:
         return str(code), float(probability)
+    if non_latin_share(text) >= NON_LATIN_SHARE:
+        code, probability = _any_language_identifier().classify(text)
+        return (UNDETERMINED if code in ("en", "zxx") else str(code)), float(probability)
     return "en", float(probability if code == "en" else 1.0 - probability)
 
 

@@ -43,6 +43,7 @@ from assistant.guardrails.multilingual import (
     ENGLISH_EXAMPLES,
     MULTILINGUAL_ACTION_EXAMPLES,
     MULTILINGUAL_AUTHORITY_EXAMPLES,
+    MULTILINGUAL_AUTHORITY_LOOKALIKES,
     MULTILINGUAL_EXAMPLES,
     MULTILINGUAL_MISUSE_EXAMPLES,
     OTHER_LANGUAGE_EXAMPLES,
@@ -141,25 +142,32 @@ def _pattern_gate(console: Console, vectors: np.ndarray, targets: np.ndarray, la
 
 def _authority(console: Console, thresholds: list[float], c: float) -> None:
     """The claim-of-authority classifier, leaving one language of its multilingual examples out
-    (with that language's other examples): the share of that language's claims read as claims,
-    and of its look-alikes and other messages read so."""
+    (with that language's other examples: its formal own requests of
+    ``examples-authority-lookalikes-multilingual.yaml`` and its messages of
+    ``examples-multilingual.yaml``): the share of that language's claims read as claims, of its
+    formal own requests read so (declined instead of handed to a person), and of its look-alikes
+    and other messages read so."""
     classifier = authority_classifier(cache_dir=None)
     vectors = classifier.vectors().astype(np.float64)
     targets = np.asarray([int(label == "authority") for label in classifier.example_labels])
-    # rows in file order: English claims and look-alikes, then the other languages' (held out one
-    # language at a time, with that language's examples-multilingual.yaml messages), then the
-    # English action requests, then examples-multilingual.yaml
+    # rows in file order (see authority_classifier): English claims and look-alikes, the other
+    # languages' claims and look-alikes, the English action requests and look-alikes, the formal
+    # own requests in other languages, then examples-multilingual.yaml
     def rows(path: Path) -> int:
         return sum(len(v) for v in load_examples(path).values())
 
     start = rows(AUTHORITY_EXAMPLES)
     end = start + rows(MULTILINGUAL_AUTHORITY_EXAMPLES)
     tail = len(classifier.texts) - rows(MULTILINGUAL_EXAMPLES)
+    formal = tail - rows(MULTILINGUAL_AUTHORITY_LOOKALIKES)
+    own = np.zeros(len(classifier.texts), dtype=bool)
+    own[formal:tail] = True
     language = np.asarray(["(english)"] * len(classifier.texts), dtype=object)
-    for first, last in ((start, end), (tail, len(classifier.texts))):
+    for first, last in ((start, end), (formal, len(classifier.texts))):
         language[first:last] = [query_language(text).code for text in classifier.texts[first:last]]
     groups = [code for code, n in Counter(language[start:end]).most_common() if n >= 5]
     claims: dict[float, list[bool]] = defaultdict(list)
+    requests: dict[float, list[bool]] = defaultdict(list)
     lookalikes: dict[float, list[bool]] = defaultdict(list)
     for group in groups:
         held = language == group
@@ -167,13 +175,15 @@ def _authority(console: Console, thresholds: list[float], c: float) -> None:
         probs = softmax(vectors[held] @ weights.T + bias)[:, 1]
         for at in thresholds:
             claims[at].extend(probs[targets[held] == 1] >= at)
-            lookalikes[at].extend(probs[targets[held] == 0] >= at)
+            requests[at].extend(probs[own[held]] >= at)
+            lookalikes[at].extend(probs[(targets[held] == 0) & ~own[held]] >= at)
     table = Table(title=f"authority, C = {c:g}, leave one language out ({', '.join(groups)})")
     for column in ("other_language_authority_probability", "claims read as claims",
-                   "look-alikes and other messages read as claims"):
+                   "formal own requests read as claims", "look-alikes and other messages read as claims"):
         table.add_column(column)
     for at in thresholds:
         table.add_row(f"{at:.2f}", f"{np.mean(claims[at]):.3f} of {len(claims[at])}",
+                      f"{np.mean(requests[at]):.3f} of {len(requests[at])}" if requests[at] else "-",
                       f"{np.mean(lookalikes[at]):.3f} of {len(lookalikes[at])}")
     console.print(table)
 

@@ -33,6 +33,7 @@ from assistant.guardrails.classifier import (
 from assistant.guardrails.multilingual import (
     MULTILINGUAL_ACTION_EXAMPLES,
     MULTILINGUAL_AUTHORITY_EXAMPLES,
+    MULTILINGUAL_AUTHORITY_LOOKALIKES,
     MULTILINGUAL_EXAMPLES,
     MULTILINGUAL_MISUSE_EXAMPLES,
 )
@@ -133,8 +134,8 @@ MULTILINGUAL_PARAPHRASE = 0.94
 
 @pytest.mark.integration
 def test_multilingual_examples_are_not_paraphrases_of_any_eval_case_in_any_language() -> None:
-    examples = guardrail_examples([MULTILINGUAL_EXAMPLES, MULTILINGUAL_AUTHORITY_EXAMPLES, MULTILINGUAL_MISUSE_EXAMPLES,
-                                   MULTILINGUAL_ACTION_EXAMPLES])
+    examples = guardrail_examples([MULTILINGUAL_EXAMPLES, MULTILINGUAL_AUTHORITY_EXAMPLES, MULTILINGUAL_AUTHORITY_LOOKALIKES,
+                                   MULTILINGUAL_MISUSE_EXAMPLES, MULTILINGUAL_ACTION_EXAMPLES])
     cases = load_datasets([REPO / "evals" / "datasets"]).cases
     encoder = default_encoder()
     similarity = encoder.encode([x.text for x in examples]) @ encoder.encode([c.message for c in cases]).T

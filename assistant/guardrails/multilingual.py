@@ -49,6 +49,10 @@ logger = logging.getLogger("assistant.guardrails")
 MULTILINGUAL_EXAMPLES = Path(__file__).with_name("examples-multilingual.yaml")
 #: Claims of authority to make the assistant act, and their look-alikes, in other languages.
 MULTILINGUAL_AUTHORITY_EXAMPLES = Path(__file__).with_name("examples-authority-multilingual.yaml")
+#: Drivers' own requests for an action in the registers claims of authority are written in (formal
+#: letters, polite business-like requests), in other languages: look-alikes for the authority
+#: classifier (``driver``).
+MULTILINGUAL_AUTHORITY_LOOKALIKES = Path(__file__).with_name("examples-authority-lookalikes-multilingual.yaml")
 #: Drivers asking support to act on their own case, and look-alike questions, in other languages.
 MULTILINGUAL_ACTION_EXAMPLES = Path(__file__).with_name("examples-action-multilingual.yaml")
 #: Requests for help to cheat or harm in the delivery work, and look-alikes, in other languages.
@@ -155,12 +159,14 @@ class MultilingualClassifier:
 def authority_classifier(*, cache_dir: Path | None = None, encoder: MultilingualEncoder | None = None) -> MultilingualClassifier:
     """The claim-of-authority reading in any language: ``authority`` (``examples-authority.yaml``
     and ``examples-authority-multilingual.yaml``) against their look-alikes, the drivers' own
-    requests for an action (``examples-action.yaml``) and every message of
+    requests for an action (``examples-action.yaml``, and in the registers of claims in 14
+    languages, ``examples-authority-lookalikes-multilingual.yaml``) and every message of
     ``examples-multilingual.yaml`` (all read as ``driver``), over the multilingual model, as the
     English authority classifier reads English."""
     others = {label: "driver" for label in ("action", "safety", "injection", "harmful", "offtopic")}
     return MultilingualClassifier(
-        examples_paths=(AUTHORITY_EXAMPLES, MULTILINGUAL_AUTHORITY_EXAMPLES, ACTION_EXAMPLES, MULTILINGUAL_EXAMPLES),
+        examples_paths=(AUTHORITY_EXAMPLES, MULTILINGUAL_AUTHORITY_EXAMPLES, ACTION_EXAMPLES,
+                        MULTILINGUAL_AUTHORITY_LOOKALIKES, MULTILINGUAL_EXAMPLES),
         cache_dir=cache_dir, encoder=encoder, relabel=others, name="multilingual-authority",
     )
 

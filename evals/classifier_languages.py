@@ -6,7 +6,7 @@
 
 Training data only (``assistant/guardrails/examples*.yaml``), never eval cases: for each language
 of the multilingual examples (``examples-multilingual.yaml``, and ``examples-misuse-multilingual.yaml``
-reported apart as "(misuse file)"), the classifier is trained on every example except that language's,
+and ``examples-safety-multilingual.yaml`` reported apart as "(misuse file)" and "(safety file)"), the classifier is trained on every example except that language's,
 and reads that language's examples. Per label, at the policy's thresholds for another language:
 the share of safety, harmful and injection examples flagged as such, and the share of driver and
 off-topic examples not flagged at all. This is how the classifier's ``C`` and those thresholds are
@@ -46,6 +46,7 @@ from assistant.guardrails.multilingual import (
     MULTILINGUAL_AUTHORITY_LOOKALIKES,
     MULTILINGUAL_EXAMPLES,
     MULTILINGUAL_MISUSE_EXAMPLES,
+    MULTILINGUAL_SAFETY_EXAMPLES,
     OTHER_LANGUAGE_EXAMPLES,
     MultilingualClassifier,
     action_classifier,
@@ -79,9 +80,16 @@ def main() -> None:
     assert other == len(targets) - english_rows
     language = np.asarray(["(english file)"] * english_rows
                           + [query_language(text).code for text in classifier.texts[english_rows:]])
-    # which other-language file each row comes from: the misuse requests and look-alikes apart
-    misuse_rows = sum(len(items) for items in load_examples(MULTILINGUAL_MISUSE_EXAMPLES).values())
-    from_misuse = np.arange(len(targets)) >= len(targets) - misuse_rows
+    # which other-language file each row comes from (OTHER_LANGUAGE_EXAMPLES' order): the misuse
+    # requests and look-alikes, and the emergencies and their look-alikes, apart
+    def count(path: Path) -> int:
+        return sum(len(items) for items in load_examples(path).values())
+
+    first = english_rows + count(MULTILINGUAL_EXAMPLES)
+    source = np.asarray([""] * len(targets), dtype=object)
+    source[first : first + count(MULTILINGUAL_MISUSE_EXAMPLES)] = " (misuse file)"
+    source[first + count(MULTILINGUAL_MISUSE_EXAMPLES) : first + count(MULTILINGUAL_MISUSE_EXAMPLES)
+           + count(MULTILINGUAL_SAFETY_EXAMPLES)] = " (safety file)"
     groups = [code for code, n in Counter(language[english_rows:]).most_common() if n >= 5]
     screen = load_policy().screen
     needed = {
@@ -98,10 +106,10 @@ def main() -> None:
             held = language == group
             weights, bias = fit_softmax(vectors[~held], targets[~held], n_labels=len(labels), c=c)
             rows = softmax(vectors[held] @ weights.T + bias)
-            for row, target, misuse in zip(rows, targets[held], from_misuse[held], strict=True):
+            for row, target, suffix in zip(rows, targets[held], source[held], strict=True):
                 flagged = {label for label, at in needed.items() if row[labels.index(label)] >= at}
                 label = labels[target]
-                hits[f"{label} (misuse file)" if misuse else label].append(
+                hits[f"{label}{suffix}"].append(
                     label in flagged if label in needed else not flagged)
         table = Table(title=f"C = {c:g}, leave one language out; thresholds {needed}")
         table.add_column("label")

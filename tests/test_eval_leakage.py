@@ -36,6 +36,7 @@ from assistant.guardrails.multilingual import (
     MULTILINGUAL_AUTHORITY_LOOKALIKES,
     MULTILINGUAL_EXAMPLES,
     MULTILINGUAL_MISUSE_EXAMPLES,
+    MULTILINGUAL_SAFETY_EXAMPLES,
 )
 from assistant.guardrails.policy import DEFAULT_POLICY
 from assistant.ingestion.documents import load_corpus
@@ -135,7 +136,7 @@ MULTILINGUAL_PARAPHRASE = 0.94
 @pytest.mark.integration
 def test_multilingual_examples_are_not_paraphrases_of_any_eval_case_in_any_language() -> None:
     examples = guardrail_examples([MULTILINGUAL_EXAMPLES, MULTILINGUAL_AUTHORITY_EXAMPLES, MULTILINGUAL_AUTHORITY_LOOKALIKES,
-                                   MULTILINGUAL_MISUSE_EXAMPLES, MULTILINGUAL_ACTION_EXAMPLES])
+                                   MULTILINGUAL_MISUSE_EXAMPLES, MULTILINGUAL_ACTION_EXAMPLES, MULTILINGUAL_SAFETY_EXAMPLES])
     cases = load_datasets([REPO / "evals" / "datasets"]).cases
     encoder = default_encoder()
     similarity = encoder.encode([x.text for x in examples]) @ encoder.encode([c.message for c in cases]).T

@@ -55,12 +55,14 @@ MULTILINGUAL_AUTHORITY_EXAMPLES = Path(__file__).with_name("examples-authority-m
 MULTILINGUAL_AUTHORITY_LOOKALIKES = Path(__file__).with_name("examples-authority-lookalikes-multilingual.yaml")
 #: Drivers asking support to act on their own case, and look-alike questions, in other languages.
 MULTILINGUAL_ACTION_EXAMPLES = Path(__file__).with_name("examples-action-multilingual.yaml")
+#: Drivers in a safety situation now, and look-alikes in the same words, in other languages.
+MULTILINGUAL_SAFETY_EXAMPLES = Path(__file__).with_name("examples-safety-multilingual.yaml")
 #: Requests for help to cheat or harm in the delivery work, and look-alikes, in other languages.
 MULTILINGUAL_MISUSE_EXAMPLES = Path(__file__).with_name("examples-misuse-multilingual.yaml")
 #: The screen's examples in English (the labelled examples, and the misuse requests as ``harmful``
 #: with their look-alikes), then in other languages.
 ENGLISH_EXAMPLES = (DEFAULT_EXAMPLES, MISUSE_EXAMPLES, MISUSE_LOOKALIKES)
-OTHER_LANGUAGE_EXAMPLES = (MULTILINGUAL_EXAMPLES, MULTILINGUAL_MISUSE_EXAMPLES)
+OTHER_LANGUAGE_EXAMPLES = (MULTILINGUAL_EXAMPLES, MULTILINGUAL_MISUSE_EXAMPLES, MULTILINGUAL_SAFETY_EXAMPLES)
 #: Inverse regularisation strength, chosen by leave-one-language-out validation on the examples
 #: (``python evals/classifier_languages.py``), never on eval cases.
 C = 16.0

@@ -90,11 +90,16 @@ def _load_identifier() -> LanguageIdentifier:
     return identifier
 
 
-@cache
 def _any_language_identifier() -> LanguageIdentifier:
-    """The detector over all of its languages (for a message in a script English is not written in)."""
+    """The detector over all of its languages (for a message in a script English is not written
+    in), loaded once per process like :func:`_identifier`."""
     with _IDENTIFIER_LOCK:
-        return LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+        return _load_any_language_identifier()
+
+
+@cache
+def _load_any_language_identifier() -> LanguageIdentifier:
+    return LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
 
 
 def non_latin_share(text: str) -> float:

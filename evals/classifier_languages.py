@@ -75,21 +75,18 @@ def main() -> None:
     vectors = classifier.vectors().astype(np.float64)
     labels = classifier.labels
     targets = np.asarray([labels.index(label) for label in classifier.example_labels])
-    english_rows = sum(len(items) for path in ENGLISH_EXAMPLES for items in load_examples(path).values())
-    other = sum(len(items) for path in OTHER_LANGUAGE_EXAMPLES for items in load_examples(path).values())
+    english_rows = sum(_rows(path) for path in ENGLISH_EXAMPLES)
+    other = sum(_rows(path) for path in OTHER_LANGUAGE_EXAMPLES)
     assert other == len(targets) - english_rows
     language = np.asarray(["(english file)"] * english_rows
                           + [query_language(text).code for text in classifier.texts[english_rows:]])
     # which other-language file each row comes from (OTHER_LANGUAGE_EXAMPLES' order): the misuse
     # requests and look-alikes, and the emergencies and their look-alikes, apart
-    def count(path: Path) -> int:
-        return sum(len(items) for items in load_examples(path).values())
-
-    first = english_rows + count(MULTILINGUAL_EXAMPLES)
+    misuse = english_rows + _rows(MULTILINGUAL_EXAMPLES)
+    safety = misuse + _rows(MULTILINGUAL_MISUSE_EXAMPLES)
     source = np.asarray([""] * len(targets), dtype=object)
-    source[first : first + count(MULTILINGUAL_MISUSE_EXAMPLES)] = " (misuse file)"
-    source[first + count(MULTILINGUAL_MISUSE_EXAMPLES) : first + count(MULTILINGUAL_MISUSE_EXAMPLES)
-           + count(MULTILINGUAL_SAFETY_EXAMPLES)] = " (safety file)"
+    source[misuse:safety] = " (misuse file)"
+    source[safety : safety + _rows(MULTILINGUAL_SAFETY_EXAMPLES)] = " (safety file)"
     groups = [code for code, n in Counter(language[english_rows:]).most_common() if n >= 5]
     screen = load_policy().screen
     needed = {
@@ -148,6 +145,11 @@ def _pattern_gate(console: Console, vectors: np.ndarray, targets: np.ndarray, la
     console.print(table)
 
 
+def _rows(path: Path) -> int:
+    """How many examples an example file holds, all labels together."""
+    return sum(len(items) for items in load_examples(path).values())
+
+
 def _authority(console: Console, thresholds: list[float], c: float) -> None:
     """The claim-of-authority classifier, leaving one language of its multilingual examples out
     (with that language's other examples: its formal own requests of
@@ -161,13 +163,10 @@ def _authority(console: Console, thresholds: list[float], c: float) -> None:
     # rows in file order (see authority_classifier): English claims and look-alikes, the other
     # languages' claims and look-alikes, the English action requests and look-alikes, the formal
     # own requests in other languages, then examples-multilingual.yaml
-    def rows(path: Path) -> int:
-        return sum(len(v) for v in load_examples(path).values())
-
-    start = rows(AUTHORITY_EXAMPLES)
-    end = start + rows(MULTILINGUAL_AUTHORITY_EXAMPLES)
-    tail = len(classifier.texts) - rows(MULTILINGUAL_EXAMPLES)
-    formal = tail - rows(MULTILINGUAL_AUTHORITY_LOOKALIKES)
+    start = _rows(AUTHORITY_EXAMPLES)
+    end = start + _rows(MULTILINGUAL_AUTHORITY_EXAMPLES)
+    tail = len(classifier.texts) - _rows(MULTILINGUAL_EXAMPLES)
+    formal = tail - _rows(MULTILINGUAL_AUTHORITY_LOOKALIKES)
     own = np.zeros(len(classifier.texts), dtype=bool)
     own[formal:tail] = True
     language = np.asarray(["(english)"] * len(classifier.texts), dtype=object)
@@ -204,12 +203,8 @@ def _action(console: Console, thresholds: list[float], c: float) -> None:
     classifier = action_classifier(cache_dir=None)
     vectors = classifier.vectors().astype(np.float64)
     targets = np.asarray([int(label == "action") for label in classifier.example_labels])
-
-    def rows(path: Path) -> int:
-        return sum(len(v) for v in load_examples(path).values())
-
-    start = rows(ACTION_EXAMPLES)  # rows in file order: English, then the two other-language files
-    middle = start + rows(MULTILINGUAL_ACTION_EXAMPLES)
+    start = _rows(ACTION_EXAMPLES)  # rows in file order: English, then the two other-language files
+    middle = start + _rows(MULTILINGUAL_ACTION_EXAMPLES)
     language = np.asarray(["(english)"] * start + [query_language(t).code for t in classifier.texts[start:]], dtype=object)
     groups = [code for code, n in Counter(language[start:middle]).most_common() if n >= 5]
     found: dict[str, dict[float, list[bool]]] = defaultdict(lambda: defaultdict(list))

@@ -16,6 +16,8 @@ from assistant.retrieval.language import (
     NOTES,
     UNDETERMINED,
     detect_language,
+    english_words,
+    foreign_word_share,
     non_latin_share,
     query_language,
 )
@@ -67,6 +69,44 @@ def test_detects_the_language_of_driver_messages(text: str, code: str) -> None:
 def test_a_message_mostly_in_another_script_is_never_english(text: str, code: set[str]) -> None:
     assert detect_language(text)[0] in code
     assert query_language(text).is_english == (code == {"en"})
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # Hindi and Vietnamese typed in Latin letters, with app words: the detector reads them as
+        # English (or is unsure of any candidate), and they used to be searched and screened as English
+        "restaurant band hai aur order ready nahi hai, paisa milega kya",
+        "bhai app baar baar crash ho raha hai, kya karu",
+        "mera account deactivate ho gaya, appeal kaise karu",
+        "dang ky tai xe thi app phai phien ban may tro len vay",
+    ],
+)
+def test_latin_letters_that_spell_no_english_are_not_english(text: str) -> None:
+    assert detect_language(text)[0] == UNDETERMINED
+    assert not query_language(text).is_english
+    assert query_language(text).note is None  # no line in a language we cannot name
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "cx gave me 1 star cuz resto was slow smh",  # slang and abbreviations
+        "yo my instant pay aint showin up fr, wya courio",
+        "how do i unassign a batched order w/o hurting my completion rate",  # the platform's words
+        "restaurant closed, do i get paid",  # too few words to judge by their share
+    ],
+)
+def test_driver_english_with_slang_and_app_words_stays_english(text: str) -> None:
+    assert detect_language(text)[0] == "en"
+
+
+def test_the_share_of_foreign_words_counts_words_of_two_letters_or_more() -> None:
+    assert foreign_word_share("") == (0.0, 0)
+    assert foreign_word_share("I got 2 orders") == (0.0, 2)  # "I" and "2" are not counted
+    share, count = foreign_word_share("mera order nahi aaya")
+    assert count == 4 and share == 0.75
+    assert "order" in english_words() and "nahi" not in english_words()
 
 
 def test_the_share_of_letters_outside_the_latin_script_counts_vowel_signs_and_ignores_the_rest() -> None:

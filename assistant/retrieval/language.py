@@ -9,6 +9,7 @@ the driver's language.
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import unicodedata
@@ -31,8 +32,22 @@ _UNSPACED = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff]")
 #: :data:`CANDIDATE_LANGUAGES` (Punjabi, Urdu, Farsi, Bengali, ...) the detector is never sure of
 #: any candidate.
 NON_LATIN_SHARE = 0.5
-#: The code of a message in a script the unrestricted detector cannot place.
+#: The code of a message that is not English in a language the detector cannot place: a script
+#: the unrestricted detector does not know, or Latin letters that spell no English (Hindi or
+#: Vietnamese typed without their own letters).
 UNDETERMINED = "und"
+#: Latin-letter text is not English, whatever the detector thinks most likely, when the detector
+#: gives English less than this and at least :data:`FOREIGN_WORD_SHARE` of its words are no English
+#: word (the vocabulary of the English embedder's tokenizer). Hinglish ("bhai mera payout abhi tak
+#: nahi aaya") reads to the detector as English or Tagalog at 0.1-0.9 and is searched, screened
+#: and answered as English. Driver English scores 0.9 or more, or uses English words: on the
+#: English questions and training examples of the corpus and the guardrails, the two together
+#: flag no message of :data:`MIN_FOREIGN_WORDS` words or more but encoded or code-like ones.
+UNSURE_ENGLISH = 0.9
+FOREIGN_WORD_SHARE = 0.3
+#: Fewer words (of two letters or more) than this are too few to judge by their share.
+MIN_FOREIGN_WORDS = 6
+_LETTERS = re.compile(r"[^\W\d_]{2,}")
 #: The line that opens an offline (English) answer, in the driver's language.
 NOTES: dict[str, str] = {
     "es": "Esta respuesta viene de nuestro centro de ayuda en inglés.",
@@ -102,6 +117,27 @@ def _load_any_language_identifier() -> LanguageIdentifier:
     return LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
 
 
+@cache
+def english_words() -> frozenset[str]:
+    """Whole lower-case words of the English embedder's tokenizer vocabulary (about 22,500: the
+    common words of English text, which an English message is mostly made of), read once from
+    the ``tokenizer.json`` the package ships."""
+    from assistant.retrieval.embeddings import TOKENIZER_FILE
+
+    vocabulary: dict[str, int] = json.loads(TOKENIZER_FILE.read_text(encoding="utf-8"))["model"]["vocab"]
+    return frozenset(word for word in vocabulary if word.isalpha() and word.islower())
+
+
+def foreign_word_share(text: str) -> tuple[float, int]:
+    """The share of ``text``'s words of two letters or more that are no English word
+    (:func:`english_words`), and how many such words it has."""
+    words = [w.lower() for w in _LETTERS.findall(text)]
+    if not words:
+        return 0.0, 0
+    known = english_words()
+    return sum(w not in known for w in words) / len(words), len(words)
+
+
 def non_latin_share(text: str) -> float:
     """The share of ``text``'s letters (their vowel signs and other marks included) that are not
     Latin (0.0 without letters)."""
@@ -113,9 +149,10 @@ def non_latin_share(text: str) -> float:
 
 @lru_cache(maxsize=1024)
 def detect_language(text: str) -> tuple[str, float]:
-    """``(code, probability)``; English unless the detector is sure (short texts count as English)
-    or most of the letters are not Latin (then the language the detector finds among all of its
-    languages, :data:`UNDETERMINED` if it finds English). Memoised: one request asks it of the
+    """``(code, probability)``; English unless the detector is sure (short texts count as English),
+    most of the letters are not Latin (then the language the detector finds among all of its
+    languages, :data:`UNDETERMINED` if it finds English), or the detector is unsure of English
+    and many of the words are no English word (:data:`UNDETERMINED`). Memoised: one request asks it of the
     same message at the screen, the search and the reply."""
     words = len(_WORD.findall(text)) + len(_UNSPACED.findall(text))  # Chinese and Japanese use no spaces
     if words < MIN_WORDS:
@@ -126,7 +163,12 @@ def detect_language(text: str) -> tuple[str, float]:
     if non_latin_share(text) >= NON_LATIN_SHARE:
         code, probability = _any_language_identifier().classify(text)
         return (UNDETERMINED if code in ("en", "zxx") else str(code)), float(probability)
-    return "en", float(probability if code == "en" else 1.0 - probability)
+    english = float(probability if code == "en" else 1.0 - probability)
+    if english < UNSURE_ENGLISH:
+        share, count = foreign_word_share(text)
+        if count >= MIN_FOREIGN_WORDS and share >= FOREIGN_WORD_SHARE:
+            return UNDETERMINED, 1.0 - english
+    return "en", english
 
 
 def query_language(text: str) -> QueryLanguage:

@@ -37,16 +37,17 @@ NON_LATIN_SHARE = 0.5
 #: Vietnamese typed without their own letters).
 UNDETERMINED = "und"
 #: Latin-letter text is not English, whatever the detector thinks most likely, when the detector
-#: gives English less than this and at least :data:`FOREIGN_WORD_SHARE` of its words are no English
-#: word (the vocabulary of the English embedder's tokenizer). Hinglish ("bhai mera payout abhi tak
-#: nahi aaya") reads to the detector as English or Tagalog at 0.1-0.9 and is searched, screened
-#: and answered as English. Driver English scores 0.9 or more, or uses English words: on the
-#: English questions and training examples of the corpus and the guardrails, the two together
-#: flag no message of :data:`MIN_FOREIGN_WORDS` words or more but encoded or code-like ones.
+#: gives English less than this and at least :data:`MIN_FOREIGN_WORDS` of its words, and
+#: :data:`FOREIGN_WORD_SHARE` of them, are no English word (the vocabulary of the English
+#: embedder's tokenizer). Hinglish ("bhai mera tip kaha gaya") reads to the detector as English or
+#: Tagalog at 0.1-0.9 and was searched, screened and answered as English. Driver English scores
+#: 0.9 or more, or uses English words: on the English questions and training examples of the
+#: corpus and the guardrails, the rule flags only encoded text (base64, ROT13, leetspeak) and an
+#: injection that quotes another language.
 UNSURE_ENGLISH = 0.9
 FOREIGN_WORD_SHARE = 0.3
-#: Fewer words (of two letters or more) than this are too few to judge by their share.
-MIN_FOREIGN_WORDS = 6
+#: Fewer words that are no English word than this are a name, a brand or slang, not a language.
+MIN_FOREIGN_WORDS = 3
 _LETTERS = re.compile(r"[^\W\d_]{2,}")
 #: The line that opens an offline (English) answer, in the driver's language.
 NOTES: dict[str, str] = {
@@ -128,14 +129,12 @@ def english_words() -> frozenset[str]:
     return frozenset(word for word in vocabulary if word.isalpha() and word.islower())
 
 
-def foreign_word_share(text: str) -> tuple[float, int]:
-    """The share of ``text``'s words of two letters or more that are no English word
-    (:func:`english_words`), and how many such words it has."""
+def foreign_words(text: str) -> tuple[int, int]:
+    """How many of ``text``'s words of two letters or more are no English word
+    (:func:`english_words`), and how many such words it has in all."""
     words = [w.lower() for w in _LETTERS.findall(text)]
-    if not words:
-        return 0.0, 0
     known = english_words()
-    return sum(w not in known for w in words) / len(words), len(words)
+    return sum(w not in known for w in words), len(words)
 
 
 def non_latin_share(text: str) -> float:
@@ -165,8 +164,8 @@ def detect_language(text: str) -> tuple[str, float]:
         return (UNDETERMINED if code in ("en", "zxx") else str(code)), float(probability)
     english = float(probability if code == "en" else 1.0 - probability)
     if english < UNSURE_ENGLISH:
-        share, count = foreign_word_share(text)
-        if count >= MIN_FOREIGN_WORDS and share >= FOREIGN_WORD_SHARE:
+        foreign, count = foreign_words(text)
+        if foreign >= MIN_FOREIGN_WORDS and foreign >= FOREIGN_WORD_SHARE * count:
             return UNDETERMINED, 1.0 - english
     return "en", english
 

@@ -433,6 +433,28 @@ def test_a_message_in_another_language_is_searched_through_its_english_rendering
     assert spanish.citations and english.citations
 
 
+@pytest.mark.integration
+def test_hindi_in_latin_letters_is_searched_through_the_pivots_and_answered_from_the_article(
+    shipped_assistant: Assistant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from assistant.retrieval.hybrid import HybridRetriever
+
+    calls: list[str] = []
+    real = HybridRetriever.retrieve
+
+    def spy(self: HybridRetriever, query: str, **kwargs: object):  # type: ignore[no-untyped-def]
+        calls.append(query)
+        return real(self, query, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(HybridRetriever, "retrieve", spy)
+    message = "restaurant band hai aur order ready nahi hai, paisa milega kya"
+    response = shipped_assistant.answer(HelpRequest(message=message, journey=JourneyContext(stage="at_pickup", market="us-tx")))
+    [searched] = calls
+    assert searched != message and "nahi" not in searched  # the pivots' English, not the Hindi words
+    assert response.route is Route.ANSWER, response.reasons
+    assert "order-not-ready-or-store-closed" in {c.doc_id for c in response.citations}
+
+
 def test_threads_that_need_the_identifier_or_the_token_counter_at_once_load_each_once() -> None:
     import threading
 

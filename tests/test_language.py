@@ -411,10 +411,9 @@ def test_many_texts_are_encoded_in_bounded_batches_with_the_same_vectors_in_orde
     assert np.allclose(together[[0, 39, 40, 41]], alone, atol=1e-5)
 
 
-@pytest.mark.integration
-def test_a_message_in_another_language_is_searched_through_its_english_rendering(
-    shipped_assistant: Assistant, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def searched_queries(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The queries the hybrid retriever is asked, in order (the retriever still searches)."""
     from assistant.retrieval.hybrid import HybridRetriever
 
     calls: list[str] = []
@@ -425,9 +424,16 @@ def test_a_message_in_another_language_is_searched_through_its_english_rendering
         return real(self, query, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(HybridRetriever, "retrieve", spy)
+    return calls
+
+
+@pytest.mark.integration
+def test_a_message_in_another_language_is_searched_through_its_english_rendering(
+    shipped_assistant: Assistant, searched_queries: list[str]
+) -> None:
     spanish = shipped_assistant.answer("el cliente no abre la puerta y no contesta el teléfono. ¿cuánto tiempo tengo que esperar?")
     english = shipped_assistant.answer("customer isnt answering the door. how long do i have to wait before i can leave?")
-    rendered, message = calls
+    rendered, message = searched_queries
     assert message == "customer isnt answering the door. how long do i have to wait before i can leave?"
     assert rendered != message and "puerta" not in rendered  # the pivot's English text, not the message
     assert spanish.citations and english.citations
@@ -435,21 +441,11 @@ def test_a_message_in_another_language_is_searched_through_its_english_rendering
 
 @pytest.mark.integration
 def test_hindi_in_latin_letters_is_searched_through_the_pivots_and_answered_from_the_article(
-    shipped_assistant: Assistant, monkeypatch: pytest.MonkeyPatch
+    shipped_assistant: Assistant, searched_queries: list[str]
 ) -> None:
-    from assistant.retrieval.hybrid import HybridRetriever
-
-    calls: list[str] = []
-    real = HybridRetriever.retrieve
-
-    def spy(self: HybridRetriever, query: str, **kwargs: object):  # type: ignore[no-untyped-def]
-        calls.append(query)
-        return real(self, query, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(HybridRetriever, "retrieve", spy)
     message = "restaurant band hai aur order ready nahi hai, paisa milega kya"
     response = shipped_assistant.answer(HelpRequest(message=message, journey=JourneyContext(stage="at_pickup", market="us-tx")))
-    [searched] = calls
+    [searched] = searched_queries
     assert searched != message and "nahi" not in searched  # the pivots' English, not the Hindi words
     assert response.route is Route.ANSWER, response.reasons
     assert "order-not-ready-or-store-closed" in {c.doc_id for c in response.citations}

@@ -95,8 +95,10 @@ def _identifier() -> LanguageIdentifier:
 
 
 def load_identifier() -> None:
-    """Load the identifier now (otherwise the first message that needs it loads it)."""
+    """Load the identifier and the English vocabulary its Latin-letter rule reads now (otherwise
+    the first message that needs them loads them)."""
     _identifier()
+    english_words()
 
 
 @cache

@@ -5,6 +5,8 @@ the same contacts, and a steady Poisson baseline gives no alarm."""
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,7 +15,7 @@ import pytest
 
 from assistant import ConfigurationError, NotFoundError
 from assistant.incidents import DetectionConfig, IncidentDetector, group_of
-from assistant.incidents.detection import baseline_by_hour
+from assistant.incidents.detection import HOUR, _llr, baseline_by_hour, poisson_tail
 from assistant.response import Route
 from assistant.store import ConversationStore, schema
 from assistant.store.store import signature_key
@@ -145,6 +147,80 @@ def test_a_steady_poisson_baseline_gives_no_alarm_over_a_day_of_scans(store: Con
     for hour in range(24):
         false_alarms += len(detector.scan(NOW - timedelta(hours=23 - hour)).opened)
     assert false_alarms == 0
+
+
+def test_a_burst_that_is_over_opens_nothing_when_first_scanned_hours_later(store: ConversationStore) -> None:
+    detector = IncidentDetector(store)
+    history(store, {-1: 0.5})
+    burst = NOW.replace(hour=9, minute=0)
+    for n in range(10):  # ten drivers in half an hour, then the usual quiet
+        contact(store, burst + timedelta(minutes=3 * n), driver=f"drv-{n}")
+    assert detector.scan(burst + timedelta(hours=5)).opened == []  # first looked at five hours on: over
+    [incident] = detector.scan(burst + timedelta(minutes=40)).opened  # looked at while it lasts: an incident
+    assert incident.first_contact_at == burst and incident.contacts == 10
+
+
+def _stepwise_alarm(config: DetectionConfig, recent: list[tuple[datetime, str, str]], rate_at: Callable[[datetime], float],
+                    window_start: datetime, now: datetime, alpha: float) -> tuple[datetime, float] | None:
+    """The CUSUM walked through every step of the window (what the detector's walk must equal)."""
+    step = timedelta(minutes=config.step_minutes)
+    fine: dict[datetime, list[str]] = defaultdict(list)
+    for at, driver, _ in recent:
+        fine[window_start + ((at - window_start) // step) * step].append(driver)
+    score, run_start, run_contacts, run_expected = 0.0, window_start, 0, 0.0
+    run_drivers: set[str] = set()
+    crossed: tuple[datetime, float] | None = None
+    bucket = window_start
+    while bucket <= now:
+        drivers = fine.get(bucket, [])
+        fraction = min(step, max(now - bucket, timedelta(minutes=1))) / HOUR
+        llr, _ = _llr(len(drivers), rate_at(bucket), config, fraction)
+        if score == 0.0:
+            run_start, run_contacts, run_expected, run_drivers = bucket, 0, 0.0, set()
+        score = max(0.0, score + llr)
+        if score > 0:
+            run_contacts, run_expected = run_contacts + len(drivers), run_expected + rate_at(bucket) * fraction
+            run_drivers.update(drivers)
+        else:
+            run_contacts, run_expected, run_drivers, crossed = 0, 0.0, set(), None
+        if (crossed is None and score >= config.threshold and run_contacts >= config.min_contacts
+                and len(run_drivers) >= config.min_drivers and poisson_tail(run_contacts, run_expected) <= alpha):
+            crossed = run_start, score
+        bucket += step
+    return crossed if score > 0 else None
+
+
+@pytest.mark.parametrize("step_minutes", [1, 5, 15])
+def test_the_cusum_walk_that_skips_empty_steps_decides_as_stepping_through_every_one(step_minutes: int) -> None:
+    config = DetectionConfig(step_minutes=step_minutes)
+    detector = IncidentDetector(None, config)  # type: ignore[arg-type]  # _alarm reads no store
+    rng = np.random.default_rng(step_minutes)
+    alarms = 0
+    for _ in range(150):
+        profile = rng.gamma(1.0, 1.5, size=24)
+        window_start = NOW.replace(minute=0) - timedelta(hours=int(rng.integers(1, 24)))
+        now = NOW + timedelta(minutes=int(rng.integers(0, 60)), seconds=int(rng.integers(60)))
+        span = (now - window_start).total_seconds()
+        recent = [(window_start + timedelta(seconds=float(s)), f"drv-{rng.integers(6)}", "sig")
+                  for s in rng.uniform(0, span, size=int(rng.integers(0, 12)))]
+        centre = rng.uniform(0, span)  # and a burst somewhere in the window
+        recent += [(window_start + timedelta(seconds=float(min(span, centre + s))), f"drv-b{n}", "sig")
+                   for n, s in enumerate(rng.uniform(0, 1200, size=int(rng.integers(0, 10))))]
+        recent.sort()
+        alpha = float(10 ** rng.uniform(-6, -2))
+        rate_at = lambda bucket, profile=profile: float(profile[bucket.hour])  # noqa: E731
+        expected = _stepwise_alarm(config, recent, rate_at, window_start, now, alpha)
+        got = detector._alarm(recent, rate_at, window_start, now, alpha)
+        assert (got is None) == (expected is None)
+        if got is not None and expected is not None:
+            alarms += 1
+            assert got[0] == expected[0] and got[1] == pytest.approx(expected[1])
+    assert alarms >= 15  # the cases include alarms, not only quiet windows
+
+
+def test_the_step_must_divide_the_hour() -> None:
+    with pytest.raises(ValueError, match="divide 60"):
+        DetectionConfig(step_minutes=7)
 
 
 def test_a_lead_attaches_a_note_and_a_workaround_redacted(store: ConversationStore) -> None:

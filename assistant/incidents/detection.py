@@ -17,7 +17,9 @@ hour (``signature_counts``), so every service worker sees the same numbers. A sc
    the baseline", and opens an incident when that sum crosses ``threshold`` with at least
    ``min_contacts`` contacts from ``min_drivers`` distinct drivers in the run, and those contacts
    are unlikely under the baseline (a Poisson tail probability at most ``alpha``), which keeps
-   quiet groups from alarming on a chance handful or one driver retrying;
+   quiet groups from alarming on a chance handful or one driver retrying; the run must still be
+   going at the scan (a burst whose CUSUM has since fallen back to zero is over, and re-testing
+   it at every scan against a re-estimated baseline would only give chance more tries);
 4. closes an open incident when its last ``close_after_hours`` complete hours were each at or
    below the CUSUM's break-even count (the rate is back to its baseline).
 
@@ -37,7 +39,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import func, select
 
 from assistant.errors import ConfigurationError, NotFoundError
@@ -63,7 +66,12 @@ class DetectionConfig(BaseModel):
         2.0, gt=0, description="Average days a day of the week's factor is shrunk toward 1 by (fewer: trust the history more)."
     )
     shift: float = Field(3.0, gt=1, description="The rate, as a multiple of the baseline, the CUSUM looks for.")
-    min_shift_per_hour: float = Field(1.0, gt=0, description="... and at least this many more contacts an hour.")
+    min_shift_per_hour: float = Field(
+        3.0, gt=0,
+        description="... and at least this many more contacts an hour (the size of defect worth an incident: "
+        "a lower value lets a slight, slow excess keep a run alive for hours, and long runs are where chance "
+        "alarms come from).",
+    )
     threshold: float = Field(4.0, gt=0, description="CUSUM decision interval (log-likelihood units).")
     min_contacts: int = Field(3, ge=1, description="Never open an incident on fewer contacts than this.")
     min_drivers: int = Field(3, ge=1, description="... nor from fewer distinct drivers (one driver retrying is not a defect).")
@@ -80,6 +88,13 @@ class DetectionConfig(BaseModel):
         "one app version stands out sooner against that slice's share of the baseline); each slice's "
         "test gets alpha divided by the group's number of slices.",
     )
+
+    @field_validator("step_minutes")
+    @classmethod
+    def _divides_the_hour(cls, value: int) -> int:
+        if 60 % value:
+            raise ValueError("step_minutes must divide 60 (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30 or 60)")
+        return value
 
 
 class Incident(BaseModel):
@@ -364,37 +379,67 @@ class IncidentDetector:
         self, recent: list[tuple[datetime, str, str]], rate_at: Callable[[datetime], float], window_start: datetime,
         now: datetime, alpha: float,
     ) -> tuple[datetime, float] | None:
-        """The start of the run that crossed the threshold, and the CUSUM, or None. The CUSUM steps
+        """The start of the run that crossed the threshold, and the CUSUM, or None (also when that
+        run has ended before ``now``: the burst is over). The CUSUM steps
         ``step_minutes`` at a time through the window, on the contacts' own times, against the
-        expected contacts an hour ``rate_at(bucket)``."""
+        expected contacts an hour ``rate_at(bucket)`` (read once per hour of the window).
+
+        Only a step with contacts can raise the CUSUM or set off an alarm (an empty step lowers
+        the sum and adds to the run's expected count), so the walk jumps from one such step to
+        the next and applies the empty steps between them at once: the same decisions as
+        stepping through every bucket, at a cost that grows with the contacts, not the window."""
         config = self.config
         step = timedelta(minutes=config.step_minutes)
-        fine: dict[datetime, list[str]] = defaultdict(list)
+        if now < window_start:
+            return None
+        steps = (now - window_start) // step + 1  # buckets window_start + i * step <= now
+        per_hour = 60 // config.step_minutes
+        first_hour = hour_floor(window_start)
+        offset = (window_start - first_hour) // step
+        hour_of = (offset + np.arange(steps)) // per_hour
+        hourly = np.array([rate_at(first_hour + h * HOUR) for h in range(int(hour_of[-1]) + 1)])
+        fraction = np.full(steps, config.step_minutes / 60)  # of an hour; the current step: its elapsed part
+        fraction[-1] = min(step, max(now - (window_start + (steps - 1) * step), timedelta(minutes=1))) / HOUR
+        expected = hourly[hour_of] * fraction
+        lam0 = np.maximum(expected, 1e-9)
+        lam1 = np.maximum(config.shift * lam0, lam0 + config.min_shift_per_hour * fraction)
+        log_ratio, drift = np.log(lam1 / lam0), lam1 - lam0
+        # the sums of the drift and of the expected count over steps [0, i): an empty stretch in O(1)
+        drift_before = np.concatenate(([0.0], np.cumsum(drift)))
+        expected_before = np.concatenate(([0.0], np.cumsum(expected)))
+        fine: dict[int, list[str]] = defaultdict(list)
         for at, driver, _ in recent:
-            fine[window_start + ((at - window_start) // step) * step].append(driver)
-        score, run_start, run_contacts, run_expected = 0.0, window_start, 0, 0.0
+            if window_start <= at <= now:
+                fine[(at - window_start) // step].append(driver)
+        score, run_start, run_contacts, run_expected = 0.0, 0, 0, 0.0
         run_drivers: set[str] = set()
-        bucket = window_start
-        while bucket <= now:
-            drivers = fine.get(bucket, [])
-            x = len(drivers)
-            fraction = min(step, max(now - bucket, timedelta(minutes=1))) / HOUR  # of an hour
-            expected = rate_at(bucket)
-            llr, _ = _llr(x, expected, config, fraction)
+        after = 0  # the first step not yet applied
+        crossed: tuple[datetime, float] | None = None  # the alarm of the current run, once it has crossed
+        for i in sorted(fine):
+            if score > 0 and i > after:  # the empty steps since the last contact
+                fall = float(drift_before[i] - drift_before[after])
+                if score - fall > 0:
+                    score -= fall
+                    run_expected += float(expected_before[i] - expected_before[after])
+                else:
+                    score, crossed = 0.0, None
+            drivers = fine[i]
             if score == 0.0:
-                run_start, run_contacts, run_expected, run_drivers = bucket, 0, 0.0, set()
-            score = max(0.0, score + llr)
+                run_start, run_contacts, run_expected, run_drivers = i, 0, 0.0, set()
+            score = max(0.0, score + len(drivers) * float(log_ratio[i]) - float(drift[i]))
             if score > 0:
-                run_contacts, run_expected = run_contacts + x, run_expected + expected * fraction
+                run_contacts, run_expected = run_contacts + len(drivers), run_expected + float(expected[i])
                 run_drivers.update(drivers)
             else:
-                run_contacts, run_expected, run_drivers = 0, 0.0, set()
-            if (score >= config.threshold and run_contacts >= config.min_contacts
+                run_contacts, run_expected, run_drivers, crossed = 0, 0.0, set(), None
+            after = i + 1
+            if (crossed is None and score >= config.threshold and run_contacts >= config.min_contacts
                     and len(run_drivers) >= config.min_drivers
                     and poisson_tail(run_contacts, run_expected) <= alpha):
-                return run_start, score
-            bucket += step
-        return None
+                crossed = window_start + run_start * step, score
+        if crossed is not None and score - float(drift_before[steps] - drift_before[after]) <= 0:
+            return None  # that run has ended: the rate came back down before now (a past burst)
+        return crossed
 
     def _quiet(self, group: _Group, baseline: _Baseline, row: schema.Incident, current: datetime) -> bool:
         """True when each of the last complete hours (at least ``close_after_hours`` of them since

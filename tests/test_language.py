@@ -364,7 +364,11 @@ def test_the_shipped_example_vectors_are_the_encoder_s_and_without_them_they_are
     shipped = MultilingualClassifier(cache_dir=None)
     rows = list(range(0, len(shipped.texts), max(1, len(shipped.texts) // 12)))
     fresh = default_encoder().encode([shipped.texts[i] for i in rows])
-    assert np.allclose(shipped.vectors()[rows], fresh, atol=2e-3)  # float16 on disk
+    stored = shipped.vectors()[rows]
+    # the same encoder's vectors up to numerics: float16 on disk, and the int8 model's dynamic
+    # quantisation depends on the CPU's kernels and on the batch (element-wise gaps reach 2e-3)
+    cosines = (stored * fresh).sum(axis=1) / np.linalg.norm(stored, axis=1) / np.linalg.norm(fresh, axis=1)
+    assert stored.shape == fresh.shape and cosines.min() > 0.999, cosines.min()
     monkeypatch.setattr(module, "SHIPPED_DIR", tmp_path / "no-package-files")
     computed = MultilingualClassifier(cache_dir=tmp_path)
     computed.texts, computed.example_labels = computed.texts[:40], computed.example_labels[:40]

@@ -247,13 +247,21 @@ def poisson_tail(k: int, mean: float) -> float:
         i += 1
 
 
+def _alternative(
+    lam0: np.ndarray[Any, np.dtype[np.float64]], fraction: np.ndarray[Any, np.dtype[np.float64]], config: DetectionConfig
+) -> tuple[np.ndarray[Any, np.dtype[np.float64]], np.ndarray[Any, np.dtype[np.float64]]]:
+    """For ``lam0`` expected contacts in ``fraction`` of an hour (each at least 1e-9), the CUSUM's
+    alternative (``shift`` times the baseline, at least ``min_shift_per_hour`` more): what each
+    contact adds (the log of the rate ratio) and what the step takes away (the rate difference)."""
+    lam1 = np.maximum(config.shift * lam0, lam0 + config.min_shift_per_hour * fraction)
+    return np.log(lam1 / lam0), lam1 - lam0
+
+
 def _llr(x: float, expected: float, config: DetectionConfig, fraction: float) -> tuple[float, float]:
     """The Poisson log-likelihood ratio of ``x`` contacts (shifted rate vs baseline), and the
     break-even count below which a bucket pulls the CUSUM down."""
-    lam0 = max(expected * fraction, 1e-9)
-    lam1 = max(config.shift * lam0, lam0 + config.min_shift_per_hour * fraction)
-    log_ratio = math.log(lam1 / lam0)
-    return x * log_ratio - (lam1 - lam0), (lam1 - lam0) / log_ratio
+    log_ratio, drift = _alternative(np.array([max(expected * fraction, 1e-9)]), np.array([fraction]), config)
+    return x * float(log_ratio[0]) - float(drift[0]), float(drift[0] / log_ratio[0])
 
 
 class IncidentDetector:
@@ -401,9 +409,7 @@ class IncidentDetector:
         fraction = np.full(steps, config.step_minutes / 60)  # of an hour; the current step: its elapsed part
         fraction[-1] = min(step, max(now - (window_start + (steps - 1) * step), timedelta(minutes=1))) / HOUR
         expected = hourly[hour_of] * fraction
-        lam0 = np.maximum(expected, 1e-9)
-        lam1 = np.maximum(config.shift * lam0, lam0 + config.min_shift_per_hour * fraction)
-        log_ratio, drift = np.log(lam1 / lam0), lam1 - lam0
+        log_ratio, drift = _alternative(np.maximum(expected, 1e-9), fraction, config)
         # the sums of the drift and of the expected count over steps [0, i): an empty stretch in O(1)
         drift_before = np.concatenate(([0.0], np.cumsum(drift)))
         expected_before = np.concatenate(([0.0], np.cumsum(expected)))

@@ -64,7 +64,7 @@ def _model_calls(embedder: LocalMiniLMEmbeddings, monkeypatch: pytest.MonkeyPatc
     """The texts of each model call the embedder makes from now on."""
     calls: list[list[str]] = []
     run = embedder._run
-    monkeypatch.setattr(embedder, "_run", lambda texts: calls.append(texts) or run(texts))
+    monkeypatch.setattr(embedder, "_run", lambda texts, **kw: calls.append(texts) or run(texts, **kw))
     return calls
 
 

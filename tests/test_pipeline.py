@@ -172,8 +172,9 @@ def test_corrupt_index_hands_over_instead_of_crashing(copy_of_shipped_index: Pat
 
 
 def test_an_english_request_embeds_all_its_texts_in_one_model_call(shipped_index: Path, monkeypatch: pytest.MonkeyPatch):
-    """The classifier's text and the order-kind query go to the model together, and the answer is
-    the one the stages give when each embeds its own texts."""
+    """The classifier's text and the order-kind query go to the embedder together (one call, its
+    two texts run side by side on the one-thread session, each model call a text), and the answer
+    is the one the stages give when each embeds its own texts."""
     from assistant.retrieval.embeddings import LocalMiniLMEmbeddings
 
     request = HelpRequest(
@@ -182,16 +183,18 @@ def test_an_english_request_embeds_all_its_texts_in_one_model_call(shipped_index
     )
     cached = LocalMiniLMEmbeddings()
     calls: list[list[str]] = []
-    run = cached._run
-    monkeypatch.setattr(cached, "_run", lambda texts: calls.append(texts) or run(texts))
+    model_calls: list[list[str]] = []
+    embed, run = cached.embed_documents, cached._run
+    monkeypatch.setattr(cached, "embed_documents", lambda texts: calls.append(texts) or embed(texts))
+    monkeypatch.setattr(cached, "_run", lambda texts, **kw: model_calls.append(texts) or run(texts, **kw))
     one_call = Assistant(Settings(data_dir=shipped_index, corpus_dir=CORPUS), embeddings=cached).answer(request)
-    assert len(calls) == 1
-    assert calls[0] == [request.message, f"{request.message} (alcohol order)"]
+    assert calls == [[request.message, f"{request.message} (alcohol order)"]]
+    assert sorted(model_calls) == sorted([[text] for text in calls[0]])
 
     uncached = LocalMiniLMEmbeddings(cache_size=0)  # no cache: every stage embeds its own texts
     separate: list[list[str]] = []
     run_uncached = uncached._run
-    monkeypatch.setattr(uncached, "_run", lambda texts: separate.append(texts) or run_uncached(texts))
+    monkeypatch.setattr(uncached, "_run", lambda texts, **kw: separate.append(texts) or run_uncached(texts, **kw))
     each_own = Assistant(Settings(data_dir=shipped_index, corpus_dir=CORPUS), embeddings=uncached).answer(request)
     assert len(separate) > 1
     assert (one_call.route, one_call.reasons, one_call.answer, one_call.citations) == (
@@ -207,7 +210,7 @@ def test_a_follow_up_embeds_its_earlier_turns_in_the_same_model_call(shipped_ind
     embedder = LocalMiniLMEmbeddings()
     calls: list[list[str]] = []
     run = embedder._run
-    monkeypatch.setattr(embedder, "_run", lambda texts: calls.append(texts) or run(texts))
+    monkeypatch.setattr(embedder, "_run", lambda texts, **kw: calls.append(texts) or run(texts, **kw))
     request = HelpRequest(
         message="still no payout, when does it land",
         history=[Turn(role="driver", text="my payout is missing, call me at 415-555-0199"),

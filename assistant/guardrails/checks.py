@@ -144,7 +144,8 @@ def _decide(findings: list[Finding], code: ReasonCode, reading: str, probability
 
 
 def detect_safety(
-    text: str, probs: dict[str, float], policy: GuardrailPolicy, *, other_language: bool = False
+    text: str, probs: dict[str, float], policy: GuardrailPolicy, *, other_language: bool = False,
+    danger: tuple[re.Match[str] | None, bool] | None = None,
 ) -> Finding | None:
     """A present danger to the driver or others; errs towards recall (a miss is a bug).
 
@@ -160,7 +161,8 @@ def detect_safety(
     multilingual classifier's, under ``safety.other_language_pattern_probability``).
     The present-danger classifier also flags a danger on its own from ``safety.danger_probability``.
     ``other_language``: the probabilities are the multilingual classifier's, which reads the
-    message alone (the patterns and look-alike phrases are English)."""
+    message alone (the patterns and look-alike phrases are English). ``danger``: what
+    :func:`danger_match` returned for ``text``, where the caller has it already."""
     rules = policy.safety
     if rules.self_harm is not None and (harm := rules.self_harm.search(text)):
         return Finding(
@@ -169,7 +171,7 @@ def detect_safety(
             evidence=[_quote(harm)],
             self_harm=True,
         )
-    match, lookalike = danger_match(text, policy)
+    match, lookalike = danger if danger is not None else danger_match(text, policy)
     safety_p = probs.get("safety", 0.0)
     danger_p = probs.get("danger") if not other_language else None  # the present-danger classifier's (English)
     # where the engine read it, the sentence the pattern matched in counts too (a danger told

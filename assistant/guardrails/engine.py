@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -205,9 +206,10 @@ class Guardrails:
         if english and also_embed is not None:
             prefetch(self.embeddings, [*windows(message), *also_embed(redaction.text)])
         probs, other_language = self.probabilities(message, english=english)
+        danger = checks.danger_match(message, self.policy)  # read once, by the sentence check and the safety check
         if english:  # the account-action, authority and misuse readings; the message's embedding is cached
             probs = {**probs, **self._case_readings(message)}
-            probs |= self._danger_sentence(message, probs)
+            probs |= self._danger_sentence(message, probs, danger[0])
         if (decoded := readable(message)) is not None:  # obfuscated text is screened as it reads, too
             decoded = plain(redact(decoded).text)  # what was encoded is redacted like the rest
             probs = self._read_decoded(decoded, probs)
@@ -217,7 +219,7 @@ class Guardrails:
                               if not f.by_classifier]
             found = {f.code for f in plain_findings}
             findings = [*plain_findings, *(f for f in findings if f.code not in found)]
-        if safety := checks.detect_safety(message, probs, self.policy, other_language=other_language):
+        if safety := checks.detect_safety(message, probs, self.policy, other_language=other_language, danger=danger):
             findings.append(safety)
         if person := checks.detect_driver_request(message, self.policy):
             findings.append(person)
@@ -252,13 +254,13 @@ class Guardrails:
                 "danger": self.danger_classifier.read(parts, vectors)["danger"],
                 "danger_gate": self.danger_gate.read(parts, vectors)["danger"]}
 
-    def _danger_sentence(self, message: str, probs: dict[str, float]) -> dict[str, float]:
+    def _danger_sentence(self, message: str, probs: dict[str, float], match: re.Match[str] | None) -> dict[str, float]:
         """Where a safety pattern matches in one sentence of a longer message, the present-danger
         classifier's and the danger gate's readings of the message or of that sentence, whichever
         is higher (``danger_match``, ``danger_gate``): a driver often tells the danger, then asks
         about the errand, and the question's words pull the whole message's reading down. Only
-        the pattern's gate reads them; the classifier alone reads the whole message."""
-        match, _ = checks.danger_match(message, self.policy)
+        the pattern's gate reads them; the classifier alone reads the whole message. ``match``:
+        the danger pattern's match in ``message`` (:func:`checks.danger_match`)."""
         if match is None or "danger" not in probs:
             return {}
         sentence = checks.sentence_of(message, match)

@@ -74,6 +74,7 @@ from rich.table import Table
 from assistant.config import Settings
 from assistant.guardrails import checks
 from assistant.guardrails.classifier import (
+    ACCOUNT_EXAMPLES,
     ACTION_EXAMPLES,
     AUTHORITY_EXAMPLES,
     AUTHORITY_LOOKALIKES,
@@ -164,9 +165,15 @@ def main() -> None:
     policy = load_policy()
     examples = load_examples(DEFAULT_EXAMPLES)
     screen_examples = {label: [*items, *load_examples(REDTEAM_EXAMPLES).get(label, [])] for label, items in examples.items()}
+    # as the screen trains: examples-account.yaml's requests about the driver's own account and
+    # their look-alike questions read as driver
+    account = load_examples(ACCOUNT_EXAMPLES)
+    own_requests = account["action"]
+    screen_examples["driver"] = [*screen_examples["driver"], *own_requests, *account["driver"]]
     labels = sorted(screen_examples)
     texts = [t for label in labels for t in screen_examples[label]]
     targets = np.asarray([labels.index(label) for label in labels for _ in screen_examples[label]])
+    own_request_rows = np.isin(np.asarray(texts, dtype=object), np.asarray(own_requests, dtype=object))
     embeddings = make_embeddings(Settings())
     vectors = _vectors(embeddings, texts)
     probs = _held_out(vectors, targets, texts, folds=args.folds, c=args.c)
@@ -184,6 +191,9 @@ def main() -> None:
         for other, at in flag_at.items():
             anything |= probs[rows, labels.index(other)] >= at
         table.add_row(label, str(int(rows.sum())), f"{own:.3f}", f"{anything.mean():.3f}")
+    injection = labels.index("injection")
+    table.add_row("(driver: own account requests)", str(int(own_request_rows.sum())),
+                  f"injection {(probs[own_request_rows, injection] >= screen.injection_probability).mean():.3f}", "")
     console.print(table)
     sure = Table(title="harmful: share read as harmful at each threshold (harmful_sure_probability)")
     for column in ("harmful_at", "harmful examples", "driver messages", "off-topic examples"):
@@ -193,8 +203,9 @@ def main() -> None:
         sure.add_row(f"{at:.2f}", *(f"{(probs[targets == row, harmful] >= at).mean():.3f}" for row in (harmful, driver, offtopic)))
     console.print(sure)
     console.print(_safety_gate(policy, texts, targets, labels, probs, args.safety_pattern_at))
-    # the account-action classifier: examples-action.yaml plus the screen's driver questions
-    extra = load_examples(ACTION_EXAMPLES)
+    # the account-action classifier: examples-action.yaml and examples-account.yaml plus the
+    # screen's driver questions
+    extra = {label: [*items, *account.get(label, [])] for label, items in load_examples(ACTION_EXAMPLES).items()}
     texts = [*extra["action"], *extra["driver"], *examples["driver"]]
     targets = np.asarray([1] * len(extra["action"]) + [0] * (len(texts) - len(extra["action"])))
     vectors = _vectors(embeddings, texts)

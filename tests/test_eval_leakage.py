@@ -19,6 +19,7 @@ from assistant.evals.leakage import (
     word_overlap,
 )
 from assistant.guardrails.classifier import (
+    ACCOUNT_EXAMPLES,
     ACTION_EXAMPLES,
     AUTHORITY_EXAMPLES,
     AUTHORITY_LOOKALIKES,
@@ -120,7 +121,7 @@ def test_shipped_training_texts_are_not_paraphrases_of_any_eval_case(tmp_path: P
     # the English model reads English: any two sentences in one other script sit near each other
     # under it, so the multilingual examples are compared by the multilingual model (below)
     examples = guardrail_examples(
-        [DEFAULT_EXAMPLES, ACTION_EXAMPLES, AUTHORITY_LOOKALIKES, AUTHORITY_EXAMPLES, MISUSE_EXAMPLES, MISUSE_LOOKALIKES,
+        [DEFAULT_EXAMPLES, ACTION_EXAMPLES, ACCOUNT_EXAMPLES, AUTHORITY_LOOKALIKES, AUTHORITY_EXAMPLES, MISUSE_EXAMPLES, MISUSE_LOOKALIKES,
          MISUSE_SCHEMES, REDTEAM_EXAMPLES, DEFECT_EXAMPLES, SAFETY_EXAMPLES]
     )
     embeddings = make_embeddings(Settings(data_dir=tmp_path))

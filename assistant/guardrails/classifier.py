@@ -37,6 +37,10 @@ from assistant.retrieval.embeddings import embed_queries
 DEFAULT_EXAMPLES = Path(__file__).with_name("examples.yaml")
 #: Requests for support to act on the driver's own case (``action``) and look-alike questions.
 ACTION_EXAMPLES = Path(__file__).with_name("examples-action.yaml")
+#: Requests about the driver's own account and personal data (close, delete, export, correct) and
+#: look-alike questions: read by the account-action classifier as they are labelled, by the screen,
+#: the authority and the misuse classifiers as ``driver`` (see the file's header).
+ACCOUNT_EXAMPLES = Path(__file__).with_name("examples-account.yaml")
 #: Drivers' own requests for an action, in the registers claims of authority are written in (formal
 #: letters, curt orders, an outside party's finding as the reason): look-alikes for the authority
 #: classifier (``driver``) only (see the file's header).
@@ -147,9 +151,11 @@ def english_classifiers(
     embeddings: Embeddings, *, examples_path: Path | None = None, cache_dir: Path | None = None, model_id: str = ""
 ) -> tuple[MessageClassifier, MessageClassifier, MessageClassifier, MessageClassifier, MessageClassifier,
            MessageClassifier]:
-    """The message screen's classifier (``examples_path``, default ``examples.yaml``, and the
-    red-team style examples of ``examples-redteam.yaml``); the
-    account-action one: ``action`` (``examples-action.yaml``) against its look-alike questions
+    """The message screen's classifier (``examples_path``, default ``examples.yaml``, the
+    red-team style examples of ``examples-redteam.yaml``, and ``examples-account.yaml``'s requests
+    and questions as ``driver``: a driver asking support to close or erase their own account, in
+    however curt a wording, is not trying to change the assistant's instructions); the
+    account-action one: ``action`` (``examples-action.yaml`` and ``examples-account.yaml``) against its look-alike questions
     and the screen's ``driver`` examples; the authority one: ``authority``
     (``examples-authority.yaml``: a claim of a staff role, a staff member's approval or an
     override code to make the assistant act) against its look-alikes and every other driver
@@ -168,21 +174,22 @@ def english_classifiers(
     files (everyday trouble at a door or a store, app failures, requests for an action) and every
     request for harmful help (a request to harm is declined, not a driver in danger)."""
     screen = MessageClassifier(
-        embeddings, examples_path=examples_path, also=[REDTEAM_EXAMPLES], cache_dir=cache_dir, model_id=model_id
+        embeddings, examples_path=examples_path, also=[REDTEAM_EXAMPLES, ACCOUNT_EXAMPLES], relabel={"action": "driver"},
+        cache_dir=cache_dir, model_id=model_id,
     )
     action = MessageClassifier(
-        embeddings, examples_path=ACTION_EXAMPLES, also=[examples_path or DEFAULT_EXAMPLES],
+        embeddings, examples_path=ACTION_EXAMPLES, also=[ACCOUNT_EXAMPLES, examples_path or DEFAULT_EXAMPLES],
         labels=("action", "driver"), cache_dir=cache_dir, model_id=model_id, name="action",
     )
     authority = MessageClassifier(
         embeddings, examples_path=AUTHORITY_EXAMPLES,
-        also=[ACTION_EXAMPLES, AUTHORITY_LOOKALIKES, examples_path or DEFAULT_EXAMPLES],
+        also=[ACTION_EXAMPLES, ACCOUNT_EXAMPLES, AUTHORITY_LOOKALIKES, examples_path or DEFAULT_EXAMPLES],
         labels=("authority", "driver"), relabel={"action": "driver"}, cache_dir=cache_dir, model_id=model_id,
         name="authority", words=AUTHORITY_WORDS,
     )
     misuse = MessageClassifier(
         embeddings, examples_path=MISUSE_EXAMPLES,
-        also=[MISUSE_SCHEMES, MISUSE_LOOKALIKES, ACTION_EXAMPLES, examples_path or DEFAULT_EXAMPLES],
+        also=[MISUSE_SCHEMES, MISUSE_LOOKALIKES, ACTION_EXAMPLES, ACCOUNT_EXAMPLES, examples_path or DEFAULT_EXAMPLES],
         labels=("misuse", "driver"), relabel={"harmful": "misuse", "action": "driver", "safety": "driver"},
         cache_dir=cache_dir, model_id=model_id, name="misuse", words=MISUSE_WORDS,
     )

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from assistant.errors import ConfigurationError
+from assistant.errors import BackendError, ConfigurationError
 from assistant.retrieval import embeddings as emb_module
 from assistant.retrieval.embeddings import DIMENSION, LocalMiniLMEmbeddings
 
@@ -92,3 +92,29 @@ def test_length_batches_cover_every_text_once_in_length_order_within_the_budget(
     for batch in batches:
         longest = max(1, min(max(len(texts[i]) for i in batch), 1200))
         assert len(batch) <= 32 and (len(batch) == 1 or len(batch) * longest <= 6400)
+
+
+def test_a_request_s_two_texts_run_side_by_side_with_the_vectors_of_a_batch(monkeypatch: pytest.MonkeyPatch):
+    embedder = LocalMiniLMEmbeddings(cache_size=0)
+    calls = _model_calls(embedder, monkeypatch)
+    texts = ["the customer isnt answering the door", "the customer isnt answering the door (alcohol order)"]
+    each = np.asarray(embedder.embed_documents(texts))
+    assert sorted(calls) == [[texts[0]], [texts[1]]]  # one model call a text
+    assert np.allclose(each, embedder._embed_batch(texts), atol=1e-4)
+    assert embedder._running == 0
+
+
+def test_a_failing_text_side_by_side_raises_a_backend_error_and_stops_counting(monkeypatch: pytest.MonkeyPatch):
+    embedder = LocalMiniLMEmbeddings(cache_size=0)
+    run = embedder._run
+
+    def failing(texts: list[str], **kw: bool) -> tuple[np.ndarray, np.ndarray]:
+        if texts == ["bad"]:
+            raise BackendError("local embedding model failed: test")
+        return run(texts, **kw)
+
+    monkeypatch.setattr(embedder, "_run", failing)
+    for pair in (["bad", "fine"], ["fine", "bad"]):
+        with pytest.raises(BackendError):
+            embedder.embed_documents(pair)
+        assert embedder._running == 0

@@ -14,7 +14,7 @@ import importlib.util
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -189,13 +189,14 @@ class LocalMiniLMEmbeddings(Embeddings):
     def _embed_each(self, texts: list[str]) -> list[list[float]] | None:
         """A request's few texts (two up to ``threads``), each on the one-thread session in its own
         thread, when no other call is running (else ``None``): a batch pads the shorter texts and
-        runs its rows one after the other, so on 2 cores two texts take 9.7-9.9 ms this way against
-        12.1 ms as one batch (`python benchmarks/bench_answer.py`'s two-text requests). Each text's
-        vector is then its own, whatever it is embedded with."""
+        runs its rows one after the other, so on 2 cores a held-out message and its order-kind
+        query take 9.5-9.8 ms at p50 this way against 11.7-12.3 ms as one batch (120 messages, two
+        runs), with the same vectors. The texts count as running until every one is done."""
         with self._count_lock:
             if self._running:
                 return None
             self._running += len(texts)
+        others: list[Future[np.ndarray[Any, np.dtype[np.float32]]]] = []
         try:
             if self._pool is None:
                 with self._narrow_lock:
@@ -205,6 +206,7 @@ class LocalMiniLMEmbeddings(Embeddings):
             first = self._embed_batch(texts[:1], narrow=True)
             return [first[0].tolist(), *(future.result()[0].tolist() for future in others)]
         finally:
+            wait(others)  # a failed first text still waits for the others before they stop counting
             with self._count_lock:
                 self._running -= len(texts)
 
@@ -212,7 +214,8 @@ class LocalMiniLMEmbeddings(Embeddings):
         """Embed many texts, sorted by length to limit padding, in batches of ``batch_size`` that
         shrink for long texts: a batch holds at most ``BATCH_CHARACTERS`` characters of its
         longest text over its rows, so the model's working memory (which grows with rows times
-        the square of the length) stays that of a batch of short texts."""
+        the square of the length) stays that of a batch of short texts. Two texts up to
+        ``threads`` run side by side instead, when no other call is running (:meth:`_embed_each`)."""
         if 2 <= len(texts) <= self.threads and (each := self._embed_each([text or " " for text in texts])) is not None:
             return each
         out: list[list[float]] = [[] for _ in texts]

@@ -171,7 +171,7 @@ def test_corrupt_index_hands_over_instead_of_crashing(copy_of_shipped_index: Pat
     assert response.route is Route.ESCALATE and "rebuild" in response.reasons[0].detail
 
 
-def test_an_english_request_embeds_all_its_texts_in_one_model_call(shipped_index: Path, monkeypatch: pytest.MonkeyPatch):
+def test_an_english_request_embeds_all_its_texts_in_one_embedder_call(shipped_index: Path, monkeypatch: pytest.MonkeyPatch):
     """The classifier's text and the order-kind query go to the embedder together (one call, its
     two texts run side by side on the one-thread session, each model call a text), and the answer
     is the one the stages give when each embeds its own texts."""

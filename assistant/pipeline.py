@@ -287,6 +287,7 @@ class Assistant:
                     market_names=hybrid.manifest.market_names if hybrid else None,
                     questions=hybrid.questions if hybrid else None,
                     gaps=hybrid.gaps if hybrid else None,
+                    answerability=hybrid.answerability if hybrid and self.settings.multilingual else None,
                 )
                 self._composer = (
                     _chat_composer(self.settings, extractive) if self.settings.generator == "openai" else extractive

@@ -8,9 +8,12 @@ import pytest
 
 from assistant import Assistant, HelpRequest, JourneyContext, Settings
 from assistant.errors import BackendError, IndexNotReadyError
+from assistant.generation.extractive import ExtractiveComposer
 from assistant.guardrails.multilingual import MultilingualClassifier, authority_classifier
 from assistant.guardrails.policy import load_policy
 from assistant.response import ReasonCode, Route
+from assistant.retrieval.hybrid import HybridRetriever
+from assistant.retrieval.journey import JourneySignals
 from assistant.retrieval.language import (
     CANDIDATE_LANGUAGES,
     NOTES,
@@ -162,6 +165,38 @@ def test_a_question_in_any_language_is_closest_to_the_english_text_that_answers_
     assert english.endswith("ORD-410 $25") and 0 < similarity <= 1
 
 
+def test_questions_the_help_centre_does_not_answer_are_measured_and_never_searched() -> None:
+    pivots = collect_pivots(
+        [("what is the fee for fast pay", "instant-cashout"),
+         ("how long do i wait when the customer does not answer", "customer-unavailable")],
+        [("instant-cashout", "Fees", ["Fee: $0.99 per cash-out."])],
+        ["does courio offer a retirement plan or a 401k for drivers", "can i switch the driver app to spanish"],
+    )
+    assert [p.kind for p in pivots][-2:] == ["gap", "gap"] and pivots[-1].doc_id == ""
+    encoder = CountingEncoder()
+    index = encode_pivots(pivots, encoder)
+    assert index.has_gaps
+    retirement = "¿Courio tiene algún plan de jubilación o 401k para los repartidores?"
+    [vector] = encoder.encode([retirement])
+    # the unanswered question is the nearest text, yet it is never searched: the nearest pivot
+    # searched is the help centre's own text
+    assert all(p.kind != "gap" for p, _ in index.nearest(vector, k=len(pivots)))
+    assert index.english(retirement, encoder)[0]
+    gap = index.answerability(retirement, encoder)
+    assert gap.gap_question is not None and gap.gap_question > gap.driver_question
+    assert gap.values()["gap_margin"] > 0
+    answered = index.answerability("¿Cuánto cuesta cobrar con Fast Pay?", encoder)
+    assert answered.values()["gap_margin"] < 0
+    # as if the article were gone: the question it answers is no longer near an answered one
+    without = index.answerability("¿Cuánto cuesta cobrar con Fast Pay?", encoder, without={"instant-cashout"})
+    assert without.driver_question < answered.driver_question
+    # an index without unanswered questions measures no margin (the answer model reads its mean)
+    bare = encode_pivots(pivots[:-2], encoder)
+    assert not bare.has_gaps
+    measured = bare.answerability(retirement, encoder)
+    assert measured.gap_question is None and np.isnan(measured.values()["gap_margin"])
+
+
 def test_pivots_are_written_read_and_reused_and_a_damaged_file_says_how_to_repair(tmp_path: Path) -> None:
     pivots = collect_pivots([("what is the fee for fast pay", "instant-cashout")], [("instant-cashout", "Fees", ["Fee: $0.99."])])
     encoder = CountingEncoder()
@@ -268,11 +303,56 @@ def test_ingest_builds_the_pivots_once_and_embeds_only_new_texts_again(
     assert encoder.texts - first == 2  # the new section's heading and its sentence
     response = assistant.answer(HelpRequest(message="¿Cuándo son definitivas las propinas?"))
     assert "tips" in {c.doc_id for c in response.citations}
-    assert encoder.texts - first == 3  # and the message; the pivots were read, not rebuilt
+    # and the message, asked for twice (searched, then measured against the questions the help
+    # centre answers; the encoder's cache of recent texts serves the second); the pivots were
+    # read, not rebuilt
+    assert encoder.texts - first == 4
     off = make_settings(data_dir=settings.data_dir.parent / "off", multilingual=False)
     Assistant(off).ingest(small_corpus)
     manifest = read_manifest(off.data_dir)
     assert manifest is not None and PivotIndex.read(off.data_dir / manifest.store_dir) is None
+
+
+@pytest.mark.integration
+def test_ingest_keeps_the_unanswered_questions_as_pivots_and_completes_pivots_built_without_them(
+    small_corpus: Path, make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    encoder = CountingEncoder()
+    monkeypatch.setattr("assistant.ingestion.indexer.default_encoder", lambda: encoder)
+    monkeypatch.setattr("assistant.retrieval.hybrid.default_encoder", lambda: encoder)
+    gaps = ["does courio pay for my phone bill", "can i get paid in bitcoin"]
+    (small_corpus / "gaps.yaml").write_text("questions:\n" + "".join(f"  - {q}\n" for q in gaps), encoding="utf-8")
+    settings = make_settings()
+    assistant = Assistant(settings)
+    assistant.ingest(small_corpus)
+    manifest = read_manifest(settings.data_dir)
+    assert manifest is not None
+    folder = settings.data_dir / manifest.store_dir
+    pivots = PivotIndex.read(folder)
+    assert pivots is not None and [p.text for p in pivots.pivots if p.kind == "gap"] == gaps
+    # pivots as an index built before they held the unanswered questions: the next ingest
+    # completes them, embedding those questions alone, though no article changed
+    kept = [i for i, p in enumerate(pivots.pivots) if p.kind != "gap"]
+    PivotIndex([pivots.pivots[i] for i in kept], pivots.vectors[kept]).write(folder)
+    before = encoder.texts
+    report = assistant.ingest(small_corpus)
+    assert encoder.texts - before == len(gaps) and report.generation == manifest.generation + 1
+    manifest = read_manifest(settings.data_dir)
+    assert manifest is not None
+    completed = PivotIndex.read(settings.data_dir / manifest.store_dir)
+    assert completed is not None and completed.has_gaps
+    before = encoder.texts
+    assert assistant.ingest(small_corpus).generation == manifest.generation  # and then a no-op again
+    assert encoder.texts == before
+    # the composer measures a message in another language against them, not its English rendering
+    retriever, composer = assistant._stages()
+    assert isinstance(retriever, HybridRetriever) and isinstance(composer, ExtractiveComposer)
+    bitcoin = retriever.answerability("¿Me pueden pagar en bitcoin?")
+    assert bitcoin.gap_question is not None and bitcoin.gap_question > bitcoin.driver_question
+    passages = retriever.retrieve("When you get paid", k=3).passages
+    rendered = composer.rank("When you get paid", passages, JourneySignals(), rendered_from="¿Me pueden pagar en bitcoin?")
+    assert rendered.rendered == bitcoin.values()
+    assert composer.rank("When you get paid", passages, JourneySignals()).rendered is None
 
 
 @pytest.mark.integration

@@ -23,6 +23,7 @@ from assistant.generation.answer_model import (
     ANSWERABLE_FEATURES,
     CONFIDENCE_FEATURES,
     DEFAULT_PATH,
+    RENDERED_FEATURES,
     AnswerModel,
     LogisticModel,
     load_answer_model,
@@ -206,15 +207,21 @@ def test_the_shipped_answer_model_matches_the_features() -> None:
     assert 0.0 <= model.threshold <= 1.0
     assert model.fitted.get("split") == "tuning", "fitted on the tuning split only"
     assert model.answerable.coef[ANSWERABLE_FEATURES.index("gap_margin")] < 0, "closer to a gap: less answerable"
+    assert model.answerable_rendered is not None and model.answerable_rendered.features == list(RENDERED_FEATURES)
+    assert model.answerable_rendered.coef[0] < 0, "in any language too: closer to a gap, less answerable"
+    assert model.fitted.get("rendered", 0) > 0 and model.fitted.get("cv_rendered_unanswerable_answered") is not None
 
 
-def _model(answerable: LogisticModel | None = None, calibration: tuple[float, float] | None = None) -> AnswerModel:
+def _model(
+    answerable: LogisticModel | None = None, calibration: tuple[float, float] | None = None,
+    rendered: LogisticModel | None = None,
+) -> AnswerModel:
     n = len(CONFIDENCE_FEATURES)
     right = LogisticModel(features=list(CONFIDENCE_FEATURES), mean=[0.0] * n, scale=[1.0] * n, coef=[1.0] + [0.0] * (n - 1), intercept=0.0)
     section = LogisticModel(features=list(FEATURES), mean=[0.0] * len(FEATURES), scale=[1.0] * len(FEATURES),
                             coef=[0.0] * len(FEATURES), intercept=0.0)
     return AnswerModel(embedding_model="x", section=section, confidence=right, answerable=answerable,
-                       calibration=calibration, threshold=0.5)
+                       answerable_rendered=rendered, calibration=calibration, threshold=0.5)
 
 
 def test_the_confidence_is_the_recalibrated_product_of_right_and_answerable() -> None:
@@ -227,6 +234,24 @@ def test_the_confidence_is_the_recalibrated_product_of_right_and_answerable() ->
     p = right * answered
     z = 2.0 * np.log(p / (1 - p)) + 0.5
     assert _model(answerable, (2.0, 0.5)).confidence_of(values) == pytest.approx(1 / (1 + np.exp(-z)))
+
+
+def test_a_message_in_another_language_is_judged_answerable_by_the_multilingual_measure() -> None:
+    values = dict.fromkeys(CONFIDENCE_FEATURES, 0.0) | {"section_probability": 2.0, "gap_margin": -0.5}
+    right = 1 / (1 + np.exp(-2.0))
+    answerable = LogisticModel(features=["gap_margin"], mean=[0.0], scale=[1.0], coef=[-4.0], intercept=0.0)
+    rendered = LogisticModel(features=["gap_margin"], mean=[0.0], scale=[1.0], coef=[-8.0], intercept=0.0)
+    model = _model(answerable, rendered=rendered)
+    english = model.confidence_of(values)
+    assert english == pytest.approx(right / (1 + np.exp(-2.0)))
+    # the English pivots look answered (margin -0.5); the message itself sits nearer a gap (+0.3)
+    other = model.confidence_of(values, {"gap_margin": 0.3, "driver_question": 0.8})
+    assert other == pytest.approx(right / (1 + np.exp(2.4)))
+    assert other < english
+    # a model fitted before the multilingual measure reads the English one for every message
+    assert _model(answerable).confidence_of(values, {"gap_margin": 0.3, "driver_question": 0.8}) == pytest.approx(english)
+    with pytest.raises(ValueError, match="refit"):
+        _model(answerable, rendered=answerable.model_copy(update={"features": ["section_probability"]}))
 
 
 def test_a_feature_not_measured_counts_as_its_mean() -> None:
@@ -271,10 +296,22 @@ def test_the_answerable_model_learns_the_gap_from_questions_about_the_work_only(
     asked[:50] = False  # rows the answerable model must not read (flipped labels: they would spoil it)
     flipped = answerable.copy()
     flipped[:50] = ~flipped[:50]
-    data = _ConfidenceData(x=x, right=right.astype(int), real=real, answerable=flipped, labelled=np.ones(n, dtype=bool), asked=asked)
-    answered, confidence = _confidence_models(data)
+    # the multilingual measure of the margin: noisier, and missing for some questions (NaN)
+    measured = (x[:, gap] + rng.normal(scale=0.5, size=n)).reshape(n, 1)
+    measured[350:] = np.nan
+    rendered = np.zeros(n, dtype=bool)
+    rendered[300:] = True
+    data = _ConfidenceData(x=x, right=right.astype(int), real=real, answerable=flipped, labelled=np.ones(n, dtype=bool), asked=asked,
+                           measured=measured, rendered=rendered)
+    answered, answered_rendered, confidence = _confidence_models(data)
     assert answered is not None and answered.features == list(ANSWERABLE_FEATURES)
     assert answered.coef[ANSWERABLE_FEATURES.index("gap_margin")] < -1.0
+    # the multilingual one reads its measure from every real question that has it, in any language
+    assert answered_rendered is not None and answered_rendered.features == list(RENDERED_FEATURES)
+    assert answered_rendered.coef[0] < -0.5
+    unmeasured = _ConfidenceData(x=x, right=right.astype(int), real=real, answerable=flipped, labelled=np.ones(n, dtype=bool),
+                                 asked=asked, measured=np.full((n, 1), np.nan), rendered=rendered)
+    assert _confidence_models(unmeasured)[1] is None, "without the multilingual model there is nothing to fit"
     near_gap = np.zeros(len(CONFIDENCE_FEATURES))
     near_gap[gap] = 2.0
     far = np.zeros(len(CONFIDENCE_FEATURES))
@@ -284,8 +321,8 @@ def test_the_answerable_model_learns_the_gap_from_questions_about_the_work_only(
     slope, _ = _calibration(raw, right.astype(int)) or (0.0, 0.0)
     assert slope > 0, "more raw confidence, more calibrated confidence"
     only_answerable = _ConfidenceData(x=x, right=right.astype(int), real=real, answerable=np.ones(n, dtype=bool),
-                                      labelled=np.ones(n, dtype=bool), asked=asked)
-    assert _confidence_models(only_answerable)[0] is None, "without both kinds of question there is no answerable model"
+                                      labelled=np.ones(n, dtype=bool), asked=asked, measured=measured, rendered=rendered)
+    assert _confidence_models(only_answerable)[:2] == (None, None), "without both kinds of question there is no answerable model"
 
 
 def test_a_logistic_model_scores_standardised_features() -> None:

@@ -52,6 +52,7 @@ from assistant.generation.answer_model import (
     ANSWERABLE_FEATURES,
     CONFIDENCE_FEATURES,
     DEFAULT_PATH,
+    RENDERED_FEATURES,
     AnswerModel,
     LogisticModel,
     product,
@@ -63,6 +64,7 @@ from assistant.pipeline import Assistant
 from assistant.response import HelpResponse, ReasonCode, Route
 from assistant.retrieval.base import Passage
 from assistant.retrieval.embeddings import embedding_model_id
+from assistant.retrieval.hybrid import HybridRetriever
 from assistant.retrieval.journey import JourneySignals
 
 FOLDS = 5
@@ -89,6 +91,9 @@ class _Example:
     signals: JourneySignals
     labels: list[int]  # per candidate: 1 when the section states every fact and nothing forbidden
     rendered: bool = False  # a message in another language, searched through its English pivots
+    #: RENDERED_FEATURES measured by the multilingual model on the message (any language), for
+    #: ``answerable_rendered``; NaN without that model
+    multilingual: tuple[float, ...] = ()
 
     @property
     def expects_answer(self) -> bool:
@@ -159,7 +164,7 @@ def _rerank(ex: _Example, section: LogisticModel) -> tuple[Ranking, list[int]]:
         candidate.probability = section.probability(candidate.features)
     ranking = Ranking(
         ex.ranking.question, [c for c, _ in pairs], ex.ranking.unknown_words, ex.ranking.driver_questions,
-        ex.ranking.gap_question,
+        ex.ranking.gap_question, ex.ranking.rendered,
     )
     return ranking, [label for _, label in pairs]
 
@@ -193,7 +198,14 @@ def prepare(assistant: Assistant, cases: Sequence[EvalCase], on_progress: Callab
         if not prepared.language.is_english and prepared.language.english is None:
             continue  # a language the offline answer cannot search goes to a person whatever the score
         composer = prepared.composer
-        ranking = composer.rank(prepared.question, prepared.context, prepared.signals)
+        # as the composer does: the question differs from the message when it renders it in English
+        rendered_from = prepared.message if prepared.question != prepared.message else None
+        ranking = composer.rank(prepared.question, prepared.context, prepared.signals, rendered_from=rendered_from)
+        retriever = assistant._stages()[0]
+        measured = (
+            retriever.answerability(prepared.message).values()
+            if isinstance(retriever, HybridRetriever) and assistant.settings.multilingual else {}
+        )
         # in reading order, so that what is fitted does not depend on the model being replaced
         ranking.candidates.sort(key=lambda c: (c.section.doc_id, c.section.position))
         relevant = set(case.relevant_doc_ids)
@@ -206,7 +218,11 @@ def prepare(assistant: Assistant, cases: Sequence[EvalCase], on_progress: Callab
             for c in ranking.candidates
         ]
         examples.append(
-            _Example(case, answerable, ranking, prepared.context, prepared.signals, labels, rendered=prepared.language.english is not None)
+            _Example(
+                case, answerable, ranking, prepared.context, prepared.signals, labels,
+                rendered=prepared.language.english is not None,
+                multilingual=tuple(measured.get(name, np.nan) for name in RENDERED_FEATURES),
+            )
         )
     return examples
 
@@ -276,6 +292,8 @@ def fit_answer_model(
     # like; the answerable model learns it from the real questions about the work alone.
     texts = drafts(ratio)
     rows: list[list[float]] = []
+    measured: list[tuple[float, ...]] = []
+    rendered: list[bool] = []
     right_labels: list[int] = []
     is_real: list[bool] = []
     asked: list[bool] = []
@@ -285,6 +303,8 @@ def fit_answer_model(
     vocabulary = _term_documents(composer)
     for i, ex in enumerate(examples):
         rows.append(rankings[i].confidence_features(ex.passages))
+        measured.append(ex.multilingual or (np.nan,) * len(RENDERED_FEATURES))
+        rendered.append(ex.rendered and rankings[i].rendered is not None)
         right_labels.append(int(ex.answerable and bool(texts[i]) and right_answer(texts[i], ex.case)))
         is_real.append(True)
         # a request out of scope in another language is searched through the help centre's own
@@ -301,6 +321,8 @@ def fit_answer_model(
                 )
                 text = _with_model(composer, trial).draft(ranking, passages, ex.signals).text
                 rows.append(ranking.confidence_features(passages))
+                measured.append((np.nan,) * len(RENDERED_FEATURES))  # not read: neither answerable model learns from these
+                rendered.append(ex.rendered and rankings[i].rendered is not None)
                 right_labels.append(int(bool(text) and right_answer(text, ex.case)))
                 is_real.append(False)
                 asked.append(False)
@@ -312,6 +334,8 @@ def fit_answer_model(
         # (NaN): a constant column, which the fit ignores
         x=np.nan_to_num(np.asarray(rows, dtype=np.float64), nan=0.0), right=np.asarray(right_labels), real=np.asarray(is_real),
         answerable=np.asarray(answerable), labelled=np.asarray(labelled), asked=np.asarray(asked),
+        measured=np.asarray(measured, dtype=np.float64).reshape(len(rows), len(RENDERED_FEATURES)),
+        rendered=np.asarray(rendered, dtype=bool),
     )
     folds_conf = np.asarray(fold_ids)
 
@@ -321,8 +345,12 @@ def fit_answer_model(
         train, held = folds_conf != fold, (folds_conf == fold) & data.real
         if len(set(data.right[train & data.labelled].tolist())) < 2 or not held.any():
             continue
-        fold_answered, fold_right = _confidence_models(data.subset(train))
-        raw[held] = [_product(fold_answered, fold_right, row) for row in data.x[held]]
+        fold_answered, fold_rendered, fold_right = _confidence_models(data.subset(train))
+        raw[held] = [
+            _product(fold_rendered if is_rendered and fold_rendered is not None else fold_answered, fold_right, row,
+                     tuple(ml) if is_rendered and fold_rendered is not None else None)
+            for row, ml, is_rendered in zip(data.x[held], data.measured[held], data.rendered[held], strict=True)
+        ]
     raw, labels = raw[data.real], data.right[data.real]
     scored = np.asarray([ex.scored for ex in examples])
     calibration = _calibration(raw[scored], labels[scored])
@@ -335,7 +363,10 @@ def fit_answer_model(
     off_topic_conf = [float(p) for p, ex in zip(predicted, examples, strict=True) if not ex.on_topic]
     answerable_conf = [float(p) for p, ex in zip(predicted, examples, strict=True) if ex.expects_answer]
     threshold = choose_threshold(answerable_conf, max_handoff)
-    answered_model, right_model = _confidence_models(data)
+    answered_model, rendered_model, right_model = _confidence_models(data)
+    rendered_real = data.rendered[data.real]
+    rendered_unanswerable = [float(p) for p, ex, r in zip(predicted, examples, rendered_real, strict=True) if r and ex.case.unanswerable]
+    rendered_answerable = [float(p) for p, ex, r in zip(predicted, examples, rendered_real, strict=True) if r and ex.expects_answer]
 
     x, y, w = _section_data(examples)
     final = AnswerModel(
@@ -343,6 +374,7 @@ def fit_answer_model(
         section=_fit(x, y, FEATURES, w),
         confidence=right_model,
         answerable=answered_model,
+        answerable_rendered=rendered_model,
         calibration=calibration,
         threshold=threshold,
         second_section_ratio=ratio,
@@ -360,6 +392,9 @@ def fit_answer_model(
             "cv_right_answers": round(sum(ok for _, ok in pairs) / len(pairs), 4) if pairs else None,
             "cv_answerable_handed_off": _share_below(answerable_conf, threshold),
             "cv_unanswerable_answered": _share_at_or_above(unanswerable_conf, threshold),
+            "rendered": len(rendered_answerable) + len(rendered_unanswerable),
+            "cv_rendered_answerable_handed_off": _share_below(rendered_answerable, threshold),
+            "cv_rendered_unanswerable_answered": _share_at_or_above(rendered_unanswerable, threshold),
             "augmented": int((~data.real).sum()),
             "cv_off_topic_median_confidence": round(float(np.median(off_topic_conf)), 4) if off_topic_conf else None,
             "cv_ece": m.expected_calibration_error(pairs),
@@ -406,28 +441,42 @@ class _ConfidenceData:
     answerable: np.ndarray
     labelled: np.ndarray  # the confidence model's rows: the scored cases and the augmented ones
     asked: np.ndarray  # the answerable model's rows: questions about the work, English requests out of scope
+    measured: np.ndarray  # RENDERED_FEATURES by the multilingual model (NaN: not measured)
+    rendered: np.ndarray  # a message in another language, searched through its English pivots
 
     def subset(self, rows: np.ndarray) -> _ConfidenceData:
         return _ConfidenceData(
-            self.x[rows], self.right[rows], self.real[rows], self.answerable[rows], self.labelled[rows], self.asked[rows]
+            self.x[rows], self.right[rows], self.real[rows], self.answerable[rows], self.labelled[rows], self.asked[rows],
+            self.measured[rows], self.rendered[rows],
         )
 
 
-def _confidence_models(data: _ConfidenceData) -> tuple[LogisticModel | None, LogisticModel]:
-    """The answerable model (``None`` without both kinds of question) and the confidence model
-    (augmented rows at half weight, recalibrated on the real ones)."""
+def _confidence_models(data: _ConfidenceData) -> tuple[LogisticModel | None, LogisticModel | None, LogisticModel]:
+    """The answerable model (``None`` without both kinds of question), the answerable model for
+    a message in another language (``None`` without multilingual measures) and the confidence
+    model (augmented rows at half weight, recalibrated on the real ones).
+
+    The second learns from every real question, in any language, the multilingual model measured:
+    questions about the work and requests out of scope (whose own words it reads)."""
     columns = [CONFIDENCE_FEATURES.index(name) for name in ANSWERABLE_FEATURES]
     rows = data.asked
     labels = data.answerable[rows].astype(int)
     answered = _fit(data.x[rows][:, columns], labels, ANSWERABLE_FEATURES) if len(set(labels.tolist())) == 2 else None
+    rows = data.real & ~np.isnan(data.measured).any(axis=1)
+    labels = data.answerable[rows].astype(int)
+    rendered = _fit(data.measured[rows], labels, RENDERED_FEATURES) if len(set(labels.tolist())) == 2 else None
     rows = data.labelled
     weights = np.where(data.real[rows], 1.0, AUGMENTED_WEIGHT)
-    return answered, _calibrated(data.x[rows], data.right[rows], weights, data.real[rows])
+    return answered, rendered, _calibrated(data.x[rows], data.right[rows], weights, data.real[rows])
 
 
-def _product(answered: LogisticModel | None, right: LogisticModel, row: Sequence[float]) -> float:
-    """P(answerable) x P(right) for one row of :data:`CONFIDENCE_FEATURES`."""
-    return product(right, answered, dict(zip(CONFIDENCE_FEATURES, row, strict=True)))
+def _product(
+    answered: LogisticModel | None, right: LogisticModel, row: Sequence[float], measured: Sequence[float] | None = None
+) -> float:
+    """P(answerable) x P(right) for one row of :data:`CONFIDENCE_FEATURES` (``answered`` reads
+    ``measured``, :data:`RENDERED_FEATURES`, when given)."""
+    values = dict(zip(CONFIDENCE_FEATURES, row, strict=True))
+    return product(right, answered, values, None if measured is None else dict(zip(RENDERED_FEATURES, measured, strict=True)))
 
 
 def _calibration(raw: np.ndarray, labels: np.ndarray) -> tuple[float, float] | None:
@@ -470,7 +519,7 @@ def _without(
         Ranking(
             ranking.question, kept, unknown,
             None if ranking.driver_questions is None else {d: v for d, v in ranking.driver_questions.items() if d not in docs},
-            ranking.gap_question,
+            ranking.gap_question, ranking.rendered,
         ),
         [p for p in passages if p.doc_id not in docs],
     )

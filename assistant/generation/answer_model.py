@@ -15,6 +15,10 @@ Logistic regressions over small, general feature vectors, fitted by ``assistant 
   question is to a question the corpus does not answer than to one it does
   (:data:`ANSWERABLE_FEATURES`). Fitted on the questions about the work alone, it says what one
   regression for everything cannot: "about this, but not answered here".
+* ``answerable_rendered``: the same for a message in another language, from the same two
+  features measured in the multilingual model's space (:meth:`assistant.retrieval.multilingual.PivotIndex.answerability`):
+  such a message is searched through the help centre's own English sentences, which always look
+  answered, so the English measure says nothing about it.
 
 Their product, recalibrated (``calibration``), is ``HelpResponse.confidence``; below
 ``threshold`` the driver goes to a person (``low_confidence``). Its calibration (expected
@@ -62,6 +66,13 @@ CONFIDENCE_FEATURES = (
 #: The features of the answerable model: how much closer the question is to a question the
 #: corpus does not answer than to what it answers, and how close it is to a question it answers.
 ANSWERABLE_FEATURES = ("gap_margin", "driver_question")
+#: The features of ``answerable_rendered`` (a message in another language), measured by the
+#: multilingual model: the gap margin alone. Across languages the similarity to the nearest
+#: driver question shifts (a question and its English pivot are less alike than two English
+#: sentences: 0.86 against 0.90 on average over the tuning questions it answers), but the margin
+#: does not (-0.003 against -0.011; 0.020 for both kinds of unanswered question), so a model fitted
+#: on questions in every language reads the margin the same way for each.
+RENDERED_FEATURES = ("gap_margin",)
 
 class LogisticModel(BaseModel):
     """A fitted logistic regression over standardised features."""
@@ -113,6 +124,11 @@ class AnswerModel(BaseModel):
     answerable: LogisticModel | None = Field(
         None, description="P(the help centre answers the question at all) from ANSWERABLE_FEATURES; multiplies ``confidence``."
     )
+    answerable_rendered: LogisticModel | None = Field(
+        None,
+        description="P(the help centre answers it) for a message in another language, from RENDERED_FEATURES "
+        "measured by the multilingual model; replaces ``answerable`` for such a message.",
+    )
     calibration: tuple[float, float] | None = Field(
         None, description="(a, b): the confidence is sigmoid(a * logit(product) + b), so that the product is calibrated."
     )
@@ -124,7 +140,10 @@ class AnswerModel(BaseModel):
 
     @model_validator(mode="after")
     def _known_features(self) -> AnswerModel:
-        for model, known in ((self.section, FEATURES), (self.confidence, CONFIDENCE_FEATURES), (self.answerable, CONFIDENCE_FEATURES)):
+        for model, known in (
+            (self.section, FEATURES), (self.confidence, CONFIDENCE_FEATURES), (self.answerable, CONFIDENCE_FEATURES),
+            (self.answerable_rendered, RENDERED_FEATURES),
+        ):
             unknown = [f for f in model.features if f not in known] if model is not None else []
             if unknown:
                 raise ValueError(f"features this version does not compute: {', '.join(unknown)}; refit with `assistant eval fit`")
@@ -142,16 +161,27 @@ class AnswerModel(BaseModel):
         columns = self._section_columns
         return self.section.probability(values if columns is None else [values[i] for i in columns])
 
-    def confidence_of(self, values: Mapping[str, float]) -> float:
+    def confidence_of(self, values: Mapping[str, float], rendered: Mapping[str, float] | None = None) -> float:
         """The confidence from the request's confidence features by name
-        (:data:`CONFIDENCE_FEATURES`; each model reads those it was fitted on)."""
+        (:data:`CONFIDENCE_FEATURES`; each model reads those it was fitted on); ``rendered``: a
+        message in another language's :data:`ANSWERABLE_FEATURES` measured by the multilingual
+        model, read by ``answerable_rendered`` (when fitted) instead of ``answerable``."""
+        if rendered is not None and self.answerable_rendered is not None:
+            return recalibrated(product(self.confidence, self.answerable_rendered, values, rendered), self.calibration)
         return recalibrated(product(self.confidence, self.answerable, values), self.calibration)
 
 
-def product(right: LogisticModel, answerable: LogisticModel | None, values: Mapping[str, float]) -> float:
-    """P(the draft is right) x P(the help centre answers it), each model reading its features by name."""
+def product(
+    right: LogisticModel, answerable: LogisticModel | None, values: Mapping[str, float],
+    answerable_values: Mapping[str, float] | None = None,
+) -> float:
+    """P(the draft is right) x P(the help centre answers it), each model reading its features by
+    name (``answerable`` from ``answerable_values`` when given)."""
     p = right.probability([values[name] for name in right.features])
-    return p * answerable.probability([values[name] for name in answerable.features]) if answerable is not None else p
+    if answerable is None:
+        return p
+    read = values if answerable_values is None else answerable_values
+    return p * answerable.probability([read[name] for name in answerable.features])
 
 
 def recalibrated(p: float, calibration: tuple[float, float] | None) -> float:

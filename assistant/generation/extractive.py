@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from langchain_core.embeddings import Embeddings
@@ -47,6 +47,9 @@ from assistant.request import HelpRequest
 from assistant.retrieval.base import Passage
 from assistant.retrieval.journey import JourneySignals
 from assistant.retrieval.questions import GapIndex, QuestionIndex, normalised
+
+if TYPE_CHECKING:
+    from assistant.retrieval.multilingual import Answerability
 
 Matrix = np.ndarray[Any, np.dtype[Any]]
 logger = logging.getLogger(__name__)
@@ -91,6 +94,10 @@ class Ranking:
     #: ``None`` when the corpus lists none (its ``gaps.yaml``): the gap margin then reads as NaN,
     #: which the answer model takes for its average (no evidence either way).
     gap_question: float | None = None
+    #: For a message in another language (searched through English pivots): its
+    #: ``driver_question`` and ``gap_margin`` measured by the multilingual model, which the
+    #: answer model's ``answerable_rendered`` reads; ``None`` for a question asked in English.
+    rendered: dict[str, float] | None = None
 
     def confidence_features(self, passages: list[Passage]) -> list[float]:
         """The :data:`~assistant.generation.answer_model.CONFIDENCE_FEATURES` of the best
@@ -158,11 +165,15 @@ class ExtractiveComposer:
         questions: QuestionIndex | None = None,
         gaps: GapIndex | None = None,
         model: AnswerModel | None = None,
+        answerability: Callable[[str], Answerability] | None = None,
     ) -> None:
         """``units`` is the index's chunk store (sections and unit vectors); without it the
         composer reads only the passages it is given and embeds their units itself.
         ``questions`` are the corpus's driver questions and ``gaps`` the questions it does not
-        answer (features when present). ``model`` replaces the shipped answer model."""
+        answer (features when present). ``model`` replaces the shipped answer model.
+        ``answerability`` measures a message in another language against both kinds of question
+        in the multilingual model's space (:meth:`assistant.retrieval.hybrid.HybridRetriever.answerability`)."""
+        self.answerability = answerability
         self.embeddings = embeddings
         self.source = units
         self.questions = questions
@@ -235,8 +246,12 @@ class ExtractiveComposer:
 
     # -- ranking ------------------------------------------------------------------------------
 
-    def rank(self, question: str, passages: list[Passage], signals: JourneySignals) -> Ranking:
-        """Every candidate section for ``question``, scored by the section model, best first."""
+    def rank(
+        self, question: str, passages: list[Passage], signals: JourneySignals, *, rendered_from: str | None = None
+    ) -> Ranking:
+        """Every candidate section for ``question``, scored by the section model, best first;
+        ``rendered_from``: the driver's message in another language that ``question`` renders in
+        English (its answerability is then measured on the message itself)."""
         vector = normalised(np.asarray([self.embeddings.embed_query(question)], dtype=np.float32))[0]
         q = Question.of(question, vector, signals, self.market_names)
         doc_rank = {d: i for i, d in enumerate(dict.fromkeys(p.doc_id for p in passages))}
@@ -259,7 +274,13 @@ class ExtractiveComposer:
                 logger.debug("section %.3f %s | %s", c.probability, c.section.doc_id, c.section.heading)
         unknown = len([t for t in q.terms if t not in self.idf]) / len(q.terms) if q.terms and self.idf else 0.0
         gap = self.gaps.best_similarity(vector) if self.gaps is not None and len(self.gaps) else None
-        return Ranking(q, candidates, unknown_words=unknown, driver_questions=by_doc if questions is not None else None, gap_question=gap)
+        rendered = (
+            self.answerability(rendered_from).values() if rendered_from is not None and self.answerability is not None else None
+        )
+        return Ranking(
+            q, candidates, unknown_words=unknown, driver_questions=by_doc if questions is not None else None,
+            gap_question=gap, rendered=rendered,
+        )
 
     # -- the answer ---------------------------------------------------------------------------
 
@@ -270,7 +291,10 @@ class ExtractiveComposer:
         ``draft.confidence`` is the confidence model's probability that it is right."""
         if not passages:
             return Draft(text="", cited=[], support=0.0)
-        return self.draft(self.rank(question, passages, signals), passages, signals)
+        # the question differs from the driver's message only when it renders a message in
+        # another language in English (the help centre's own sentences)
+        rendered_from = request.message if request is not None and request.message != question else None
+        return self.draft(self.rank(question, passages, signals, rendered_from=rendered_from), passages, signals)
 
     def draft(self, ranking: Ranking, passages: list[Passage], signals: JourneySignals) -> Draft:
         """The answer for a :meth:`rank` ing: the best section, and a second one the model rates
@@ -299,7 +323,7 @@ class ExtractiveComposer:
             cited=cited,
             support=best.feature("unit_max"),
             read=read,
-            confidence=round(self.model.confidence_of(ranking.confidence_values(passages)), 4),
+            confidence=round(self.model.confidence_of(ranking.confidence_values(passages), ranking.rendered), 4),
             min_confidence=self.model.threshold,
         )
 

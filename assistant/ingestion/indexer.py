@@ -192,9 +192,15 @@ class Indexer:
 
         gaps = lines_fingerprint(corpus.gap_questions)
         situations = lines_fingerprint([f"{s.text}\t{s.doc_id}\t{s.section}" for s in corpus.situations])
+        # pivots built before they held the unanswered questions (kind "gap") are completed: the
+        # next generation reuses every vector and embeds only those
+        pivots_lack_gaps = (
+            self.settings.multilingual and previous is not None and previous.pivots is not None
+            and bool(corpus.gap_questions) and not previous.pivots.has_gaps
+        )
         if (
             old is not None and not (added or updated or removed) and old.market_names == corpus.market_names
-            and old.gaps == gaps and old.situations == situations
+            and old.gaps == gaps and old.situations == situations and not pivots_lack_gaps
         ):
             return IngestReport(
                 unchanged=unchanged,
@@ -304,6 +310,7 @@ class Indexer:
                 ((q.text, q.doc_id) for q in questions.questions),
                 ((str(c.metadata["doc_id"]), str(c.metadata.get("section") or ""), units[c.metadata["chunk_id"]])
                  for c in all_chunks),
+                corpus.gap_questions,
             )
             known = previous_pivots.vector_of() if previous_pivots is not None else {}
             pivot_started = time.perf_counter()

@@ -37,6 +37,8 @@ from assistant.retrieval.journey import (
 )
 from assistant.retrieval.manifest import IndexManifest, read_manifest
 from assistant.retrieval.multilingual import (
+    Answerability,
+    MultilingualEncoder,
     PivotIndex,
     default_encoder,
     encode_pivots,
@@ -108,20 +110,31 @@ class HybridRetriever:
             doc_of=self._chunk_doc,
         )
 
+    def _pivot_index(self, encoder: MultilingualEncoder) -> PivotIndex:
+        with self._pivot_lock:
+            if self._pivots is None:
+                self._pivots = PivotIndex.read(self._folder)
+            if self._pivots is None:  # an index built without them: once, then kept on disk
+                self._pivots = encode_pivots(pivots_of_store(self.store, self.questions, self.gaps.questions), encoder)
+                self._pivots.write(self._folder)
+            return self._pivots
+
+    def answerability(self, message: str, *, without: set[str] | None = None) -> Answerability:
+        """How close ``message`` (in any language) is to a driver question the help centre
+        answers and to one it does not, in the multilingual model's space
+        (:meth:`PivotIndex.answerability`); ``without``: as if those articles were not indexed."""
+        encoder = default_encoder()
+        return self._pivot_index(encoder).answerability(message, encoder, without=without)
+
     def english_for(self, message: str, journey: JourneyContext | None = None) -> tuple[str, float]:
         """English text to search for a message in another language, through the help centre's
         own questions, headings and sentences (see :mod:`assistant.retrieval.multilingual`), only
         those of the documents that apply to the driver; and the best pivot's similarity."""
         encoder = default_encoder()
-        with self._pivot_lock:
-            if self._pivots is None:
-                self._pivots = PivotIndex.read(self._folder)
-            if self._pivots is None:  # an index built without them: once, then kept on disk
-                self._pivots = encode_pivots(pivots_of_store(self.store, self.questions), encoder)
-                self._pivots.write(self._folder)
+        self._pivot_index(encoder)
         signals = JourneySignals.from_journey(journey) if self.settings.use_journey else JourneySignals()
         allowed = allowed_documents(self.manifest, signals.with_market_named_in(message, self.manifest.market_names))
-        return self._pivots.english(message, encoder, doc_ids=set(allowed))
+        return self._pivot_index(encoder).english(message, encoder, doc_ids=set(allowed))
 
     @classmethod
     def open(cls, settings: Settings, embeddings: Embeddings) -> HybridRetriever:

@@ -10,6 +10,13 @@ English pipeline searches and answers (hybrid retrieval, section choice, confide
 error codes and numbers in the message are kept as written. A chat model still reads the
 driver's own words.
 
+The same model says how likely the help centre is to answer the message at all: how much closer
+the message is to a question the corpus does not answer (its ``gaps.yaml``, kept as pivots of
+kind ``gap`` that are never searched) than to a driver question an article answers
+(:meth:`PivotIndex.answerability`). The offline answer's confidence reads it for a message in
+another language in place of the same measure on the English pivots, which are the help
+centre's own words and so always look answered (:mod:`assistant.generation.answer_model`).
+
 The pivots and their vectors are built at ingest (``Settings.multilingual``), beside the other
 per-generation files (``pivots.jsonl``, ``pivot_vectors.npy``), reusing the previous
 generation's vectors for unchanged texts; an index built without them gets them on the first
@@ -18,6 +25,7 @@ message that needs them.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from functools import cache
@@ -49,7 +57,25 @@ class Pivot(BaseModel):
 
     text: str
     doc_id: str
-    kind: Literal["question", "section", "unit"]
+    #: ``gap``: a question the help centre does not answer (``gaps.yaml``), measured, never searched
+    kind: Literal["question", "section", "unit", "gap"]
+
+
+class Answerability(BaseModel):
+    """A message's best similarity to a driver question the help centre answers and to one it
+    does not (``None``: the index lists none), in the multilingual model's space."""
+
+    model_config = ConfigDict(frozen=True)
+
+    driver_question: float
+    gap_question: float | None
+
+    def values(self) -> dict[str, float]:
+        """The answer model's ``driver_question`` and ``gap_margin`` features, measured in this space."""
+        return {
+            "driver_question": self.driver_question,
+            "gap_margin": math.nan if self.gap_question is None else self.gap_question - self.driver_question,
+        }
 
 
 #: multilingual-e5-small's vector size.
@@ -129,9 +155,18 @@ class PivotIndex:
         self.pivots = list(pivots)
         self.vectors = np.asarray(vectors, dtype=np.float32)
         self._doc_of = np.asarray([p.doc_id for p in self.pivots], dtype=object)
+        kinds = np.asarray([p.kind for p in self.pivots], dtype=object)
+        self._searched = kinds != "gap"
+        self._questions = np.flatnonzero(kinds == "question")
+        self._gaps = np.flatnonzero(kinds == "gap")
 
     def __len__(self) -> int:
         return len(self.pivots)
+
+    @property
+    def has_gaps(self) -> bool:
+        """Whether the pivots hold the questions the help centre does not answer."""
+        return bool(len(self._gaps))
 
     def vector_of(self) -> dict[str, Matrix]:
         """Each pivot's text -> its vector, for reuse by the next ingest."""
@@ -142,9 +177,10 @@ class PivotIndex:
         if not self.pivots:
             return []
         similarity = self.vectors @ np.asarray(vector, dtype=np.float32)
+        mask = self._searched
         if doc_ids is not None:
-            mask = np.fromiter((d in doc_ids for d in self._doc_of), dtype=bool, count=len(self.pivots))
-            similarity = np.where(mask, similarity, -np.inf)
+            mask = mask & np.fromiter((d in doc_ids for d in self._doc_of), dtype=bool, count=len(self.pivots))
+        similarity = np.where(mask, similarity, -np.inf)
         order = np.argsort(-similarity, kind="stable")[:k]
         return [(self.pivots[i], float(similarity[i])) for i in order if np.isfinite(similarity[i])]
 
@@ -158,6 +194,20 @@ class PivotIndex:
         kept = " ".join(dict.fromkeys(w.strip(_EDGES) for w in message.split() if any(c.isdigit() for c in w)))
         text = ". ".join(p.text.rstrip("?.!") for p, _ in hits)
         return (f"{text}. {kept}" if kept else text), hits[0][1]
+
+    def answerability(self, message: str, encoder: MultilingualEncoder, *, without: set[str] | None = None) -> Answerability:
+        """How close ``message`` is, in the multilingual model's space, to a driver question an
+        article answers and to a question the help centre does not answer (``None`` when the
+        index holds no gap questions); ``without``: as if those articles were not in the corpus
+        (how :mod:`assistant.evals.fit` turns answered questions into unanswered ones)."""
+        [vector] = encoder.encode([message])
+        rows = self._questions
+        if without:
+            rows = rows[np.fromiter((self._doc_of[i] not in without for i in rows), dtype=bool, count=len(rows))]
+        vector = np.asarray(vector, dtype=np.float32)
+        answered = float((self.vectors[rows] @ vector).max()) if len(rows) else 0.0
+        gap = float((self.vectors[self._gaps] @ vector).max()) if len(self._gaps) else None
+        return Answerability(driver_question=answered, gap_question=gap)
 
     def write(self, folder: Path) -> None:
         write_rows(folder, PIVOTS_FILE, PIVOT_VECTORS_FILE, (p.model_dump_json() for p in self.pivots), self.vectors)
@@ -181,15 +231,16 @@ class PivotIndex:
 
 
 def collect_pivots(
-    questions: Iterable[tuple[str, str]], chunks: Iterable[tuple[str, str, Sequence[str]]]
+    questions: Iterable[tuple[str, str]], chunks: Iterable[tuple[str, str, Sequence[str]]], gaps: Iterable[str] = (),
 ) -> list[Pivot]:
     """Pivots of one index generation, each text once per document: its driver questions
     (``(text, doc_id)``), then each chunk's section heading and answer units (``(doc_id,
-    section, units)``): the sentences themselves carry the facts a question asks about."""
+    section, units)``): the sentences themselves carry the facts a question asks about; then
+    the questions it does not answer (``gaps``, kind ``gap``, no document)."""
     seen: set[tuple[str, str]] = set()
     out: list[Pivot] = []
 
-    def add(text: str, doc_id: str, kind: Literal["question", "section", "unit"]) -> None:
+    def add(text: str, doc_id: str, kind: Literal["question", "section", "unit", "gap"]) -> None:
         text = " ".join(text.split())
         if text and (text.lower(), doc_id) not in seen:
             seen.add((text.lower(), doc_id))
@@ -201,15 +252,18 @@ def collect_pivots(
         add(section, doc_id, "section")
         for unit in units:
             add(unit, doc_id, "unit")
+    for text in gaps:
+        add(text, "", "gap")
     return out
 
 
-def pivots_of_store(store: ChunkStore, questions: QuestionIndex) -> list[Pivot]:
+def pivots_of_store(store: ChunkStore, questions: QuestionIndex, gaps: Sequence[str] = ()) -> list[Pivot]:
     """:func:`collect_pivots` for a generation already on disk."""
     return collect_pivots(
         ((q.text, q.doc_id) for q in questions.questions),
         ((str(c.metadata.get("doc_id")), str(c.metadata.get("section") or ""), store.units(cid))
          for cid, c in store.chunks.items()),
+        gaps,
     )
 
 

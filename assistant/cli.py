@@ -385,21 +385,28 @@ def eval_fit(
     max_handoff: Annotated[float, typer.Option("--max-handoff", min=0.0, max=0.5, help="Share of answerable questions the threshold may hand to a person.")] = 0.04,
 ) -> None:
     """Fit the offline answer model (section choice, confidence, threshold) on the tuning split."""
-    from assistant.evals.fit import describe, fit_answer_model, write_answer_model
-    from assistant.generation.answer_model import DEFAULT_PATH
+    from assistant.evals.fit import compare, describe, fit_answer_model, write_answer_model
+    from assistant.generation.answer_model import DEFAULT_PATH, load_answer_model
 
+    target = out_file or DEFAULT_PATH
+    try:  # the model this refit replaces, to show what changes (none, or unreadable: nothing to compare)
+        previous = load_answer_model.__wrapped__(target) if target.exists() else None
+    except ConfigurationError:
+        previous = None
     try:
         assistant = Assistant.from_settings()
         assistant.ingest()
         model = fit_answer_model(
             assistant, [_dataset_path(d) for d in dataset] if dataset else [DEFAULT_DATASETS], max_handoff=max_handoff
         )
-        path = write_answer_model(model, out_file or DEFAULT_PATH)
+        path = write_answer_model(model, target)
     except ConfigurationError as exc:
         raise _fail(str(exc), 2) from None
     except AssistantError as exc:
         raise _fail(str(exc), 1) from None
     out.print(describe(model), highlight=False)
+    if previous is not None:
+        out.print(compare(previous, model), highlight=False)
     out.print(f"written: {path}", highlight=False)
 
 

@@ -18,6 +18,7 @@ from assistant.evals.fit import (
     _ConfidenceData,
     _product,
     choose_threshold,
+    compare,
 )
 from assistant.generation.answer_model import (
     ANSWERABLE_FEATURES,
@@ -323,6 +324,19 @@ def test_the_answerable_model_learns_the_gap_from_questions_about_the_work_only(
     only_answerable = _ConfidenceData(x=x, right=right.astype(int), real=real, answerable=np.ones(n, dtype=bool),
                                       labelled=np.ones(n, dtype=bool), asked=asked, measured=measured, rendered=rendered)
     assert _confidence_models(only_answerable)[:2] == (None, None), "without both kinds of question there is no answerable model"
+
+
+def test_a_refit_shows_the_threshold_and_scores_it_replaces_beside_the_new_ones() -> None:
+    before = _model().model_copy(update={"threshold": 0.2623, "fitted": {"cases": 603, "cv_ece": 0.0491}})
+    after = _model().model_copy(update={"threshold": 0.2699, "fitted": {"cases": 604, "cv_ece": 0.0375,
+                                                                        "cv_rendered_unanswerable_answered": 0.9}})
+    lines = compare(before, after).splitlines()
+    assert lines[0].split() == ["before", "after"]
+    assert lines[1].split() == ["threshold", "0.2623", "0.2699"]
+    assert next(x for x in lines if x.startswith("tuning cases")).split() == ["tuning", "cases", "603", "604"]
+    assert next(x for x in lines if x.startswith("calibration error")).split()[-2:] == ["0.0491", "0.0375"]
+    # a score one of them never measured reads "-"
+    assert next(x for x in lines if "other languages: unanswerable" in x).split()[-2:] == ["-", "0.9"]
 
 
 def test_a_logistic_model_scores_standardised_features() -> None:

@@ -572,3 +572,30 @@ def describe(model: AnswerModel) -> str:
         f"unanswerable answered {f.get('cv_unanswerable_answered')}\nsection weights (standardised): {weights}"
     )
 
+
+#: The fitted scores :func:`compare` shows, with how they read.
+COMPARED = (
+    ("cases", "tuning cases"),
+    ("cv_section_top1", "section top-1"),
+    ("cv_right_answers", "right answers"),
+    ("cv_ece", "calibration error"),
+    ("cv_precision_at_threshold", "answers right at the threshold"),
+    ("cv_answerable_handed_off", "answerable handed off"),
+    ("cv_unanswerable_answered", "unanswerable answered"),
+    ("cv_rendered_answerable_handed_off", "other languages: answerable handed off"),
+    ("cv_rendered_unanswerable_answered", "other languages: unanswerable answered"),
+)
+
+
+def compare(previous: AnswerModel, new: AnswerModel) -> str:
+    """The threshold and the cross-validated scores of the model a refit replaces beside the new
+    one's, a line each ("-" where one was not measured): what a refit changes before its eval run."""
+    def shown(value: object) -> str:
+        return "-" if value is None else str(value)
+
+    rows: list[tuple[str, object, object]] = [("threshold", previous.threshold, new.threshold)]
+    rows += [(label, previous.fitted.get(key), new.fitted.get(key)) for key, label in COMPARED]
+    width = max(len(label) for label, _, _ in rows)
+    lines = [f"{'':{width}}  {'before':>8}  {'after':>8}"]
+    lines += [f"{label:{width}}  {shown(a):>8}  {shown(b):>8}" for label, a, b in rows]
+    return "\n".join(lines)

@@ -12,13 +12,16 @@ from langchain_core.documents import Document
 from langchain_core.embeddings import DeterministicFakeEmbedding
 
 from assistant.errors import ConfigurationError
+from assistant.evals.dataset import EvalCase
 from assistant.evals.fit import (
+    FOLDS,
     _calibration,
     _confidence_models,
     _ConfidenceData,
     _product,
     choose_threshold,
     compare,
+    fold_of_case,
 )
 from assistant.generation.answer_model import (
     ANSWERABLE_FEATURES,
@@ -324,6 +327,18 @@ def test_the_answerable_model_learns_the_gap_from_questions_about_the_work_only(
     only_answerable = _ConfidenceData(x=x, right=right.astype(int), real=real, answerable=np.ones(n, dtype=bool),
                                       labelled=np.ones(n, dtype=bool), asked=asked, measured=measured, rendered=rendered)
     assert _confidence_models(only_answerable)[:2] == (None, None), "without both kinds of question there is no answerable model"
+
+
+def test_a_case_keeps_its_fold_whatever_other_cases_are_added_and_folds_are_near_even() -> None:
+    cases = [EvalCase(id=f"c-{i}", message="m", dataset="heldout") for i in range(600)]
+    folds = [fold_of_case(c) for c in cases]
+    more = [*cases[:300], EvalCase(id="new", message="m", dataset="heldout"), *cases[300:]]
+    assert [fold_of_case(c) for c in more if c.id != "new"] == folds  # no other case moves
+    sizes = [folds.count(f) for f in range(FOLDS)]
+    assert min(sizes) > 0.8 * len(cases) / FOLDS and max(sizes) < 1.2 * len(cases) / FOLDS
+    # the same id in another dataset is another case; another seed draws other folds
+    assert [fold_of_case(c.model_copy(update={"dataset": "routing"})) for c in cases] != folds
+    assert [fold_of_case(c, seed=1) for c in cases] != folds
 
 
 def test_a_refit_shows_the_threshold_and_scores_it_replaces_beside_the_new_ones() -> None:

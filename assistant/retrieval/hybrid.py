@@ -119,19 +119,18 @@ class HybridRetriever:
                 self._pivots.write(self._folder)
             return self._pivots
 
-    def answerability(self, message: str, *, without: set[str] | None = None) -> Answerability:
+    def answerability(self, message: str) -> Answerability:
         """How close ``message`` (in any language) is to a driver question the help centre
         answers and to one it does not, in the multilingual model's space
-        (:meth:`PivotIndex.answerability`); ``without``: as if those articles were not indexed."""
+        (:meth:`PivotIndex.answerability`)."""
         encoder = default_encoder()
-        return self._pivot_index(encoder).answerability(message, encoder, without=without)
+        return self._pivot_index(encoder).answerability(message, encoder)
 
     def english_for(self, message: str, journey: JourneyContext | None = None) -> tuple[str, float]:
         """English text to search for a message in another language, through the help centre's
         own questions, headings and sentences (see :mod:`assistant.retrieval.multilingual`), only
         those of the documents that apply to the driver; and the best pivot's similarity."""
         encoder = default_encoder()
-        self._pivot_index(encoder)
         signals = JourneySignals.from_journey(journey) if self.settings.use_journey else JourneySignals()
         allowed = allowed_documents(self.manifest, signals.with_market_named_in(message, self.manifest.market_names))
         return self._pivot_index(encoder).english(message, encoder, doc_ids=set(allowed))

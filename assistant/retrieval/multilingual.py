@@ -195,15 +195,12 @@ class PivotIndex:
         text = ". ".join(p.text.rstrip("?.!") for p, _ in hits)
         return (f"{text}. {kept}" if kept else text), hits[0][1]
 
-    def answerability(self, message: str, encoder: MultilingualEncoder, *, without: set[str] | None = None) -> Answerability:
+    def answerability(self, message: str, encoder: MultilingualEncoder) -> Answerability:
         """How close ``message`` is, in the multilingual model's space, to a driver question an
         article answers and to a question the help centre does not answer (``None`` when the
-        index holds no gap questions); ``without``: as if those articles were not in the corpus
-        (how :mod:`assistant.evals.fit` turns answered questions into unanswered ones)."""
+        index holds no gap questions)."""
         [vector] = encoder.encode([message])
         rows = self._questions
-        if without:
-            rows = rows[np.fromiter((self._doc_of[i] not in without for i in rows), dtype=bool, count=len(rows))]
         vector = np.asarray(vector, dtype=np.float32)
         answered = float((self.vectors[rows] @ vector).max()) if len(rows) else 0.0
         gap = float((self.vectors[self._gaps] @ vector).max()) if len(self._gaps) else None

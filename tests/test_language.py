@@ -140,6 +140,15 @@ class CountingEncoder(MultilingualEncoder):
         return super().encode(texts)
 
 
+@pytest.fixture
+def counting_encoder(monkeypatch: pytest.MonkeyPatch) -> CountingEncoder:
+    """The encoder ingest and the retriever use, counting the texts they embed."""
+    encoder = CountingEncoder()
+    monkeypatch.setattr("assistant.ingestion.indexer.default_encoder", lambda: encoder)
+    monkeypatch.setattr("assistant.retrieval.hybrid.default_encoder", lambda: encoder)
+    return encoder
+
+
 def test_a_question_in_any_language_is_closest_to_the_english_text_that_answers_it() -> None:
     pivots = collect_pivots(
         [("how long do i wait when the customer does not answer", "customer-unavailable"),
@@ -278,11 +287,9 @@ def test_a_long_question_in_another_language_is_not_mistaken_for_a_jailbreak_or_
 
 @pytest.mark.integration
 def test_ingest_builds_the_pivots_once_and_embeds_only_new_texts_again(
-    small_corpus: Path, make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+    small_corpus: Path, make_settings: Callable[..., Settings], counting_encoder: CountingEncoder
 ) -> None:
-    encoder = CountingEncoder()
-    monkeypatch.setattr("assistant.ingestion.indexer.default_encoder", lambda: encoder)
-    monkeypatch.setattr("assistant.retrieval.hybrid.default_encoder", lambda: encoder)
+    encoder = counting_encoder
     settings = make_settings()
     assistant = Assistant(settings)
     assistant.ingest(small_corpus)
@@ -312,11 +319,9 @@ def test_ingest_builds_the_pivots_once_and_embeds_only_new_texts_again(
 
 @pytest.mark.integration
 def test_ingest_keeps_the_unanswered_questions_as_pivots_and_completes_pivots_built_without_them(
-    small_corpus: Path, make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+    small_corpus: Path, make_settings: Callable[..., Settings], counting_encoder: CountingEncoder
 ) -> None:
-    encoder = CountingEncoder()
-    monkeypatch.setattr("assistant.ingestion.indexer.default_encoder", lambda: encoder)
-    monkeypatch.setattr("assistant.retrieval.hybrid.default_encoder", lambda: encoder)
+    encoder = counting_encoder
     gaps = ["does courio pay for my phone bill", "can i get paid in bitcoin"]
     (small_corpus / "gaps.yaml").write_text("questions:\n" + "".join(f"  - {q}\n" for q in gaps), encoding="utf-8")
     settings = make_settings()

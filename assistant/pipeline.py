@@ -288,6 +288,7 @@ class Assistant:
                     questions=hybrid.questions if hybrid else None,
                     gaps=hybrid.gaps if hybrid else None,
                     answerability=hybrid.answerability if hybrid and self.settings.multilingual else None,
+                    cross_lingual=hybrid.cross_lingual if hybrid and self.settings.multilingual else None,
                 )
                 self._composer = (
                     _chat_composer(self.settings, extractive) if self.settings.generator == "openai" else extractive

@@ -8,7 +8,12 @@ import pytest
 
 from assistant import Assistant, HelpRequest, JourneyContext, Settings
 from assistant.errors import BackendError, IndexNotReadyError
-from assistant.generation.extractive import ExtractiveComposer
+from assistant.generation.extractive import (
+    CROSS_LINGUAL_FEATURES,
+    ExtractiveComposer,
+    measured_across_languages,
+)
+from assistant.generation.sections import FEATURES
 from assistant.guardrails.multilingual import MultilingualClassifier, authority_classifier
 from assistant.guardrails.policy import load_policy
 from assistant.response import ReasonCode, Route
@@ -28,6 +33,7 @@ from assistant.retrieval.manifest import read_manifest
 from assistant.retrieval.multilingual import (
     PIVOT_VECTORS_FILE,
     PIVOTS_FILE,
+    CrossLingual,
     MultilingualEncoder,
     PivotIndex,
     collect_pivots,
@@ -201,6 +207,56 @@ def test_questions_the_help_centre_does_not_answer_are_measured_and_never_search
     assert not bare.has_gaps
     measured = bare.answerability(retirement, encoder)
     assert measured.gap_question is None and np.isnan(measured.values()["gap_margin"])
+
+
+def test_a_message_in_another_language_is_measured_against_each_sections_sentences_in_its_own_words() -> None:
+    pivots = collect_pivots(
+        [],
+        [("instant-cashout", "Fees", ["Each Fast Pay cash-out costs $0.99.", "Up to 5 cash-outs a day."]),
+         ("account-security", "Locked account", ["After 5 failed sign-in attempts your account is locked for 30 minutes."]),
+         ("account-security", "Two-step verification", ["We send a six-digit code by text message."])],
+    )
+    index = encode_pivots(pivots, CountingEncoder())
+    [vector] = default_encoder().encode(["Me equivoqué de contraseña cinco veces y la cuenta se bloqueó, ¿cuánto tengo que esperar?"])
+    view = CrossLingual(index, vector)
+    # a section's units are found by document and text, whatever their spacing or case
+    [row] = index.rows_of("account-security", ["after 5 failed  sign-in attempts your account is locked for 30 minutes."])
+    assert index.pivots[row].text.startswith("After 5 failed") and index.pivots[row].kind == "unit"
+    assert index.rows_of("instant-cashout", ["After 5 failed sign-in attempts your account is locked for 30 minutes."]) == []
+    assert view.unit_similarities("account-security", ["not a pivot"]) is None
+    locked = view.unit_similarities("account-security", ["After 5 failed sign-in attempts your account is locked for 30 minutes."])
+    code = view.unit_similarities("account-security", ["We send a six-digit code by text message."])
+    fees = view.unit_similarities("instant-cashout", ["Each Fast Pay cash-out costs $0.99.", "Up to 5 cash-outs a day."])
+    assert locked is not None and code is not None and fees is not None
+    assert locked[0] > code[0] and locked[0] > fees[0]
+    assert fees[0] >= fees[1]  # the best unit, then the mean of the best two
+
+
+def test_a_section_feature_measured_across_languages_keeps_the_renderings_scale_and_takes_the_messages_order() -> None:
+    column = {name: FEATURES.index(name) for name in CROSS_LINGUAL_FEATURES}
+    rendered = [0.30, 0.50, 0.70, 0.40]
+    rows = [[0.0] * len(FEATURES) for _ in rendered]
+    for row, value in zip(rows, rendered, strict=True):
+        for name in CROSS_LINGUAL_FEATURES:
+            row[column[name]] = value
+    # the multilingual model crowds its similarities together and orders the sections otherwise
+    own = [0.86, 0.84, 0.83, None]
+    measured = [None if o is None else (o, o - 0.01, o - 0.02) for o in own]
+    before = [list(r) for r in rows]
+    measured_across_languages(rows, measured)
+    unit_max = [r[column["unit_max"]] for r in rows[:3]]
+    assert unit_max.index(max(unit_max)) == 0 and unit_max.index(min(unit_max)) == 2  # the message's order
+    assert np.isclose(np.mean(unit_max), np.mean(rendered[:3])) and np.isclose(np.std(unit_max), np.std(rendered[:3]))
+    assert rows[3] == before[3]  # a section none of whose sentences was measured keeps the rendering's values
+    other = [i for i in range(len(FEATURES)) if i not in column.values()]
+    assert all(r[i] == b[i] for r, b in zip(rows, before, strict=True) for i in other)
+    # fewer than three measured sections, or no spread among them, change nothing
+    few = [list(r) for r in before]
+    measured_across_languages(few, [measured[0], measured[1], None, None])
+    assert few == before
+    flat = [list(r) for r in before]
+    measured_across_languages(flat, [(0.8, 0.8, 0.8)] * 4)
+    assert flat == before
 
 
 def test_pivots_are_written_read_and_reused_and_a_damaged_file_says_how_to_repair(tmp_path: Path) -> None:
@@ -535,6 +591,32 @@ def test_hindi_in_latin_letters_is_searched_through_the_pivots_and_answered_from
     assert searched != message and "nahi" not in searched  # the pivots' English, not the Hindi words
     assert response.route is Route.ANSWER, response.reasons
     assert "order-not-ready-or-store-closed" in {c.doc_id for c in response.citations}
+
+
+@pytest.mark.integration
+def test_a_message_in_another_language_ranks_the_section_its_own_words_ask_about_higher(
+    shipped_assistant: Assistant,
+) -> None:
+    retriever, composer = shipped_assistant._stages()
+    assert isinstance(composer, ExtractiveComposer) and composer.cross_lingual is not None
+    message = "Metí mal la contraseña cinco veces y ahora la cuenta está bloqueada. ¿En cuánto tiempo se desbloquea?"
+    # a rendering that also holds another section's sentence (signing out and back in)
+    rendering = "Locked out of my account. Sign out and sign back in"
+    passages = retriever.retrieve(rendering, k=8).passages
+
+    def ranked(cross_lingual: bool) -> list[tuple[str, float]]:
+        kept = composer.cross_lingual
+        composer.cross_lingual = kept if cross_lingual else None
+        try:
+            ranking = composer.rank(rendering, passages, JourneySignals(), rendered_from=message)
+        finally:
+            composer.cross_lingual = kept
+        return [(c.section.heading, c.probability) for c in ranking.candidates]
+
+    own, rendered = ranked(True), ranked(False)
+    assert own[0][0] == rendered[0][0] == "Locked account after 5 failed attempts"
+    # the driver's own words make the section surer and every other section less likely
+    assert own[0][1] > rendered[0][1] and own[1][1] < rendered[1][1]
 
 
 def test_threads_that_need_the_identifier_or_the_token_counter_at_once_load_each_once() -> None:

@@ -49,7 +49,7 @@ from assistant.retrieval.journey import JourneySignals
 from assistant.retrieval.questions import GapIndex, QuestionIndex, normalised
 
 if TYPE_CHECKING:
-    from assistant.retrieval.multilingual import Answerability
+    from assistant.retrieval.multilingual import Answerability, CrossLingual
 
 Matrix = np.ndarray[Any, np.dtype[Any]]
 logger = logging.getLogger(__name__)
@@ -135,6 +135,41 @@ class Ranking:
         return dict(zip(CONFIDENCE_FEATURES, values, strict=True))
 
 
+#: The section features a message in another language reads from the multilingual model
+#: (:func:`measured_across_languages`), in the order of ``CrossLingual.unit_similarities``.
+CROSS_LINGUAL_FEATURES = ("unit_max", "unit_top2", "centroid")
+
+
+def measured_across_languages(rows: list[list[float]], measured: Sequence[tuple[float, ...] | None]) -> None:
+    """Replace, in place, the :data:`CROSS_LINGUAL_FEATURES` of a message in another language's
+    candidate sections (``rows``) by the same similarities measured on the driver's own words in
+    the multilingual model's space (``measured``, one per row, ``None`` where none of a section's
+    sentences was measured).
+
+    The English rendering of such a message is the help centre's closest sentences, so how close
+    it is to a section's sentences mostly says which sentences were picked, not what the driver
+    asked. The multilingual model's similarities keep the driver's question, but on their own
+    scale (they crowd between 0.8 and 0.9), which the section model was not fitted on. So each
+    feature keeps its mean and spread over the candidates, as the rendering measured them, and
+    takes its order from the multilingual model: a candidate ``z`` spreads above the mean in
+    that model stands ``z`` spreads above the rendering's mean. Fewer than three measured
+    candidates, or no spread, leave the rendering's values."""
+    pairs = [(i, m) for i, m in enumerate(measured) if m is not None]
+    if len(pairs) < 3:
+        return
+    kept = [i for i, _ in pairs]
+    for j, name in enumerate(CROSS_LINGUAL_FEATURES):
+        column = _FEATURE_INDEX[name]
+        rendered = np.asarray([rows[i][column] for i in kept], dtype=np.float64)
+        own = np.asarray([m[j] for _, m in pairs], dtype=np.float64)
+        spread = float(own.std())
+        if spread <= 1e-9:
+            continue
+        mapped = rendered.mean() + rendered.std() * (own - own.mean()) / spread
+        for i, value in zip(kept, mapped.tolist(), strict=True):
+            rows[i][column] = value
+
+
 def heading_text(section: Section) -> str:
     """What the composer embeds for a section's heading: its title and heading."""
     return f"{section.title} - {section.heading}" if section.heading != section.title else section.title
@@ -166,14 +201,18 @@ class ExtractiveComposer:
         gaps: GapIndex | None = None,
         model: AnswerModel | None = None,
         answerability: Callable[[str], Answerability] | None = None,
+        cross_lingual: Callable[[str], CrossLingual] | None = None,
     ) -> None:
         """``units`` is the index's chunk store (sections and unit vectors); without it the
         composer reads only the passages it is given and embeds their units itself.
         ``questions`` are the corpus's driver questions and ``gaps`` the questions it does not
         answer (features when present). ``model`` replaces the shipped answer model.
         ``answerability`` measures a message in another language against both kinds of question
-        in the multilingual model's space (:meth:`assistant.retrieval.hybrid.HybridRetriever.answerability`)."""
+        in the multilingual model's space (:meth:`assistant.retrieval.hybrid.HybridRetriever.answerability`);
+        ``cross_lingual`` measures it against each section's sentences in that space
+        (:meth:`~assistant.retrieval.hybrid.HybridRetriever.cross_lingual`, see :func:`measured_across_languages`)."""
         self.answerability = answerability
+        self.cross_lingual = cross_lingual
         self.embeddings = embeddings
         self.source = units
         self.questions = questions
@@ -258,16 +297,23 @@ class ExtractiveComposer:
         retrieved = retrieved_scores(passages)
         questions = self.questions if self.questions is not None and len(self.questions) else None
         by_chunk, by_doc = questions.best_similarities(vector) if questions is not None else ({}, {})
-        candidates = []
-        for section, passage in self._candidate_sections(passages):
-            values = features(
+        scored = [
+            (section, passage, features(
                 q, section, heading_vector=self._headings.get(section.key), title_vector=self._titles.get(section.doc_id),
                 doc_rank=doc_rank.get(section.doc_id, len(doc_rank)), retrieved_score=retrieved.get(section.key, 0.0),
                 idf=self.idf, rare=self._rare,
                 question_similarity=max((by_chunk.get(c, 0.0) for c in section.chunk_ids), default=0.0),
                 doc_question_similarity=by_doc.get(section.doc_id, 0.0),
-            )
-            candidates.append(Candidate(section, values, self.model.section_probability(values), passage))
+            ))
+            for section, passage in self._candidate_sections(passages)
+        ]
+        if rendered_from is not None and self.cross_lingual is not None and scored:
+            view = self.cross_lingual(rendered_from)
+            measured = [view.unit_similarities(section.doc_id, section.units) for section, _, _ in scored]
+            measured_across_languages([values for _, _, values in scored], measured)
+        candidates = [
+            Candidate(section, values, self.model.section_probability(values), passage) for section, passage, values in scored
+        ]
         candidates.sort(key=lambda c: (-c.probability, c.section.doc_id, c.section.position))
         if logger.isEnabledFor(logging.DEBUG):
             for c in candidates[:6]:

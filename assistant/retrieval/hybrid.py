@@ -38,6 +38,7 @@ from assistant.retrieval.journey import (
 from assistant.retrieval.manifest import IndexManifest, read_manifest
 from assistant.retrieval.multilingual import (
     Answerability,
+    CrossLingual,
     MultilingualEncoder,
     PivotIndex,
     default_encoder,
@@ -125,6 +126,14 @@ class HybridRetriever:
         (:meth:`PivotIndex.answerability`)."""
         encoder = default_encoder()
         return self._pivot_index(encoder).answerability(message, encoder)
+
+    def cross_lingual(self, message: str) -> CrossLingual:
+        """``message`` (in any language) beside the help centre's English sentences, in the
+        multilingual model's space (:class:`~assistant.retrieval.multilingual.CrossLingual`)."""
+        encoder = default_encoder()
+        index = self._pivot_index(encoder)
+        [vector] = encoder.encode([message])
+        return CrossLingual(index, vector)
 
     def english_for(self, message: str, journey: JourneyContext | None = None) -> tuple[str, float]:
         """English text to search for a message in another language, through the help centre's

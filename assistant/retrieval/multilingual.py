@@ -159,6 +159,7 @@ class PivotIndex:
         self._searched = kinds != "gap"
         self._questions = np.flatnonzero(kinds == "question")
         self._gaps = np.flatnonzero(kinds == "gap")
+        self._row_of: dict[tuple[str, str], int] | None = None
 
     def __len__(self) -> int:
         return len(self.pivots)
@@ -206,6 +207,17 @@ class PivotIndex:
         gap = float((self.vectors[self._gaps] @ vector).max()) if len(self._gaps) else None
         return Answerability(driver_question=answered, gap_question=gap)
 
+    def rows_of(self, doc_id: str, texts: Sequence[str]) -> list[int]:
+        """The rows of ``doc_id``'s pivots among ``texts`` (a section's units), in order; a text
+        that is not one of its pivots is left out."""
+        if self._row_of is None:
+            row_of: dict[tuple[str, str], int] = {}
+            for i, p in enumerate(self.pivots):
+                row_of.setdefault((p.text.lower(), p.doc_id), i)
+            self._row_of = row_of
+        keys = ((" ".join(t.split()).lower(), doc_id) for t in texts)
+        return [row for key in keys if (row := self._row_of.get(key)) is not None]
+
     def write(self, folder: Path) -> None:
         write_rows(folder, PIVOTS_FILE, PIVOT_VECTORS_FILE, (p.model_dump_json() for p in self.pivots), self.vectors)
 
@@ -225,6 +237,30 @@ class PivotIndex:
                 f"the multilingual pivots in {folder} are missing or corrupt ({exc}); "
                 "rebuild them with `assistant ingest --rebuild`"
             ) from exc
+
+
+class CrossLingual:
+    """A message in another language beside the help centre's English sentences, in the
+    multilingual model's space: how close it is to each sentence of a section, measured on the
+    driver's own words rather than on their English rendering."""
+
+    def __init__(self, index: PivotIndex, vector: Matrix) -> None:
+        self.index = index
+        self.vector = np.asarray(vector, dtype=np.float32)
+
+    def unit_similarities(self, doc_id: str, units: Sequence[str]) -> tuple[float, float, float] | None:
+        """For a section of ``doc_id`` with these units: the best similarity to one unit, the
+        mean of the best two, and the similarity to the units' mean vector (the composer's
+        ``unit_max``, ``unit_top2`` and ``centroid``); ``None`` when no unit is a pivot."""
+        rows = self.index.rows_of(doc_id, units)
+        if not rows:
+            return None
+        vectors = self.index.vectors[rows]
+        sims = np.sort(vectors @ self.vector)[::-1]
+        mean = vectors.mean(axis=0)
+        norm = float(np.linalg.norm(mean))
+        centroid = float(mean @ self.vector) / norm if norm > 0 else float(sims[0])
+        return float(sims[0]), float(sims[: 2].mean()), centroid
 
 
 def collect_pivots(

@@ -78,8 +78,6 @@ THRESHOLD_SWEEP = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 AUGMENTED_WEIGHT = 0.5
 #: L2 strength of both regressions (scikit-learn's C is its inverse).
 REGULARISATION_C = 1.0
-#: The section model's L2 penalty per question (its cross-validated top-1 hardly moved from 0 to 1).
-SECTION_L2 = 0.1
 
 
 @dataclass
@@ -143,51 +141,17 @@ def _fit(x: np.ndarray, y: np.ndarray, names: Sequence[str], weight: np.ndarray 
     )
 
 
-def _fit_sections(examples: Sequence[_Example]) -> LogisticModel:
-    """The section model: which of a question's candidate sections answers it.
-
-    Fitted per question (a conditional logit: a softmax over each question's candidates, whose
-    right sections share the target), since the composer quotes the best candidate of each
-    question: a model that ranks within a question is what is used, not one that scores every
-    section against every other question's. Cross-validated on the tuning cases, section top-1
-    0.669 with one logistic regression over all candidates, 0.694 this way. The per-question
-    scores are then put on a probability scale (Platt scaling over all candidates, each question
-    weighing the same), which the confidence and the second-section ratio read; it leaves the
-    order within a question as it is."""
-    try:
-        from scipy.optimize import minimize
-    except ModuleNotFoundError as exc:
-        raise missing("refitting the answer model", exc, extra="evals") from exc
-    groups = [
-        (np.asarray([c.features for c in ex.ranking.candidates], dtype=np.float64), np.asarray(ex.labels, dtype=np.float64))
-        for ex in examples if ex.answerable and any(ex.labels)
-    ]
-    x = np.vstack([features for features, _ in groups])
-    mean = x.mean(axis=0)
-    scale = x.std(axis=0)
-    scale[scale == 0] = 1.0
-    standard = [((features - mean) / scale, labels / labels.sum()) for features, labels in groups]
-
-    def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
-        total, grad = SECTION_L2 * float(w @ w) / 2, SECTION_L2 * w
-        for features, target in standard:
-            scores = features @ w
-            p = np.exp(scores - scores.max())
-            p /= p.sum()
-            total -= float(target @ np.log(p + 1e-12))
-            grad = grad - features.T @ (target - p)
-        return total / len(standard), grad / len(standard)
-
-    w = minimize(loss, np.zeros(x.shape[1]), jac=True, method="L-BFGS-B").x
-    scores = np.concatenate([features @ w for features, _ in standard])
-    labels = np.concatenate([(target > 0).astype(int) for _, target in standard])
-    weights = np.concatenate([np.full(len(target), 1.0 / len(target)) for _, target in standard])
-    platt = _logistic_regression()(C=REGULARISATION_C, max_iter=2000).fit(scores[:, None], labels, sample_weight=weights)
-    a, b = float(platt.coef_[0][0]), float(platt.intercept_[0])
-    return LogisticModel(
-        features=list(FEATURES), mean=[round(float(v), 6) for v in mean], scale=[round(float(v), 6) for v in scale],
-        coef=[round(a * float(v), 6) for v in w], intercept=round(b, 6),
-    )
+def _section_data(examples: Sequence[_Example]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rows, labels, weights = [], [], []
+    for ex in examples:
+        if not ex.answerable or not any(ex.labels):
+            continue
+        n = len(ex.ranking.candidates)
+        for candidate, label in zip(ex.ranking.candidates, ex.labels, strict=True):
+            rows.append(candidate.features)
+            labels.append(label)
+            weights.append(1.0 / n)  # every case counts the same, however many candidates it has
+    return np.asarray(rows, dtype=np.float64), np.asarray(labels), np.asarray(weights)
 
 
 def _rerank(ex: _Example, section: LogisticModel) -> tuple[Ranking, list[int]]:
@@ -294,7 +258,8 @@ def fit_answer_model(
     sections: list[LogisticModel] = []
     for fold in range(FOLDS):
         train = [ex for i, ex in enumerate(examples) if fold_of[i] != fold]
-        sections.append(_fit_sections(train))
+        x, y, w = _section_data(train)
+        sections.append(_fit(x, y, FEATURES, w))
         for i, ex in enumerate(examples):
             if fold_of[i] != fold:
                 continue
@@ -406,9 +371,10 @@ def fit_answer_model(
     rendered_unanswerable = [float(p) for p, ex, r in zip(predicted, examples, rendered_real, strict=True) if r and ex.case.unanswerable]
     rendered_answerable = [float(p) for p, ex, r in zip(predicted, examples, rendered_real, strict=True) if r and ex.expects_answer]
 
+    x, y, w = _section_data(examples)
     final = AnswerModel(
         embedding_model=embedding_model_id(assistant.settings),
-        section=_fit_sections(examples),
+        section=_fit(x, y, FEATURES, w),
         confidence=right_model,
         answerable=answered_model,
         answerable_rendered=rendered_model,

@@ -213,9 +213,9 @@ class PivotIndex:
         if self._row_of is None:
             row_of: dict[tuple[str, str], int] = {}
             for i, p in enumerate(self.pivots):
-                row_of.setdefault((p.text.lower(), p.doc_id), i)
+                row_of.setdefault(_pivot_key(p.text, p.doc_id), i)
             self._row_of = row_of
-        keys = ((" ".join(t.split()).lower(), doc_id) for t in texts)
+        keys = (_pivot_key(text, doc_id) for text in texts)
         return [row for key in keys if (row := self._row_of.get(key)) is not None]
 
     def write(self, folder: Path) -> None:
@@ -263,6 +263,11 @@ class CrossLingual:
         return float(sims[0]), float(sims[: 2].mean()), centroid
 
 
+def _pivot_key(text: str, doc_id: str) -> tuple[str, str]:
+    """What makes a pivot one: its words, whatever their spacing or case, and its document."""
+    return " ".join(text.split()).lower(), doc_id
+
+
 def collect_pivots(
     questions: Iterable[tuple[str, str]], chunks: Iterable[tuple[str, str, Sequence[str]]], gaps: Iterable[str] = (),
 ) -> list[Pivot]:
@@ -275,8 +280,8 @@ def collect_pivots(
 
     def add(text: str, doc_id: str, kind: Literal["question", "section", "unit", "gap"]) -> None:
         text = " ".join(text.split())
-        if text and (text.lower(), doc_id) not in seen:
-            seen.add((text.lower(), doc_id))
+        if text and (key := _pivot_key(text, doc_id)) not in seen:
+            seen.add(key)
             out.append(Pivot(text=text, doc_id=doc_id, kind=kind))
 
     for text, doc_id in questions:

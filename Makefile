@@ -67,7 +67,7 @@ typecheck: $(STAMP)
 # the sets written to test answers and routing (the shipped model's; the guardrail sets that came
 # later, actions, actions-multilingual, hinglish and safety, are left out: fitted with them too,
 # the held-out set's unanswered questions were answered more often, 0.41 handed over against 0.50).
-FIT_SETS = adversarial answers authority heldout misuse misuse-multilingual multilingual redteam routing
+FIT_SETS = adversarial answers authority heldout journey misuse misuse-multilingual multilingual redteam routing
 eval-fit: $(STAMP)
 	$(BIN)/assistant eval fit $(foreach set,$(FIT_SETS),-d evals/datasets/$(set).jsonl)
 

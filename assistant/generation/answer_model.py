@@ -5,8 +5,11 @@ Logistic regressions over small, general feature vectors, fitted by ``assistant 
 ``answer_model.json`` beside this module:
 
 * ``section``: P(this section states the answer) from the features of a (question, section)
-  pair (:data:`assistant.generation.sections.FEATURES`). The composer quotes the most probable
-  section.
+  pair (:data:`assistant.generation.sections.FEATURES`), fitted over every candidate of every
+  question: how likely a section is to answer, on one scale for all questions, which the
+  confidence reads;
+* ``ranking``: which of one question's candidates answers it, from the same features, fitted per
+  question (a softmax over its candidates). The composer quotes the candidate it ranks first.
 * ``confidence``: P(the drafted answer is right) from the request's features
   (:data:`CONFIDENCE_FEATURES`): how sure the section model is, by how much the best section
   beats the next, how well retrieval matched, how close the question is to the questions the
@@ -61,11 +64,12 @@ CONFIDENCE_FEATURES = (
     "driver_question",      # best similarity to a driver question of the corpus (any article)
     "gap_margin",           # best similarity to a question the corpus does not answer (gaps.yaml) minus the
                             # better of driver_question and unit_max: how much closer to a gap than to an answer
+    "logged_error",         # a candidate section is about an error code the app just logged (its heading names it)
 )
 
 #: The features of the answerable model: how much closer the question is to a question the
 #: corpus does not answer than to what it answers, and how close it is to a question it answers.
-ANSWERABLE_FEATURES = ("gap_margin", "driver_question")
+ANSWERABLE_FEATURES = ("gap_margin", "driver_question", "logged_error")
 #: The features of ``answerable_rendered`` (a message in another language), measured by the
 #: multilingual model: the gap margin alone. Across languages the similarity to the nearest
 #: driver question shifts (a question and its English pivot are less alike than two English
@@ -120,6 +124,11 @@ class AnswerModel(BaseModel):
 
     embedding_model: str
     section: LogisticModel
+    ranking: LogisticModel | None = Field(
+        None,
+        description="Orders a question's candidate sections (fitted per question: a softmax over its candidates); "
+        "``section`` still gives each its probability. Without it ``section`` orders them too.",
+    )
     confidence: LogisticModel = Field(description="P(the drafted answer is right) from every confidence feature.")
     answerable: LogisticModel | None = Field(
         None, description="P(the help centre answers the question at all) from ANSWERABLE_FEATURES; multiplies ``confidence``."
@@ -141,7 +150,7 @@ class AnswerModel(BaseModel):
     @model_validator(mode="after")
     def _known_features(self) -> AnswerModel:
         for model, known in (
-            (self.section, FEATURES), (self.confidence, CONFIDENCE_FEATURES), (self.answerable, CONFIDENCE_FEATURES),
+            (self.section, FEATURES), (self.ranking, FEATURES), (self.confidence, CONFIDENCE_FEATURES), (self.answerable, CONFIDENCE_FEATURES),
             (self.answerable_rendered, RENDERED_FEATURES),
         ):
             unknown = [f for f in model.features if f not in known] if model is not None else []
@@ -160,6 +169,14 @@ class AnswerModel(BaseModel):
         values; a model fitted on some of them (before a feature joined) reads those."""
         columns = self._section_columns
         return self.section.probability(values if columns is None else [values[i] for i in columns])
+
+    def section_score(self, values: Sequence[float], probability: float) -> float:
+        """Where a (question, section) pair ranks among the question's candidates, higher first:
+        the ``ranking`` model's log-odds, or ``probability`` (the section model's) without one."""
+        if self.ranking is None:
+            return probability
+        names = list(self.ranking.features)
+        return self.ranking.logit(values if names == list(FEATURES) else [values[FEATURES.index(n)] for n in names])
 
     def confidence_of(self, values: Mapping[str, float], rendered: Mapping[str, float] | None = None) -> float:
         """The confidence from the request's confidence features by name

@@ -68,12 +68,19 @@ _FEATURE_INDEX = {name: i for i, name in enumerate(FEATURES)}
 
 @dataclass
 class Candidate:
-    """A section with its features and the model's probability that it answers the question."""
+    """A section with its features, the model's probability that it answers the question and
+    its rank score among the question's candidates (higher first)."""
 
     section: Section
     features: list[float]
     probability: float
     passage: Passage
+    score: float = math.nan  # NaN: ranked by ``probability``
+
+    @property
+    def order(self) -> float:
+        """What candidates are sorted by: ``score``, or ``probability`` without one."""
+        return self.probability if self.score != self.score else self.score
 
     def feature(self, name: str) -> float:
         return self.features[_FEATURE_INDEX[name]]
@@ -131,6 +138,7 @@ class Ranking:
             self.unknown_words,
             asked,
             math.nan if self.gap_question is None else self.gap_question - answered,
+            max(c.feature("error_code") for c in self.candidates),
         ]
         return dict(zip(CONFIDENCE_FEATURES, values, strict=True))
 
@@ -311,10 +319,11 @@ class ExtractiveComposer:
             view = self.cross_lingual(rendered_from)
             measured = [view.unit_similarities(section.doc_id, section.units) for section, _, _ in scored]
             measured_across_languages([values for _, _, values in scored], measured)
-        candidates = [
-            Candidate(section, values, self.model.section_probability(values), passage) for section, passage, values in scored
-        ]
-        candidates.sort(key=lambda c: (-c.probability, c.section.doc_id, c.section.position))
+        candidates = []
+        for section, passage, values in scored:
+            probability = self.model.section_probability(values)
+            candidates.append(Candidate(section, values, probability, passage, self.model.section_score(values, probability)))
+        candidates.sort(key=lambda c: (-c.order, c.section.doc_id, c.section.position))
         if logger.isEnabledFor(logging.DEBUG):
             for c in candidates[:6]:
                 logger.debug("section %.3f %s | %s", c.probability, c.section.doc_id, c.section.heading)

@@ -115,7 +115,7 @@ FEATURES = (
     "answer_type_miss",  # it asks for one the section does not state
     "order_match",       # the section is about the driver's kind of order
     "order_conflict",    # it is about a restricted kind of order the driver does not have (or vice versa)
-    "error_code",        # it names an error code the app just logged
+    "error_code",        # its heading names an error code the app just logged (it is about that error)
     "other_market",      # its heading names another market than the driver's
     "intro",             # it is the article's introduction
     "troubleshooting",   # a troubleshooting section for a driver who reports no app problem
@@ -485,7 +485,7 @@ def features(
     order_match = bool(flags) and any(section.memo(("order", f), partial(mentions_order, text, f)) for f in sorted(flags))
     restricted_heading = section.memo("restricted", lambda: bool(_RESTRICTED_WORDS.search(section.heading)))
     restricted_other = restricted_heading and signals.has_order and not flags & RESTRICTED
-    upper = section.memo("upper", text.upper)
+    heading_upper = section.memo("heading upper", section.heading.upper)
     troubleshooting = section.memo("troubleshooting", lambda: _TROUBLESHOOTING.search(section.heading) is not None)
     return [
         best,
@@ -503,7 +503,7 @@ def features(
         1.0 if wanted and not has_type else 0.0,
         1.0 if order_match else 0.0,
         1.0 if restricted_other else 0.0,
-        1.0 if any(code in upper for code in signals.error_codes) else 0.0,
+        1.0 if any(code in heading_upper for code in signals.error_codes) else 0.0,
         1.0 if (other := question.other_markets) is not None and section.memo(
             ("other markets", other), lambda: other.search(section.heading) is not None
         ) else 0.0,

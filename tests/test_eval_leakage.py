@@ -21,6 +21,7 @@ from assistant.evals.leakage import (
 from assistant.guardrails.classifier import (
     ACCOUNT_EXAMPLES,
     ACTION_EXAMPLES,
+    APP_TROUBLE_EXAMPLES,
     AUTHORITY_EXAMPLES,
     AUTHORITY_LOOKALIKES,
     DEFAULT_EXAMPLES,
@@ -122,7 +123,7 @@ def test_shipped_training_texts_are_not_paraphrases_of_any_eval_case(tmp_path: P
     # under it, so the multilingual examples are compared by the multilingual model (below)
     examples = guardrail_examples(
         [DEFAULT_EXAMPLES, ACTION_EXAMPLES, ACCOUNT_EXAMPLES, AUTHORITY_LOOKALIKES, AUTHORITY_EXAMPLES, MISUSE_EXAMPLES, MISUSE_LOOKALIKES,
-         MISUSE_SCHEMES, REDTEAM_EXAMPLES, DEFECT_EXAMPLES, SAFETY_EXAMPLES]
+         MISUSE_SCHEMES, REDTEAM_EXAMPLES, DEFECT_EXAMPLES, SAFETY_EXAMPLES, APP_TROUBLE_EXAMPLES]
     )
     embeddings = make_embeddings(Settings(data_dir=tmp_path))
     leaks = find_leaks([*questions, *examples], cases, embeddings=embeddings)

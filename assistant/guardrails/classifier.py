@@ -69,6 +69,9 @@ DEFECT_EXAMPLES = Path(__file__).with_name("examples-defect.yaml")
 #: an injury, a hazard) and messages about safety without a present danger (``driver``: rules,
 #: what-ifs, incidents that are over).
 SAFETY_EXAMPLES = Path(__file__).with_name("examples-safety.yaml")
+#: English look-alikes of account actions and dangers: the app not letting a driver do a step,
+#: questions about the app, everyday trouble at the scene (read by those two classifiers alone).
+APP_TROUBLE_EXAMPLES = Path(__file__).with_name("examples-app-trouble.yaml")
 #: Classifiers trained on the shipped examples with the local model, shipped inside the package
 #: (``python -m assistant.guardrails.shipped`` writes them; a test checks they fit the examples),
 #: so a fresh index does not retrain what does not depend on its corpus. Read only, after the
@@ -178,7 +181,7 @@ def english_classifiers(
         cache_dir=cache_dir, model_id=model_id,
     )
     action = MessageClassifier(
-        embeddings, examples_path=ACTION_EXAMPLES, also=[ACCOUNT_EXAMPLES, examples_path or DEFAULT_EXAMPLES],
+        embeddings, examples_path=ACTION_EXAMPLES, also=[ACCOUNT_EXAMPLES, APP_TROUBLE_EXAMPLES, examples_path or DEFAULT_EXAMPLES],
         labels=("action", "driver"), cache_dir=cache_dir, model_id=model_id, name="action",
     )
     authority = MessageClassifier(
@@ -211,7 +214,7 @@ DANGER_RELABEL = {"safety": "danger", "harmful": "driver", "defect": "driver", "
 
 def _danger_also(examples_path: Path | None) -> list[Path]:
     """The files the present-danger classifiers read beside ``examples-safety.yaml``."""
-    return [examples_path or DEFAULT_EXAMPLES, REDTEAM_EXAMPLES, DEFECT_EXAMPLES, ACTION_EXAMPLES, MISUSE_LOOKALIKES]
+    return [examples_path or DEFAULT_EXAMPLES, REDTEAM_EXAMPLES, DEFECT_EXAMPLES, ACTION_EXAMPLES, MISUSE_LOOKALIKES, APP_TROUBLE_EXAMPLES]
 
 
 def danger_gate_classifier(
